@@ -1,0 +1,39 @@
+# Inflow. Every target documents itself: `make help`.
+SHELL := /bin/bash
+OUT   := build/out
+GO    ?= go
+export CGO_ENABLED := 1
+
+# Go packages with unit tests that need nothing but Go.
+UNIT_PKGS = ./filter/... ./controlplane/... ./e2e/vllmsim/...
+FUZZTIME ?= 60s
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages the build and tests need (idempotent)
+	@bash build/deps.sh
+
+build-filter: ## build the Envoy Go filter: build/out/inflow.so
+	@mkdir -p $(OUT)
+	$(GO) build -buildmode=c-shared -trimpath -o $(OUT)/inflow.so ./filter
+
+build: build-filter build-host build-testfilters build-vllmsim build-controlplane ## build every binary into build/out
+
+test: deps build ## run all tests: vet, unit, fuzz seeds, e2e through the ABI host
+	$(GO) vet ./...
+	GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 30m ./...
+
+unit: ## run only the unit tests (no ABI host)
+	$(GO) test -count=1 $(UNIT_PKGS)
+
+bench: ## run the Go micro-benchmarks (parser, scheduler)
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./filter/...
+
+fuzz: ## fuzz the request parser against encoding/json for FUZZTIME (default 60s)
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./filter/request/
+
+.PHONY: help deps build-filter build test unit bench fuzz
+include $(wildcard mk/*.mk)

@@ -1,0 +1,158 @@
+// Command inflow-controlplane configures Inflow's Envoys over xDS (ADS) from
+// a YAML file, pushing every valid edit and refusing invalid ones.
+//
+//	inflow-controlplane --config controlplane/example.yaml
+//	inflow-controlplane --config controlplane/example.yaml --print
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/inflow-gateway/inflow/controlplane/admin"
+	"github.com/inflow-gateway/inflow/controlplane/configfile"
+	"github.com/inflow-gateway/inflow/controlplane/reload"
+	"github.com/inflow-gateway/inflow/controlplane/translator"
+	"github.com/inflow-gateway/inflow/controlplane/xds"
+)
+
+type options struct {
+	config   string
+	xdsAddr  string
+	admin    string
+	print    bool
+	logLevel slog.Level
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("inflow-controlplane", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.config, "config", "", "YAML config file (required); watched for changes")
+	fs.StringVar(&o.xdsAddr, "xds-address", ":18000", "gRPC address serving ADS to Envoy")
+	fs.StringVar(&o.admin, "admin-address", ":18001", "HTTP address for /metrics, /healthz and /readyz")
+	fs.BoolVar(&o.print, "print", false, "print the generated xDS resources as YAML (API keys redacted) and exit")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.config == "" {
+		return o, errors.New("--config is required")
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inflow-controlplane:", err)
+		os.Exit(2)
+	}
+	if o.print {
+		err = printResources(os.Stdout, o.config)
+	} else {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = run(ctx, o, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel})))
+		stop()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inflow-controlplane:", err)
+		os.Exit(1)
+	}
+}
+
+func printResources(w io.Writer, path string) error {
+	loaded, err := configfile.Load(path, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	res, err := translator.Translate(loaded.Config)
+	if err != nil {
+		return err
+	}
+	return translator.WriteYAML(w, res)
+}
+
+// run listens on the configured addresses and serves until ctx ends.
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	xdsLis, err := net.Listen("tcp", o.xdsAddr)
+	if err != nil {
+		return fmt.Errorf("xds listen: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", o.admin)
+	if err != nil {
+		return errors.Join(fmt.Errorf("admin listen: %w", err), xdsLis.Close())
+	}
+	return serve(ctx, o.config, xdsLis, adminLis, log)
+}
+
+// serve applies the config and serves ADS and the admin endpoints until
+// ctx ends. The first load must succeed: starting with no configuration
+// would only hide the mistake behind a not-ready probe.
+func serve(ctx context.Context, config string, xdsLis, adminLis net.Listener, log *slog.Logger) error {
+	metrics := &admin.Metrics{}
+	health := admin.NewHandler(metrics, log)
+	srv := xds.New(ctx, log, metrics)
+	r := &reload.Reloader{
+		Path: config, Getenv: os.LookupEnv, Publisher: srv, Metrics: metrics, Log: log,
+		OnApplied: func(uint64) { health.SetReady() },
+	}
+	if err := r.Reload(ctx); err != nil {
+		return errors.Join(err, xdsLis.Close(), adminLis.Close())
+	}
+	log.Info("serving", "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(), "config", config)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- srv.Serve(ctx, xdsLis) }()
+	go func() { errc <- r.Watch(ctx) }()
+	go func() { errc <- serveAdmin(ctx, adminLis, health) }()
+
+	// The first to stop (a signal, or a failure) stops the others.
+	var errs []error
+	for i := range 3 {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+		if i == 0 {
+			log.Info("shutting down")
+		}
+		cancel()
+	}
+	return errors.Join(errs...)
+}
+
+// adminShutdown bounds how long a scrape in flight may delay exit.
+const adminShutdown = 2 * time.Second
+
+func serveAdmin(ctx context.Context, lis net.Listener, h http.Handler) error {
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), adminShutdown)
+		defer cancel()
+		done <- s.Shutdown(sctx)
+	}()
+	if err := s.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return <-done
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inflow-gateway/inflow/controlplane/internal/golden"
+	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
+)
+
+var example = filepath.Join("..", "..", "example.yaml")
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+		want    options
+	}{
+		{args: []string{"--config", "c.yaml"}, want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001"}},
+		{args: []string{"--config", "c.yaml", "--print", "--xds-address", "127.0.0.1:1", "--admin-address", ":2", "--log-level", "debug"},
+			want: options{config: "c.yaml", xdsAddr: "127.0.0.1:1", admin: ":2", print: true, logLevel: slog.LevelDebug}},
+		{args: nil, wantErr: "--config is required"},
+		{args: []string{"--config", "c", "extra"}, wantErr: "unexpected arguments"},
+		{args: []string{"--nope"}, wantErr: "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			got, err := parseFlags(tt.args, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("got %+v want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// --print on the shipped example is what the README shows; keep it golden.
+func TestPrintExample(t *testing.T) {
+	const key = "sk-example-test-key"
+	t.Setenv("OPENAI_API_KEY", key)
+	var b bytes.Buffer
+	if err := printResources(&b, example); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), key) {
+		t.Fatal("--print leaked the API key")
+	}
+	golden.Assert(t, filepath.Join("testdata", "example.out.yaml"), b.Bytes())
+}
+
+// serve, as main runs it: ready after the first snapshot, ADS answers, and
+// cancelling stops everything without error.
+func TestServeBecomesReadyAndStops(t *testing.T) {
+	t.Setenv("OPENAI_API_KEY", "sk-test")
+	xdsLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, example, xdsLis, adminLis, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	ready := "http://" + adminLis.Addr().String() + "/readyz"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(ready)
+		if err == nil {
+			if cerr := resp.Body.Close(); cerr != nil {
+				t.Fatal(cerr)
+			}
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e, err := xdstest.Connect(xdsLis.Addr().String(), "envoy-main-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := e.Await(10*time.Second, xdstest.AllAt("1")); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.State.Clusters) != 3 {
+		t.Errorf("clusters: %d, want 2 pools + 1 backend", len(e.State.Clusters))
+	}
+}

@@ -1,0 +1,117 @@
+// Package reload keeps the served snapshot in step with the config file:
+// load, translate, publish, and on any error keep the last good snapshot.
+package reload
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/inflow-gateway/inflow/controlplane/admin"
+	"github.com/inflow-gateway/inflow/controlplane/configfile"
+	"github.com/inflow-gateway/inflow/controlplane/translator"
+)
+
+// Publisher serves a resource set; xds.Server is one.
+type Publisher interface {
+	Publish(ctx context.Context, res *translator.Resources) (version uint64, changed bool, err error)
+}
+
+// Reloader applies the config file at Path.
+type Reloader struct {
+	Path      string
+	Getenv    func(string) (string, bool)
+	Publisher Publisher
+	Metrics   *admin.Metrics
+	Log       *slog.Logger
+	// OnApplied, if set, runs after each successful publish (readiness).
+	OnApplied func(version uint64)
+
+	mu       sync.Mutex
+	digest   [sha256.Size]byte
+	applied  bool
+	keyFiles []string
+}
+
+// Reload applies the file once. An invalid file is refused with one log
+// line naming every problem; whatever was served before keeps serving.
+func (r *Reloader) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	start := time.Now()
+	loaded, err := configfile.Load(r.Path, r.Getenv)
+	if err != nil {
+		return r.reject(err)
+	}
+	r.keyFiles = loaded.KeyFiles
+	if r.applied && loaded.Digest == r.digest {
+		r.Metrics.Reload(admin.ReloadUnchanged)
+		return nil
+	}
+	res, err := translator.Translate(loaded.Config)
+	if err != nil {
+		return r.reject(err)
+	}
+	version, changed, err := r.Publisher.Publish(ctx, res)
+	if err != nil {
+		return r.reject(err)
+	}
+	r.digest, r.applied = loaded.Digest, true
+	if !changed {
+		r.Metrics.Reload(admin.ReloadUnchanged)
+		r.Log.Info("config reloaded, resources unchanged", "path", r.Path, "version", version)
+		return nil
+	}
+	r.Metrics.Reload(admin.ReloadApplied)
+	r.Log.Info("config applied", "path", r.Path, "version", version,
+		"listeners", len(res.Listeners), "routes", len(res.Routes), "clusters", len(res.Clusters),
+		"took", time.Since(start).Round(time.Microsecond))
+	if r.OnApplied != nil {
+		r.OnApplied(version)
+	}
+	return nil
+}
+
+func (r *Reloader) reject(err error) error {
+	r.Metrics.Reload(admin.ReloadRejected)
+	r.Log.Error("config rejected; still serving the last good snapshot", "path", r.Path, "err", err)
+	return fmt.Errorf("reload %s: %w", r.Path, err)
+}
+
+// KeyFiles are the API key files the last load read.
+func (r *Reloader) KeyFiles() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.keyFiles...)
+}
+
+// Watch reloads on every change to the config file or a key file it names,
+// until ctx ends. Errors of single reloads are logged and counted, not
+// returned: the watch goes on.
+func (r *Reloader) Watch(ctx context.Context) error {
+	w, err := configfile.NewWatcher()
+	if err != nil {
+		return err
+	}
+	if err := w.Follow(append([]string{r.Path}, r.KeyFiles()...)...); err != nil {
+		return err
+	}
+	// Catch an edit made between the caller's first load and the watch
+	// starting; an unchanged file costs one read. A failure is logged and
+	// counted by Reload, and the watch still starts.
+	if err := r.Reload(ctx); err != nil {
+		r.Log.Debug("initial watch reload failed", "err", err)
+	}
+	return w.Run(ctx, func() {
+		if err := r.Reload(ctx); err != nil {
+			return // already logged and counted by Reload
+		}
+		// A newly named key file must be watched too.
+		if err := w.Follow(r.KeyFiles()...); err != nil {
+			r.Log.Warn("cannot watch API key files; edits to them need a config change to apply", "err", err)
+		}
+	})
+}

@@ -1,0 +1,132 @@
+// Package spec is the control plane's own configuration: the YAML a user
+// writes to describe listeners, models, pools and external backends. It is
+// the translator's input. Models, pools and limits reuse the filter's types
+// (filter/config) so that whatever the filter learns to read, such as
+// per-pool scheduler settings, flows through without being redefined here.
+//
+// Parsing is pure; reading API keys from files or the environment is done by
+// the configfile package, which fills Backend.APIKeyValue.
+package spec
+
+import (
+	"github.com/inflow-gateway/inflow/filter/config"
+)
+
+// DefaultLibraryPath is where the custom Envoy image installs the filter.
+const DefaultLibraryPath = "/usr/local/lib/inflow/inflow.so"
+
+// DefaultCAFile is the CA bundle of the Ubuntu-based Envoy contrib image,
+// used to verify external backends unless a backend names its own.
+const DefaultCAFile = "/etc/ssl/certs/ca-certificates.crt"
+
+// Config is the whole control-plane configuration file.
+//
+// It embeds the filter's config.Config, so models, pools (with their
+// scheduler settings), limits, objectives and whatever the filter's schema
+// gains later are read from the same YAML keys and handed to the filter
+// unchanged. Backends is the one key redefined here: the outer field
+// shadows the embedded one (encoding/json picks the shallower field) and
+// carries what only Envoy needs (URL, key, CA).
+type Config struct {
+	config.Config
+	// Filter says where Envoy finds the Go filter library.
+	Filter Filter `json:"filter,omitzero"`
+	// Listeners are the client-facing ports; each gets its own routes.
+	Listeners []Listener `json:"listeners"`
+	// Backends are external OpenAI-compatible services.
+	Backends []Backend `json:"backends,omitempty"`
+}
+
+// Filter locates the Go filter shared library inside the Envoy container.
+type Filter struct {
+	// LibraryPath defaults to DefaultLibraryPath.
+	LibraryPath string `json:"library_path,omitempty"`
+}
+
+// EffectiveLibraryPath is the library path with its default applied.
+func (f Filter) EffectiveLibraryPath() string {
+	if f.LibraryPath == "" {
+		return DefaultLibraryPath
+	}
+	return f.LibraryPath
+}
+
+// Listener is one address Envoy accepts client requests on.
+type Listener struct {
+	Name string `json:"name"`
+	// Address is the IP to bind, e.g. 0.0.0.0 or ::.
+	Address string `json:"address"`
+	Port    uint32 `json:"port"`
+	// Hostnames restrict the Host/:authority served; empty means any.
+	Hostnames []string `json:"hostnames,omitempty"`
+	// TLS, when set, terminates TLS with the given files.
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// TLS names a certificate and key as paths inside the Envoy container: the
+// control plane passes them through and Envoy reads them.
+type TLS struct {
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+}
+
+// Backend is an external OpenAI-compatible service. The embedded
+// config.Backend is what the filter sees; the rest stays in Envoy's routes
+// and clusters.
+type Backend struct {
+	config.Backend
+	// BaseURL is the OpenAI-style base, e.g. https://api.openai.com/v1.
+	// Client paths under /v1/ are forwarded below its path.
+	BaseURL string `json:"base_url"`
+	// APIKey, when set, is sent as "Authorization: Bearer <key>" on this
+	// backend's routes, replacing any client Authorization header.
+	APIKey *SecretRef `json:"api_key,omitempty"`
+	// CAFile verifies the backend's certificate (https only); defaults to
+	// DefaultCAFile, a path inside the Envoy container.
+	CAFile string `json:"ca_file,omitempty"`
+
+	// APIKeyValue is the resolved key, filled by the loader, never
+	// serialized.
+	APIKeyValue Secret `json:"-"`
+}
+
+// SecretRef says where a secret is read from: exactly one of File (a path
+// on the control plane's machine, relative to the config file) or Env.
+type SecretRef struct {
+	File string `json:"file,omitempty"`
+	Env  string `json:"env,omitempty"`
+}
+
+// Secret is a credential. Every way of printing it redacts it, so a log
+// line or an error that includes a Backend cannot leak the key.
+type Secret string
+
+// Redacted is what a Secret prints as.
+const Redacted = "<redacted>"
+
+// Reveal returns the secret itself; call it only where it is put on the wire.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return Redacted
+}
+
+// GoString keeps %#v from printing the key.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalText keeps encoders from printing the key.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// FilterConfig is the filter's view of c: exactly the config the golang
+// filter receives as its plugin_config.
+func (c *Config) FilterConfig() *config.Config {
+	fc := c.Config // a shallow copy: the slices are shared, never modified
+	fc.Backends = nil
+	for _, b := range c.Backends {
+		fc.Backends = append(fc.Backends, b.Backend)
+	}
+	return &fc
+}

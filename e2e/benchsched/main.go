@@ -1,0 +1,302 @@
+// Command benchsched is the scheduling-quality benchmark (make bench-sched):
+// it drives six vLLM simulators with a chat workload of shared system
+// prompts, multi-turn conversations and two LoRA adapters, at a load that
+// saturates round-robin, and compares endpoint-picking policies: random,
+// round-robin, least-in-flight and Inflow's scheduler with its default
+// profile (fed by real /metrics scrapes). It reports TTFT percentiles,
+// throughput and the simulators' prefix-cache hit rate in one table.
+//
+// It calls the scheduler package directly, not through Envoy, so it
+// measures the quality of the picks, not the proxy.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
+	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/pool"
+)
+
+// maxTokens keeps decode short: the benchmark is about where prefill
+// happens, and a 2-core machine cannot stream long answers at this rate.
+const maxTokens = 8
+
+var timeNow = time.Now
+
+type options struct {
+	servers  int
+	rate     float64
+	duration time.Duration
+	seed     uint64
+	out      string
+}
+
+// simOptions models small replicas so that six of them saturate on one
+// machine: 4 sequences at once, 24K tokens of KV cache (less than every system prompt x model takes, so where a prompt goes decides whether it is cached), one active LoRA
+// adapter at a time (vLLM's default max_loras). Prefill and decode costs
+// are the simulator's Llama-3-8B/H100 defaults.
+func simOptions() sim.Options {
+	return sim.Options{
+		Model:      baseModel,
+		LoRAs:      []string{"sql-lora", "tweet-lora"},
+		MaxLoRAs:   1,
+		MaxNumSeqs: 4,
+		KVBlocks:   1536,
+	}
+}
+
+type profileFlags []string
+
+func (p *profileFlags) String() string     { return strings.Join(*p, " ") }
+func (p *profileFlags) Set(v string) error { *p = append(*p, v); return nil }
+
+type result struct {
+	policy              string
+	ttft                []time.Duration
+	errors              int
+	elapsed             time.Duration
+	hits, queries       uint64
+	failOpens, pickErrs uint64
+	byKind              map[string][]time.Duration // "model turn-1" / "model turn-n"
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.servers, "servers", 6, "simulated vLLM servers")
+	flag.Float64Var(&o.rate, "rate", 14, "request arrivals per second (Poisson)")
+	flag.DurationVar(&o.duration, "duration", 40*time.Second, "how long to send requests for, per policy")
+	flag.Uint64Var(&o.seed, "seed", 1, "workload seed")
+	flag.StringVar(&o.out, "out", "", "markdown file whose bench-sched section is replaced by the results")
+	baselines := flag.Bool("baselines", true, "also run random, round-robin and least-in-flight")
+	var profiles profileFlags
+	flag.Var(&profiles, "profile", `extra Inflow variant: a pool scheduler JSON object, e.g. '{"weights":{"in_flight":3}}' (repeatable)`)
+	flag.Parse()
+
+	ctx := context.Background()
+	policies := []func(eps []*pool.Endpoint, addrs []string) (policy, error){
+		func(eps []*pool.Endpoint, _ []string) (policy, error) {
+			return &baseline{label: "random", eps: eps, kind: kindRandom}, nil
+		},
+		func(eps []*pool.Endpoint, _ []string) (policy, error) {
+			return &baseline{label: "round-robin", eps: eps, kind: kindRoundRobin}, nil
+		},
+		func(eps []*pool.Endpoint, _ []string) (policy, error) {
+			return &baseline{label: "least-in-flight", eps: eps, kind: kindLeastInFlight}, nil
+		},
+		func(_ []*pool.Endpoint, addrs []string) (policy, error) { return newInflow(addrs, nil, "") },
+	}
+	if !*baselines {
+		policies = policies[3:]
+	}
+	for _, p := range profiles {
+		policies = append(policies, func(_ []*pool.Endpoint, addrs []string) (policy, error) {
+			var s config.Scheduler
+			dec := json.NewDecoder(strings.NewReader(p))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&s); err != nil {
+				return nil, fmt.Errorf("-profile %s: %w", p, err)
+			}
+			return newInflow(addrs, &s, p)
+		})
+	}
+	var results []result
+	for _, mk := range policies {
+		r, err := run(ctx, o, mk)
+		if err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("%s: %d requests, TTFT p90 %v", r.policy, len(r.ttft), pct(r.ttft, 0.9))
+		kinds := slices.Sorted(maps.Keys(r.byKind))
+		for _, k := range kinds {
+			log.Printf("    %-22s n=%4d p50 %6s p90 %6s", k, len(r.byKind[k]), ms(pct(r.byKind[k], 0.5)), ms(pct(r.byKind[k], 0.9)))
+		}
+		results = append(results, r)
+	}
+	table := render(o, results)
+	fmt.Print(table)
+	if o.out != "" {
+		if err := replaceSection(o.out, table); err != nil {
+			log.Fatal(err)
+		}
+	}
+}
+
+// run starts a fresh cluster (cold caches), sends the workload through one
+// policy and collects the results.
+func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (policy, error)) (result, error) {
+	cluster, err := sim.StartCluster(ctx, o.servers, simOptions())
+	if err != nil {
+		return result{}, err
+	}
+	defer cluster.Close()
+	addrs := cluster.Addrs()
+	p, err := mk(pool.NewRegistry().Pool("sim", addrs).Endpoints, addrs)
+	if err != nil {
+		return result{}, err
+	}
+	defer p.close()
+	if in, ok := p.(*inflow); ok {
+		if err := waitFresh(in); err != nil {
+			return result{}, err
+		}
+	}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, DisableCompression: true}, Timeout: 2 * time.Minute}
+	w := newWorkload(o.seed)
+	arrivals := rand.New(rand.NewPCG(o.seed, 42))
+	res := result{policy: p.name()}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for at := time.Duration(0); at < o.duration; at += time.Duration(arrivals.ExpFloat64() / o.rate * float64(time.Second)) {
+		time.Sleep(time.Until(start.Add(at))) // pacing the open-loop arrivals
+		wg.Go(func() {
+			ttft, kind, err := send(client, p, w)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.errors++
+				return
+			}
+			res.ttft = append(res.ttft, ttft)
+			if res.byKind == nil {
+				res.byKind = map[string][]time.Duration{}
+			}
+			res.byKind[kind] = append(res.byKind[kind], ttft)
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	for _, s := range cluster.Servers {
+		st := s.Stats()
+		res.hits += st.PrefixCacheHits
+		res.queries += st.PrefixCacheQueries
+	}
+	if in, ok := p.(*inflow); ok {
+		res.failOpens = in.stats().FailOpens
+	}
+	return res, nil
+}
+
+// waitFresh waits for the first scrape of every simulator, as a filter
+// would have had them long before traffic arrives.
+func waitFresh(p *inflow) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if p.stats().StaleEndpoints == 0 {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	return errors.New("simulators never scraped")
+}
+
+// send runs one request and returns its time to first token: the first SSE
+// event, which the simulator (like vLLM) sends with the first token.
+func send(client *http.Client, p policy, w *workload) (_ time.Duration, kind string, _ error) {
+	c, body, messages := w.next()
+	defer w.done(c)
+	kind = c.model + " later turn"
+	if c.turns == 1 {
+		kind = c.model + " first turn"
+	}
+	ep, err := p.pick(c.model, messages)
+	if err != nil {
+		return 0, kind, err
+	}
+	ep.Acquire()
+	defer ep.Release()
+	t0 := time.Now()
+	resp, err := client.Post("http://"+ep.Addr+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, kind, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, kind, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	r := bufio.NewReader(resp.Body)
+	var ttft time.Duration
+	for {
+		line, err := r.ReadSlice('\n')
+		if ttft == 0 && bytes.HasPrefix(line, []byte("data: ")) {
+			ttft = time.Since(t0)
+		}
+		if bytes.HasPrefix(line, []byte("data: [DONE]")) {
+			return ttft, kind, nil
+		}
+		if err != nil {
+			return 0, kind, fmt.Errorf("stream ended early: %w", err)
+		}
+	}
+}
+
+func pct(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+func render(o options, rs []result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d simulated vLLM servers (max_num_seqs 4, 24K-token KV cache, max_loras 1), %.0f requests/s Poisson for %s per policy, seed %d.\n\n",
+		o.servers, o.rate, o.duration, o.seed)
+	b.WriteString("| policy | TTFT p50 | TTFT p90 | TTFT p99 | requests/s | prefix-cache hit rate | errors |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		hit := 0.0
+		if r.queries > 0 {
+			hit = float64(r.hits) / float64(r.queries)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.1f%% | %d |\n", r.policy,
+			ms(pct(r.ttft, 0.5)), ms(pct(r.ttft, 0.9)), ms(pct(r.ttft, 0.99)),
+			float64(len(r.ttft))/r.elapsed.Seconds(), 100*hit, r.errors)
+	}
+	for _, r := range rs {
+		if r.failOpens > 0 {
+			fmt.Fprintf(&b, "\n%s failed open %d times (no fresh metrics).\n", r.policy, r.failOpens)
+		}
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+const (
+	beginMarker = "<!-- bench-sched:begin -->"
+	endMarker   = "<!-- bench-sched:end -->"
+)
+
+// replaceSection puts table between the bench-sched markers of file.
+func replaceSection(file, table string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	s := string(data)
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: no %s ... %s section", file, beginMarker, endMarker)
+	}
+	s = s[:i+len(beginMarker)] + "\n" + table + s[j:]
+	return os.WriteFile(file, []byte(s), 0o644)
+}

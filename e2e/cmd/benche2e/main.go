@@ -1,0 +1,267 @@
+// Command benche2e is the ABI host load benchmark (make bench-e2e): it sends
+// OpenAI chat requests of several body sizes through envoyhost running the
+// real inflow.so, and through the same host running a trivial pass-through Go
+// filter, against a local fast backend, and reports requests/s and latency
+// percentiles side by side so the cost of Inflow itself is visible.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/inflow-gateway/inflow/e2e/harness"
+)
+
+const sectionTitle = "## ABI host load benchmark"
+
+type result struct {
+	setup     string
+	size      int
+	requests  int
+	errors    int64
+	rps       float64
+	p50, p99  time.Duration
+	rssBefore string
+	rssAfter  string
+}
+
+func main() {
+	out := flag.String("out", "", "markdown file whose \""+sectionTitle+"\" section is replaced with the results")
+	duration := flag.Duration("duration", 5*time.Second, "measured time per cell")
+	warmup := flag.Duration("warmup", time.Second, "unmeasured warm-up per cell")
+	clients := flag.Int("clients", 8, "concurrent keep-alive clients")
+	workers := flag.Int("concurrency", 2, "envoyhost --concurrency")
+	flag.Parse()
+	log.SetFlags(0)
+
+	ctx := context.Background()
+	if err := harness.Build(ctx); err != nil {
+		log.Fatal(err)
+	}
+	backend, err := harness.StartBackend("bench")
+	if err != nil {
+		log.Fatal(err)
+	}
+	backend.NoRecord = true
+	defer backend.Close()
+
+	sizes := []int{1 << 10, 4 << 10, 64 << 10}
+	setups := []struct {
+		name string
+		opts *harness.HostOptions
+	}{
+		{"direct (no host)", nil},
+		{"host + passthrough.so", &harness.HostOptions{PluginName: harness.PassthroughPlugin, DefaultUpstream: backend.Addr}},
+		{"host + inflow.so", &harness.HostOptions{PluginName: harness.InflowPlugin, Config: map[string]any{
+			"models": []any{map[string]any{"name": "llama", "pool": "p1",
+				"rewrite": []any{map[string]any{"model": "llama-3-8b", "weight": 1}}}},
+			"pools": []any{map[string]any{"name": "p1", "endpoints": []string{backend.Addr}}},
+		}}},
+	}
+	// Start every host first, then run the setups one after the other for
+	// each size: on a shared machine, load drifts, and interleaving keeps the
+	// rows of one size comparable.
+	bases := make([]string, len(setups))
+	hosts := make([]*harness.Host, len(setups))
+	for i, s := range setups {
+		bases[i] = "http://" + backend.Addr
+		if s.opts == nil {
+			continue
+		}
+		s.opts.Concurrency = *workers
+		dir, err := os.MkdirTemp("", "benche2e")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		h, err := harness.StartHost(ctx, dir, *s.opts)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer h.Close()
+		hosts[i], bases[i] = h, "http://"+h.Addr
+	}
+	loadBefore := loadavg()
+	var results []result
+	for _, size := range sizes {
+		for i, s := range setups {
+			r := run(bases[i], size, *clients, *warmup, *duration, hosts[i])
+			r.setup = s.name
+			results = append(results, r)
+			log.Printf("%-22s %6d B  %8.0f req/s  p50 %-9v p99 %-9v errors %d  rss %s -> %s",
+				r.setup, r.size, r.rps, r.p50, r.p99, r.errors, r.rssBefore, r.rssAfter)
+			if h := hosts[i]; h != nil {
+				if exited, err := h.Exited(); exited {
+					log.Fatalf("envoyhost died during the benchmark: %v\n%s", err, h.Stderr())
+				}
+			}
+		}
+	}
+	load := fmt.Sprintf("load average before %s, after %s", loadBefore, loadavg())
+	section := render(results, *clients, *workers, *duration, load)
+	fmt.Print(section)
+	if *out != "" {
+		if err := replaceSection(*out, section); err != nil {
+			log.Fatal(err)
+		}
+	}
+}
+
+// chatBody is an OpenAI chat request of exactly size bytes.
+func chatBody(size int) []byte {
+	head, tail := `{"model":"llama","messages":[{"role":"user","content":"`, `"}]}`
+	return []byte(head + strings.Repeat("a", size-len(head)-len(tail)) + tail)
+}
+
+func rss(h *harness.Host) string {
+	if h == nil {
+		return "-"
+	}
+	s, err := h.Stats(context.Background())
+	if err != nil {
+		return "?"
+	}
+	n, _ := strconv.ParseInt(s["envoyhost.rss_bytes"], 10, 64)
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+func run(base string, size, clients int, warmup, duration time.Duration, h *harness.Host) result {
+	body := chatBody(size)
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	res := result{size: size, rssBefore: rss(h)}
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		errs      atomic.Int64
+		wg        sync.WaitGroup
+	)
+	start := time.Now()
+	measureFrom, stop := start.Add(warmup), start.Add(warmup+duration)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			for {
+				t0 := time.Now()
+				if t0.After(stop) {
+					break
+				}
+				err := post(c, base+"/v1/chat/completions", body)
+				if t0.After(measureFrom) {
+					if err != nil {
+						errs.Add(1)
+					} else {
+						local = append(local, time.Since(t0))
+					}
+				}
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(latencies)
+	res.requests = len(latencies)
+	res.errors = errs.Load()
+	res.rps = float64(len(latencies)) / duration.Seconds()
+	if n := len(latencies); n > 0 {
+		res.p50 = latencies[n/2]
+		res.p99 = latencies[n*99/100]
+	}
+	res.rssAfter = rss(h)
+	return res
+}
+
+func post(c *http.Client, url string, body []byte) error {
+	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func render(results []result, clients, workers int, duration time.Duration, load string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n", sectionTitle)
+	fmt.Fprintf(&b, "Command: `make bench-e2e` (`go run ./e2e/cmd/benche2e -out docs/benchmarks.md`).\n\n")
+	fmt.Fprintf(&b, "envoyhost (the C program playing Envoy v1.39.0's side of the golang filter ABI, see "+
+		"e2e/envoyhost/README.md) with `--concurrency %d`, %d keep-alive clients in the same process as a Go "+
+		"fake backend that answers a fixed chat completion, %v measured per row after a warm-up, "+
+		"POST /v1/chat/completions with a JSON body of the given size. Machine: %d CPUs shared by the client, "+
+		"the backend and the host (%s/%s, %s), so absolute numbers are a lower bound; compare rows of the same size (%s).\n\n",
+		workers, clients, duration, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), load)
+	b.WriteString("| setup | body | req/s | p50 | p99 | errors | host RSS before -> after |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %s | %d KiB | %.0f | %s | %s | %d | %s -> %s |\n", r.setup, r.size>>10, r.rps,
+			fmtDur(r.p50), fmtDur(r.p99), r.errors, r.rssBefore, r.rssAfter)
+	}
+	b.WriteString("\nInflow's own cost per request is the difference between the `inflow.so` and the " +
+		"`passthrough.so` rows (same host, same ABI crossings; Inflow additionally buffers the body " +
+		"(StopAndBuffer), parses it, rewrites `model`, picks an endpoint and sets headers and metadata).\n")
+	return b.String()
+}
+
+// loadavg is the 1-minute load average: the machine is shared, and the
+// numbers only mean something next to it.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+// replaceSection swaps the section starting at sectionTitle (up to the next
+// "## " heading) for section, or appends it.
+func replaceSection(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	text := string(old)
+	if text == "" {
+		text = "# Benchmarks\n\n"
+	}
+	if i := strings.Index(text, sectionTitle); i >= 0 {
+		rest := text[i+len(sectionTitle):]
+		end := len(text)
+		if j := strings.Index(rest, "\n## "); j >= 0 {
+			end = i + len(sectionTitle) + j + 1
+		}
+		text = text[:i] + section + text[end:]
+	} else {
+		if !strings.HasSuffix(text, "\n\n") {
+			text = strings.TrimRight(text, "\n") + "\n\n"
+		}
+		text += section
+	}
+	return os.WriteFile(path, []byte(text), 0o644)
+}

@@ -1,0 +1,123 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Recorded is one request a Backend received.
+type Recorded struct {
+	Method, Path string
+	Header       http.Header
+	Body         []byte
+	Model        string // the "model" field of a JSON body
+}
+
+// Backend is a fake OpenAI-compatible model server on a loopback port. It
+// records what it receives and answers chat and completions requests, as
+// JSON or as an SSE stream.
+type Backend struct {
+	Name string
+	Addr string // ip:port, what pool endpoints name
+	// Gate, if set, holds a stream between its first and second chunk until
+	// it is closed, so a test can check the first chunk got through alone.
+	Gate chan struct{}
+	// NoRecord skips recording (for load tests).
+	NoRecord bool
+
+	srv  *http.Server
+	ln   net.Listener
+	mu   sync.Mutex
+	reqs []Recorded
+}
+
+// gateTimeout bounds how long a gated stream waits, so a broken test cannot hang.
+const gateTimeout = 20 * time.Second
+
+// StartBackend listens on 127.0.0.1:0 and serves until Close.
+func StartBackend(name string) (*Backend, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{Name: name, Addr: ln.Addr().String(), ln: ln}
+	b.srv = &http.Server{Handler: http.HandlerFunc(b.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = b.srv.Serve(ln) }()
+	return b, nil
+}
+
+// Close stops the server.
+func (b *Backend) Close() { _ = b.srv.Close() }
+
+// Requests returns a copy of what was received so far.
+func (b *Backend) Requests() []Recorded {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Recorded(nil), b.reqs...)
+}
+
+func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var in struct {
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
+	}
+	_ = json.Unmarshal(body, &in)
+	if !b.NoRecord {
+		b.mu.Lock()
+		b.reqs = append(b.reqs, Recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body, Model: in.Model})
+		b.mu.Unlock()
+	}
+	w.Header().Set("x-backend", b.Name)
+	chat := r.URL.Path == "/v1/chat/completions"
+	if r.URL.Path != "/v1/completions" && !chat {
+		w.Header().Set("content-type", "text/plain")
+		fmt.Fprintf(w, "%s %s", b.Name, r.URL.Path)
+		return
+	}
+	if in.Stream {
+		b.stream(w, in.Model, chat)
+		return
+	}
+	w.Header().Set("content-type", "application/json")
+	text := "hello from " + b.Name
+	if chat {
+		fmt.Fprintf(w, `{"id":"c1","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`, in.Model, text)
+	} else {
+		fmt.Fprintf(w, `{"id":"c1","object":"text_completion","created":1,"model":%q,"choices":[{"index":0,"text":%q,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`, in.Model, text)
+	}
+}
+
+// StreamChunks are the pieces of text a stream delivers, one SSE event each.
+var StreamChunks = []string{"Hel", "lo"}
+
+func (b *Backend) stream(w http.ResponseWriter, model string, chat bool) {
+	w.Header().Set("content-type", "text/event-stream")
+	flusher, _ := w.(http.Flusher)
+	for i, piece := range StreamChunks {
+		if i == 1 && b.Gate != nil {
+			select {
+			case <-b.Gate:
+			case <-time.After(gateTimeout):
+			}
+		}
+		if chat {
+			fmt.Fprintf(w, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", model, piece)
+		} else {
+			fmt.Fprintf(w, "data: {\"id\":\"c1\",\"object\":\"text_completion\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"text\":%q,\"finish_reason\":null}]}\n\n", model, piece)
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+}

@@ -1,0 +1,263 @@
+// Package harness starts the envoyhost ABI test host and fake OpenAI-style
+// backends for the e2e tests and the e2e load benchmark.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Plugin names and libraries the host can load.
+const (
+	InflowPlugin      = "inflow"
+	PassthroughPlugin = "passthrough"
+	PanickyPlugin     = "panicky"
+	// filterConfigTypeURL is the TypedStruct.type_url Inflow's parser accepts.
+	filterConfigTypeURL = "type.googleapis.com/inflow.v1.FilterConfig"
+	typedStructURL      = "type.googleapis.com/xds.type.v3.TypedStruct"
+	startTimeout        = 30 * time.Second
+)
+
+// Root returns the repository root (the directory holding go.mod).
+func Root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Out returns build/out/<name> under the repository root.
+func Out(name string) string {
+	root, err := Root()
+	if err != nil {
+		return name
+	}
+	return filepath.Join(root, "build", "out", name)
+}
+
+// Build builds inflow.so, the test filters and the host with make, returning
+// make's output in the error when it fails.
+func Build(ctx context.Context) error {
+	root, err := Root()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build-filter", "build-host", "build-testfilters")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("make build-filter build-host build-testfilters: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// HostOptions configures one envoyhost process.
+type HostOptions struct {
+	Library    string // path of the .so; defaults to build/out/<PluginName>.so
+	PluginName string
+	// Config is the plugin config value (marshalled to JSON and wrapped in a
+	// TypedStruct); RawConfig, when set, is written to the config file as is.
+	Config          any
+	RawConfig       []byte
+	Concurrency     int // default 2
+	DefaultUpstream string
+	BufferLimit     int
+	LogLevel        string // default "warning"
+	Env             []string
+}
+
+// Host is a running envoyhost.
+type Host struct {
+	Addr  string // ip:port of the proxy listener
+	Admin string // ip:port of the admin listener
+	cmd   *exec.Cmd
+	errs  *syncBuffer
+	done  chan struct{}
+	err   error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// WriteConfig writes the plugin config file for opts into dir.
+func WriteConfig(dir string, opts HostOptions) (string, error) {
+	data := opts.RawConfig
+	if data == nil {
+		value := opts.Config
+		if value == nil {
+			value = map[string]any{}
+		}
+		var err error
+		data, err = json.Marshal(map[string]any{
+			"@type":    typedStructURL,
+			"type_url": filterConfigTypeURL,
+			"value":    value,
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	path := filepath.Join(dir, "plugin-config.json")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
+// StartHost runs envoyhost serve and waits until it prints its addresses.
+// The caller must Close it.
+func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error) {
+	if opts.Library == "" {
+		opts.Library = Out(opts.PluginName + ".so")
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 2
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "warning"
+	}
+	cfg, err := WriteConfig(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "--library", opts.Library, "--plugin-name", opts.PluginName, "--plugin-config", cfg,
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--concurrency", fmt.Sprint(opts.Concurrency),
+		"--log-level", opts.LogLevel}
+	if opts.DefaultUpstream != "" {
+		args = append(args, "--default-upstream", opts.DefaultUpstream)
+	}
+	if opts.BufferLimit > 0 {
+		args = append(args, "--buffer-limit", fmt.Sprint(opts.BufferLimit))
+	}
+	cmd := exec.Command(Out("envoyhost"), args...)
+	// cgocheck=1 makes the Go runtime verify every pointer crossing the ABI.
+	cmd.Env = append(append(os.Environ(), "GODEBUG=cgocheck=1"), opts.Env...)
+	h := &Host{cmd: cmd, errs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = h.errs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		h.err = cmd.Wait()
+		close(h.done)
+	}()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	deadline := time.NewTimer(startTimeout)
+	defer deadline.Stop()
+	for h.Addr == "" || h.Admin == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				<-h.done
+				return nil, fmt.Errorf("envoyhost exited before listening (%v): %s", h.err, h.errs.String())
+			}
+			if a, found := strings.CutPrefix(l, "LISTEN "); found {
+				h.Addr = a
+			} else if a, found := strings.CutPrefix(l, "ADMIN "); found {
+				h.Admin = a
+			}
+		case <-deadline.C:
+			h.Close()
+			return nil, fmt.Errorf("envoyhost did not start within %v: %s", startTimeout, h.errs.String())
+		case <-ctx.Done():
+			h.Close()
+			return nil, ctx.Err()
+		}
+	}
+	return h, nil
+}
+
+// Close kills the host and waits for it.
+func (h *Host) Close() {
+	select {
+	case <-h.done:
+		return
+	default:
+	}
+	_ = h.cmd.Process.Kill()
+	<-h.done
+}
+
+// Exited reports whether the process has exited, and its error.
+func (h *Host) Exited() (bool, error) {
+	select {
+	case <-h.done:
+		return true, h.err
+	default:
+		return false, nil
+	}
+}
+
+// Stderr returns what the host logged so far.
+func (h *Host) Stderr() string { return h.errs.String() }
+
+// URL returns the proxy URL for path.
+func (h *Host) URL(path string) string { return "http://" + h.Addr + path }
+
+// Stats reads the admin /stats page into a map.
+func (h *Host) Stats(ctx context.Context) (map[string]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.Admin+"/stats", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	stats := map[string]string{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok {
+			stats[k] = v
+		}
+	}
+	return stats, nil
+}

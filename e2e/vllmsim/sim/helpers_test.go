@@ -1,0 +1,78 @@
+package sim
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fastOptions are timings small enough that tests spend their time on logic, not sleeps.
+func fastOptions() Options {
+	return Options{
+		Model:           "m",
+		TTFTBase:        20 * time.Microsecond,
+		PrefillPerToken: time.Microsecond,
+		ITL:             20 * time.Microsecond,
+		LoadFactor:      1,
+	}
+}
+
+// startServer starts a simulator for one test and closes it when the test ends.
+func startServer(t *testing.T, opts Options) *Server {
+	t.Helper()
+	s, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test after a generous deadline (the
+// machine may be loaded; nothing here should take more than milliseconds normally).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(200 * time.Microsecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// post sends a JSON body and returns the status and the whole response body.
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	return do(t, http.MethodPost, url, body)
+}
+
+func do(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}

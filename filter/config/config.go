@@ -1,0 +1,87 @@
+// Package config is the Inflow filter configuration: the one schema that the
+// control plane writes and the filter reads. It has no Envoy or Kubernetes
+// imports so both sides share it; it is validated in one place (Validate).
+package config
+
+// DefaultMaxRequestBodyBytes bounds a buffered request body when the config
+// does not say otherwise. 8 MiB fits long-context prompts with images as URLs.
+const DefaultMaxRequestBodyBytes int64 = 8 << 20
+
+// MaxRequestBodyBytesCeiling stops a typo from letting one request pin a
+// gigabyte of Envoy memory.
+const MaxRequestBodyBytesCeiling int64 = 256 << 20
+
+// Config is what the gateway serves: client-facing models, the pools of model
+// servers and the external backends they go to, and request limits.
+type Config struct {
+	Models   []Model   `json:"models"`
+	Pools    []Pool    `json:"pools,omitempty"`
+	Backends []Backend `json:"backends,omitempty"`
+	Limits   Limits    `json:"limits,omitzero"`
+	// Objectives maps x-gateway-inference-objective values to priorities;
+	// priority < 0 is sheddable (429 when the pool is saturated).
+	Objectives map[string]int `json:"objectives,omitempty"`
+}
+
+// Model is one model name clients may ask for. Exactly one of Pool or
+// Backend says where it is served.
+type Model struct {
+	// Name is the client-facing model name, matched exactly (case-sensitive).
+	Name string `json:"name"`
+	// Pool names the pool of self-hosted model servers that serve it.
+	Pool string `json:"pool,omitempty"`
+	// Backend names an external OpenAI-compatible backend that serves it.
+	Backend string `json:"backend,omitempty"`
+	// Rewrite, when set, replaces the body's model with one of these served
+	// names, chosen by weight (e.g. a base model and its LoRA adapters).
+	Rewrite []Target `json:"rewrite,omitempty"`
+	// OwnedBy is reported by GET /v1/models; defaults to "inflow".
+	OwnedBy string `json:"owned_by,omitempty"`
+}
+
+// Target is one served model name of a rewrite and its share of requests.
+type Target struct {
+	Model string `json:"model"`
+	// Weight is relative to the other targets of the same model; nil means 1.
+	Weight *uint32 `json:"weight,omitempty"`
+}
+
+// EffectiveWeight is the weight with its default applied.
+func (t Target) EffectiveWeight() uint32 {
+	if t.Weight == nil {
+		return 1
+	}
+	return *t.Weight
+}
+
+// Pool is a set of model-server endpoints the filter picks from.
+type Pool struct {
+	Name string `json:"name"`
+	// Endpoints are "ip:port" addresses of model servers (pods). An empty
+	// list is valid: requests for its models then get 503.
+	Endpoints []string `json:"endpoints"`
+	// Scheduler tunes endpoint picking; nil means the defaults.
+	Scheduler *Scheduler `json:"scheduler,omitempty"`
+}
+
+// Backend is an external OpenAI-compatible service. The filter only needs
+// its name: the control plane owns its address and credentials and routes
+// to it on the x-ai-eg-model header.
+type Backend struct {
+	Name string `json:"name"`
+}
+
+// Limits bounds what one request may cost the gateway.
+type Limits struct {
+	// MaxRequestBodyBytes is the largest request body accepted (413 above);
+	// 0 means DefaultMaxRequestBodyBytes.
+	MaxRequestBodyBytes int64 `json:"max_request_body_bytes,omitempty"`
+}
+
+// EffectiveMaxRequestBodyBytes is the body limit with its default applied.
+func (l Limits) EffectiveMaxRequestBodyBytes() int64 {
+	if l.MaxRequestBodyBytes == 0 {
+		return DefaultMaxRequestBodyBytes
+	}
+	return l.MaxRequestBodyBytes
+}

@@ -1,0 +1,337 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Scheduler tunes how the filter picks an endpoint of a pool. Every field
+// is optional; the zero value is the EPP's default profile plus Inflow's
+// local in-flight and LoRA scorers.
+type Scheduler struct {
+	// MetricsFormat names the model server's metric set: "vllm" (default),
+	// "sglang", "trtllm", or "custom" (then metric_names must name at least
+	// waiting and kv_cache_usage).
+	MetricsFormat string `json:"metrics_format,omitempty"`
+	// MetricNames overrides single names of the chosen set.
+	MetricNames *MetricNames `json:"metric_names,omitempty"`
+	// MetricsPath is the scrape path; default "/metrics".
+	MetricsPath string `json:"metrics_path,omitempty"`
+	// ScrapeInterval, ScrapeTimeout and Staleness are Go duration strings
+	// ("50ms"); defaults 50ms, 100ms and 200ms. Metrics older than
+	// Staleness are not trusted.
+	ScrapeInterval string `json:"scrape_interval,omitempty"`
+	ScrapeTimeout  string `json:"scrape_timeout,omitempty"`
+	Staleness      string `json:"staleness,omitempty"`
+	// Weights of the scorers; each scorer's output is in [0,1].
+	Weights *Weights `json:"weights,omitempty"`
+	// Saturation thresholds: an endpoint with fresh metrics at or under both
+	// can take more work; a pool with none is saturated.
+	Saturation *Saturation `json:"saturation,omitempty"`
+	// Fallbacks is how many next-best endpoints follow the primary in the
+	// destination list; default 2.
+	Fallbacks *int `json:"fallbacks,omitempty"`
+	// SessionHeader names the request header whose value pins a session to
+	// an endpoint (session affinity scorer). Empty disables it.
+	SessionHeader string `json:"session_header,omitempty"`
+	// PrefixCache tunes the approximate prefix-cache index.
+	PrefixCache *PrefixCache `json:"prefix_cache,omitempty"`
+	// LoRA lists what the scheduler should know about adapters.
+	LoRA *LoRA `json:"lora,omitempty"`
+}
+
+// MetricNames overrides metric names of a built-in set (or defines a custom
+// one). Empty fields keep the set's names.
+type MetricNames struct {
+	Waiting      string `json:"waiting,omitempty"`
+	Running      string `json:"running,omitempty"`
+	KVCacheUsage string `json:"kv_cache_usage,omitempty"`
+	LoRAInfo     string `json:"lora_info,omitempty"`
+	CacheConfig  string `json:"cache_config,omitempty"`
+	// BlockSizeLabel is the cache_config label carrying the KV block size in
+	// tokens; with cache_config set and this empty, the value is used.
+	BlockSizeLabel string `json:"block_size_label,omitempty"`
+}
+
+// Weights are the scorer weights; nil fields take the defaults below.
+type Weights struct {
+	Queue    *float64 `json:"queue,omitempty"`
+	KVCache  *float64 `json:"kv_cache,omitempty"`
+	Prefix   *float64 `json:"prefix,omitempty"`
+	LoRA     *float64 `json:"lora,omitempty"`
+	InFlight *float64 `json:"in_flight,omitempty"`
+	Session  *float64 `json:"session,omitempty"`
+}
+
+// Saturation holds the saturation thresholds; nil fields take defaults.
+type Saturation struct {
+	// QueueDepth is the most waiting requests of an endpoint that can take
+	// more work; default 5.
+	QueueDepth *float64 `json:"queue_depth,omitempty"`
+	// KVCacheUsage is the highest KV-cache usage (0..1) of such an
+	// endpoint; default 0.8.
+	KVCacheUsage *float64 `json:"kv_cache_usage,omitempty"`
+}
+
+// PrefixCache tunes the prefix index; zero fields take defaults.
+type PrefixCache struct {
+	// BlockChars is the prompt characters per hashed block. 0 derives it
+	// from the server's KV block size (4 characters per token), 64 when the
+	// server does not report one.
+	BlockChars int `json:"block_chars,omitempty"`
+	// MaxBlocks caps the blocks hashed per request; default 256.
+	MaxBlocks int `json:"max_blocks,omitempty"`
+	// LRUCapacity is the block hashes remembered per endpoint; default 31250.
+	LRUCapacity int `json:"lru_capacity,omitempty"`
+}
+
+// LoRA describes the adapters served by the pool.
+type LoRA struct {
+	// Adapters are served model names that are LoRA adapters. The scheduler
+	// also recognises any adapter an endpoint reports; listing them lets an
+	// adapter no endpoint has loaded yet be placed where there is room.
+	Adapters []string `json:"adapters,omitempty"`
+}
+
+// Scheduler defaults.
+const (
+	DefaultScrapeInterval = 50 * time.Millisecond
+	DefaultScrapeTimeout  = 100 * time.Millisecond
+	DefaultStaleness      = 200 * time.Millisecond
+	DefaultFallbacks      = 2
+	MaxFallbacks          = 16
+	DefaultQueueDepth     = 5
+	DefaultKVCacheUsage   = 0.8
+	DefaultMaxBlocks      = 256
+	MaxMaxBlocks          = 4096
+	DefaultLRUCapacity    = 31250
+	MaxBlockChars         = 1 << 16
+	MaxLRUCapacity        = 10_000_000
+)
+
+// DefaultWeights: queue, KV and prefix are the EPP's default profile
+// (2, 2, 3). LoRA affinity only separates endpoints for adapter requests.
+// In-flight counts what this Envoy sent since the last scrape, which the
+// 50 ms-old queue numbers cannot see yet.
+var DefaultWeights = ResolvedWeights{Queue: 2, KVCache: 2, Prefix: 3, LoRA: 1, InFlight: 1, Session: 2}
+
+// ResolvedWeights are weights with defaults applied.
+type ResolvedWeights struct {
+	Queue, KVCache, Prefix, LoRA, InFlight, Session float64
+}
+
+// ResolvedScheduler is a Scheduler with every default applied, as the
+// runtime uses it. Metric names stay as configured: the runtime owns the
+// built-in sets.
+type ResolvedScheduler struct {
+	MetricsFormat  string
+	MetricNames    MetricNames
+	MetricsPath    string
+	ScrapeInterval time.Duration
+	ScrapeTimeout  time.Duration
+	Staleness      time.Duration
+	Weights        ResolvedWeights
+	QueueDepth     float64
+	KVCacheUsage   float64
+	Fallbacks      int
+	SessionHeader  string
+	BlockChars     int // 0: derive from the server
+	MaxBlocks      int
+	LRUCapacity    int
+	LoRAAdapters   []string
+}
+
+// Resolve applies defaults. s may be nil. It assumes s passed validation;
+// durations it cannot parse take their defaults.
+func (s *Scheduler) Resolve() ResolvedScheduler {
+	r := ResolvedScheduler{
+		MetricsFormat:  "vllm",
+		MetricsPath:    "/metrics",
+		ScrapeInterval: DefaultScrapeInterval,
+		ScrapeTimeout:  DefaultScrapeTimeout,
+		Staleness:      DefaultStaleness,
+		Weights:        DefaultWeights,
+		QueueDepth:     DefaultQueueDepth,
+		KVCacheUsage:   DefaultKVCacheUsage,
+		Fallbacks:      DefaultFallbacks,
+		MaxBlocks:      DefaultMaxBlocks,
+		LRUCapacity:    DefaultLRUCapacity,
+	}
+	if s == nil {
+		r.Weights.Session = 0 // no session header, no session scorer
+		return r
+	}
+	if s.MetricsFormat != "" {
+		r.MetricsFormat = s.MetricsFormat
+	}
+	if s.MetricNames != nil {
+		r.MetricNames = *s.MetricNames
+	}
+	if s.MetricsPath != "" {
+		r.MetricsPath = s.MetricsPath
+	}
+	setDuration(&r.ScrapeInterval, s.ScrapeInterval)
+	setDuration(&r.ScrapeTimeout, s.ScrapeTimeout)
+	setDuration(&r.Staleness, s.Staleness)
+	if w := s.Weights; w != nil {
+		setFloat(&r.Weights.Queue, w.Queue)
+		setFloat(&r.Weights.KVCache, w.KVCache)
+		setFloat(&r.Weights.Prefix, w.Prefix)
+		setFloat(&r.Weights.LoRA, w.LoRA)
+		setFloat(&r.Weights.InFlight, w.InFlight)
+		setFloat(&r.Weights.Session, w.Session)
+	}
+	if s.SessionHeader == "" {
+		r.Weights.Session = 0
+	}
+	if sat := s.Saturation; sat != nil {
+		setFloat(&r.QueueDepth, sat.QueueDepth)
+		setFloat(&r.KVCacheUsage, sat.KVCacheUsage)
+	}
+	if s.Fallbacks != nil {
+		r.Fallbacks = *s.Fallbacks
+	}
+	r.SessionHeader = strings.ToLower(s.SessionHeader)
+	if p := s.PrefixCache; p != nil {
+		r.BlockChars = p.BlockChars
+		if p.MaxBlocks > 0 {
+			r.MaxBlocks = p.MaxBlocks
+		}
+		if p.LRUCapacity > 0 {
+			r.LRUCapacity = p.LRUCapacity
+		}
+	}
+	if s.LoRA != nil {
+		r.LoRAAdapters = s.LoRA.Adapters
+	}
+	return r
+}
+
+func setDuration(dst *time.Duration, s string) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		*dst = d
+	}
+}
+
+func setFloat(dst *float64, v *float64) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// PriorityFor maps an x-gateway-inference-objective header value to a
+// request priority through Objectives. Unknown or empty objectives get 0,
+// the GIE default: served, never shed. Priority < 0 is sheddable.
+func (c *Config) PriorityFor(objective string) int {
+	return c.Objectives[objective]
+}
+
+func validateObjectives(objectives map[string]int) []error {
+	var errs []error
+	for name := range objectives {
+		if strings.TrimSpace(name) == "" {
+			errs = append(errs, fieldErr("objectives", "objective names must not be empty"))
+		}
+	}
+	return errs
+}
+
+func validateScheduler(path string, s *Scheduler) []error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	switch s.MetricsFormat {
+	case "", "vllm", "sglang", "trtllm":
+	case "custom":
+		if s.MetricNames == nil || s.MetricNames.Waiting == "" || s.MetricNames.KVCacheUsage == "" {
+			errs = append(errs, fieldErr(path+".metric_names", "metrics_format custom needs at least waiting and kv_cache_usage"))
+		}
+	default:
+		errs = append(errs, fieldErr(path+".metrics_format", "must be one of vllm, sglang, trtllm, custom; got %q", s.MetricsFormat))
+	}
+	if s.MetricsPath != "" && !strings.HasPrefix(s.MetricsPath, "/") {
+		errs = append(errs, fieldErr(path+".metrics_path", "must start with /, got %q", s.MetricsPath))
+	}
+	set := map[string]bool{}
+	for _, d := range []struct {
+		name, value string
+	}{{"scrape_interval", s.ScrapeInterval}, {"scrape_timeout", s.ScrapeTimeout}, {"staleness", s.Staleness}} {
+		if d.value == "" {
+			continue
+		}
+		if v, err := time.ParseDuration(d.value); err != nil || v <= 0 {
+			errs = append(errs, fieldErr(path+"."+d.name, "must be a positive duration like \"50ms\", got %q", d.value))
+			continue
+		}
+		set[d.name] = true
+	}
+	r := s.Resolve()
+	if set["staleness"] || set["scrape_interval"] {
+		if r.Staleness < r.ScrapeInterval {
+			errs = append(errs, fieldErr(path+".staleness", "must be at least scrape_interval (%s), or every endpoint is always stale", r.ScrapeInterval))
+		}
+	}
+	if w := s.Weights; w != nil {
+		for _, f := range []struct {
+			name string
+			v    *float64
+		}{{"queue", w.Queue}, {"kv_cache", w.KVCache}, {"prefix", w.Prefix}, {"lora", w.LoRA}, {"in_flight", w.InFlight}, {"session", w.Session}} {
+			if f.v != nil && (!(*f.v >= 0) || math.IsInf(*f.v, 1)) {
+				errs = append(errs, fieldErr(path+".weights."+f.name, "must be >= 0 and finite, got %v", *f.v))
+			}
+		}
+		if w.Session != nil && *w.Session > 0 && s.SessionHeader == "" {
+			errs = append(errs, fieldErr(path+".weights.session", "needs session_header"))
+		}
+	}
+	if sat := s.Saturation; sat != nil {
+		if q := sat.QueueDepth; q != nil && (!(*q >= 0) || math.IsInf(*q, 1)) {
+			errs = append(errs, fieldErr(path+".saturation.queue_depth", "must be >= 0, got %v", *q))
+		}
+		if kv := sat.KVCacheUsage; kv != nil && !(*kv >= 0 && *kv <= 1) {
+			errs = append(errs, fieldErr(path+".saturation.kv_cache_usage", "must be between 0 and 1, got %v", *kv))
+		}
+	}
+	if f := s.Fallbacks; f != nil && (*f < 0 || *f > MaxFallbacks) {
+		errs = append(errs, fieldErr(path+".fallbacks", "must be between 0 and %d, got %d", MaxFallbacks, *f))
+	}
+	if h := s.SessionHeader; h != "" && !isToken(h) {
+		errs = append(errs, fieldErr(path+".session_header", "%q is not a valid header name", h))
+	}
+	if p := s.PrefixCache; p != nil {
+		errs = append(errs, checkRange(path+".prefix_cache.block_chars", p.BlockChars, MaxBlockChars)...)
+		errs = append(errs, checkRange(path+".prefix_cache.max_blocks", p.MaxBlocks, MaxMaxBlocks)...)
+		errs = append(errs, checkRange(path+".prefix_cache.lru_capacity", p.LRUCapacity, MaxLRUCapacity)...)
+	}
+	if l := s.LoRA; l != nil {
+		for i, a := range l.Adapters {
+			if a == "" {
+				errs = append(errs, fieldErr(fmt.Sprintf("%s.lora.adapters[%d]", path, i), "must not be empty"))
+			}
+		}
+	}
+	return errs
+}
+
+// checkRange accepts 0 (default) through limit.
+func checkRange(field string, v, limit int) []error {
+	if v < 0 || v > limit {
+		return []error{fieldErr(field, "must be between 0 (default) and %d, got %d", limit, v)}
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP header name (RFC 9110 token).
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

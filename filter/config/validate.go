@@ -1,0 +1,130 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// FieldError names the config field that is wrong, as a JSON path.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Validate reports every problem in c, each naming its field. It does not
+// modify c.
+func (c *Config) Validate() error {
+	var errs []error
+	pools := make(map[string]bool, len(c.Pools))
+	for i, p := range c.Pools {
+		errs = append(errs, validatePool(fmt.Sprintf("pools[%d]", i), p, pools)...)
+		errs = append(errs, validateScheduler(fmt.Sprintf("pools[%d].scheduler", i), p.Scheduler)...)
+	}
+	backends := make(map[string]bool, len(c.Backends))
+	for i, b := range c.Backends {
+		field := fmt.Sprintf("backends[%d].name", i)
+		switch {
+		case b.Name == "":
+			errs = append(errs, fieldErr(field, "must not be empty"))
+		case !validResourceName(b.Name):
+			errs = append(errs, fieldErr(field, "%q %s", b.Name, resourceNameRule))
+		case backends[b.Name]:
+			errs = append(errs, fieldErr(field, "duplicate backend %q", b.Name))
+		}
+		backends[b.Name] = true
+	}
+	errs = append(errs, validateObjectives(c.Objectives)...)
+	if len(c.Models) == 0 {
+		errs = append(errs, fieldErr("models", "at least one model is required"))
+	}
+	models := make(map[string]bool, len(c.Models))
+	for i, m := range c.Models {
+		errs = append(errs, validateModel(fmt.Sprintf("models[%d]", i), m, models, pools, backends)...)
+	}
+	if l := c.Limits.MaxRequestBodyBytes; l < 0 || l > MaxRequestBodyBytesCeiling {
+		errs = append(errs, fieldErr("limits.max_request_body_bytes", "must be between 0 (default %d) and %d, got %d",
+			DefaultMaxRequestBodyBytes, MaxRequestBodyBytesCeiling, l))
+	}
+	return errors.Join(errs...)
+}
+
+// validResourceName reports whether name can become part of an Envoy
+// cluster and stat name as is.
+func validResourceName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return name != ""
+}
+
+const resourceNameRule = "may only hold letters, digits, '-', '_' and '.'"
+
+func validatePool(path string, p Pool, seen map[string]bool) []error {
+	var errs []error
+	switch {
+	case p.Name == "":
+		errs = append(errs, fieldErr(path+".name", "must not be empty"))
+	case !validResourceName(p.Name):
+		errs = append(errs, fieldErr(path+".name", "%q %s", p.Name, resourceNameRule))
+	case seen[p.Name]:
+		errs = append(errs, fieldErr(path+".name", "duplicate pool %q", p.Name))
+	}
+	seen[p.Name] = true
+	addrs := make(map[netip.AddrPort]bool, len(p.Endpoints))
+	for j, ep := range p.Endpoints {
+		field := fmt.Sprintf("%s.endpoints[%d]", path, j)
+		ap, err := netip.ParseAddrPort(ep)
+		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+			errs = append(errs, fieldErr(field, "%q is not an ip:port address", ep))
+			continue
+		}
+		if addrs[ap] {
+			errs = append(errs, fieldErr(field, "duplicate endpoint %q", ep))
+		}
+		addrs[ap] = true
+	}
+	return errs
+}
+
+func validateModel(path string, m Model, seen, pools, backends map[string]bool) []error {
+	var errs []error
+	switch {
+	case m.Name == "":
+		errs = append(errs, fieldErr(path+".name", "must not be empty"))
+	case seen[m.Name]:
+		errs = append(errs, fieldErr(path+".name", "duplicate model %q", m.Name))
+	}
+	seen[m.Name] = true
+	switch {
+	case m.Pool != "" && m.Backend != "":
+		errs = append(errs, fieldErr(path, "set either pool or backend, not both"))
+	case m.Pool == "" && m.Backend == "":
+		errs = append(errs, fieldErr(path, "one of pool or backend is required"))
+	case m.Pool != "" && !pools[m.Pool]:
+		errs = append(errs, fieldErr(path+".pool", "pool %q is not defined in pools", m.Pool))
+	case m.Backend != "" && !backends[m.Backend]:
+		errs = append(errs, fieldErr(path+".backend", "backend %q is not defined in backends", m.Backend))
+	}
+	var total uint64
+	for j, t := range m.Rewrite {
+		field := fmt.Sprintf("%s.rewrite[%d]", path, j)
+		if t.Model == "" {
+			errs = append(errs, fieldErr(field+".model", "must not be empty"))
+		}
+		total += uint64(t.EffectiveWeight())
+	}
+	if len(m.Rewrite) > 0 && total == 0 {
+		errs = append(errs, fieldErr(path+".rewrite", "weights must not all be zero"))
+	}
+	return errs
+}

@@ -1,0 +1,174 @@
+package envoyfilter
+
+import (
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+
+	"github.com/inflow-gateway/inflow/filter/apierror"
+	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/request"
+)
+
+// filter handles one HTTP stream.
+type filter struct {
+	api.PassThroughStreamFilter
+
+	cfg       *filterConfig
+	callbacks api.FilterCallbackHandler
+
+	// headers is kept from DecodeHeaders of an inference request: it stays
+	// writable until the body is processed because headers returned
+	// StopAndBuffer.
+	headers  api.RequestHeaderMap
+	kind     request.Kind
+	endpoint *pool.Endpoint
+}
+
+// DecodeHeaders answers GET /v1/models, buffers inference POSTs and lets
+// everything else through without the routing headers a client could use
+// to pick an arbitrary upstream.
+func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) (status api.StatusType) {
+	defer f.recoverPanic(&status)
+	path, method := h.Path(), h.Method()
+	kind, inference := request.KindForPath(path)
+	switch {
+	case method == http.MethodGet && pathOnly(path) == pathModels:
+		return f.reply(http.StatusOK, f.cfg.router.ModelList())
+	case !inference || method != http.MethodPost:
+		f.stripRoutingHeaders(h)
+		return api.Continue
+	}
+	inc(f.cfg.metrics.requests)
+	if endStream {
+		return f.fail(apierror.ErrNoBody)
+	}
+	if cl, ok := h.Get(headerContentLength); ok {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n > f.cfg.router.MaxRequestBodyBytes() {
+			return f.fail(f.tooLarge(n))
+		}
+	}
+	f.headers, f.kind = h, kind
+	return api.StopAndBuffer
+}
+
+// DecodeData runs once with the whole body: with StopAndBuffer Envoy only
+// calls it at end of stream, or, when the request has trailers, just before
+// them with endStream false, which is then also the whole body.
+func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.StatusType) {
+	defer f.recoverPanic(&status)
+	if f.headers == nil {
+		return api.Continue
+	}
+	h := f.headers
+	f.headers = nil
+	if n := int64(buf.Len()); n > f.cfg.router.MaxRequestBodyBytes() {
+		return f.fail(f.tooLarge(n))
+	}
+	body := buf.Bytes()
+	var req request.Request
+	if err := request.Parse(f.kind, body, &req); err != nil {
+		return f.fail(err)
+	}
+	d, err := f.cfg.router.Route(&req, body)
+	if err != nil {
+		return f.fail(err)
+	}
+	if d.Endpoint != nil {
+		f.endpoint = d.Endpoint
+		f.cfg.metrics.addInFlight(1)
+	}
+	if d.RewrittenBody != nil {
+		if err := buf.Set(d.RewrittenBody); err != nil {
+			return f.fail(fmt.Errorf("%w: rewriting body: %w", apierror.ErrInternal, err))
+		}
+		if _, ok := h.Get(headerContentLength); ok {
+			h.Set(headerContentLength, strconv.Itoa(len(d.RewrittenBody)))
+		}
+		inc(f.cfg.metrics.rewrites)
+	}
+	h.Set(HeaderModel, d.Model.Name)
+	if d.Endpoint != nil {
+		h.Set(HeaderDestination, d.Endpoint.Addr)
+		f.callbacks.StreamInfo().DynamicMetadata().Set(MetadataNamespaceLB, MetadataKeyDestination, d.Endpoint.Addr)
+	} else {
+		h.Del(HeaderDestination)
+	}
+	// Routes match x-ai-eg-model, which did not exist when the route was
+	// first chosen.
+	f.callbacks.ClearRouteCache()
+	if api.GetLogLevel() <= api.Debug {
+		api.LogDebugf("inflow: model=%q served=%q endpoint=%v", d.Model.Name, d.ServedModel, endpointAddr(d.Endpoint))
+	}
+	return api.Continue
+}
+
+// OnDestroy runs once per stream however it ends (done, reset, local
+// reply), so the in-flight count cannot leak.
+func (f *filter) OnDestroy(api.DestroyReason) {
+	if f.endpoint != nil {
+		f.endpoint.Release()
+		f.endpoint = nil
+		f.cfg.metrics.addInFlight(-1)
+	}
+}
+
+func (f *filter) stripRoutingHeaders(h api.RequestHeaderMap) {
+	_, hasModel := h.Get(HeaderModel)
+	_, hasDest := h.Get(HeaderDestination)
+	if hasModel || hasDest {
+		h.Del(HeaderModel)
+		h.Del(HeaderDestination)
+		f.callbacks.ClearRouteCache()
+	}
+}
+
+func (f *filter) tooLarge(n int64) error {
+	return fmt.Errorf("%w: %d bytes, the limit is %d", apierror.ErrBodyTooLarge, n, f.cfg.router.MaxRequestBodyBytes())
+}
+
+// fail answers with the error's status and OpenAI-shaped body.
+func (f *filter) fail(err error) api.StatusType {
+	e := apierror.From(err)
+	f.cfg.metrics.countRejection(e.Status)
+	return f.reply(e.Status, e.Body())
+}
+
+func (f *filter) reply(status int, body []byte) api.StatusType {
+	f.callbacks.DecoderFilterCallbacks().SendLocalReply(status, string(body),
+		map[string][]string{headerContentType: {contentTypeJSON}}, 0, "inflow")
+	return api.LocalReply
+}
+
+// recoverPanic turns a panic in the filter into a 500 for this request. If
+// even the reply fails, the panic goes on to the SDK's own recovery, which
+// knows how to end a stream that is gone.
+func (f *filter) recoverPanic(status *api.StatusType) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	api.LogErrorf("inflow: panic while handling a request: %v\n%s", r, debug.Stack())
+	f.OnDestroy(api.Normal)
+	f.headers = nil
+	*status = f.fail(apierror.ErrInternal)
+}
+
+func pathOnly(path string) string {
+	for i := 0; i < len(path); i++ {
+		if path[i] == '?' || path[i] == '#' {
+			return path[:i]
+		}
+	}
+	return path
+}
+
+func endpointAddr(ep *pool.Endpoint) string {
+	if ep == nil {
+		return "-"
+	}
+	return ep.Addr
+}

@@ -1,0 +1,65 @@
+package envoyfilter
+
+import (
+	"net/http"
+
+	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+)
+
+// metrics are Envoy stats defined through the golang filter's config
+// callbacks; they show up in Envoy's /stats under these names.
+type metrics struct {
+	requests      api.CounterMetric
+	rewrites      api.CounterMetric
+	badRequest    api.CounterMetric
+	notFound      api.CounterMetric
+	tooLarge      api.CounterMetric
+	unavailable   api.CounterMetric
+	internalError api.CounterMetric
+	inFlight      api.GaugeMetric
+}
+
+func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
+	if cb == nil {
+		return &metrics{}
+	}
+	return &metrics{
+		requests:      cb.DefineCounterMetric("inflow_requests_total"),
+		rewrites:      cb.DefineCounterMetric("inflow_model_rewrites_total"),
+		badRequest:    cb.DefineCounterMetric("inflow_rejected_400_total"),
+		notFound:      cb.DefineCounterMetric("inflow_rejected_404_total"),
+		tooLarge:      cb.DefineCounterMetric("inflow_rejected_413_total"),
+		unavailable:   cb.DefineCounterMetric("inflow_rejected_503_total"),
+		internalError: cb.DefineCounterMetric("inflow_internal_errors_total"),
+		inFlight:      cb.DefineGaugeMetric("inflow_requests_in_flight"),
+	}
+}
+
+func (m *metrics) undefined() bool { return m.requests == nil }
+
+func inc(c api.CounterMetric) {
+	if c != nil {
+		c.Increment(1)
+	}
+}
+
+func (m *metrics) countRejection(status int) {
+	switch {
+	case status == http.StatusRequestEntityTooLarge:
+		inc(m.tooLarge)
+	case status == http.StatusNotFound:
+		inc(m.notFound)
+	case status == http.StatusServiceUnavailable:
+		inc(m.unavailable)
+	case status >= http.StatusInternalServerError:
+		inc(m.internalError)
+	case status >= http.StatusBadRequest:
+		inc(m.badRequest)
+	}
+}
+
+func (m *metrics) addInFlight(delta int64) {
+	if m.inFlight != nil {
+		m.inFlight.Increment(delta)
+	}
+}

@@ -1,0 +1,234 @@
+package pool
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Manager keeps pool state alive while at least one live config uses it:
+// the endpoints (with their in-flight counts and metrics), their scrapers,
+// the prefix index and the counters. Configs take a Lease per pool when
+// parsed and release it when Envoy destroys them; since Envoy parses the
+// new config before destroying the old one, a pool both configs name keeps
+// everything across the update.
+type Manager struct {
+	client *http.Client
+
+	mu    sync.Mutex
+	pools map[string]*poolState
+}
+
+// Counters are a pool's monotonic event counts, kept across config
+// updates. The filter exports them through Envoy's metrics API.
+type Counters struct {
+	// Sheds counts sheddable requests refused because the pool was saturated.
+	Sheds atomic.Uint64
+	// FailOpens counts picks made by least-in-flight because no endpoint had
+	// fresh metrics.
+	FailOpens atomic.Uint64
+	// ScrapeErrors counts failed scrapes over all the pool's endpoints.
+	ScrapeErrors atomic.Uint64
+}
+
+type poolState struct {
+	name     string
+	opts     atomic.Pointer[ScrapeOptions]
+	prefix   *PrefixIndex
+	counters Counters
+
+	// Guarded by Manager.mu.
+	refs      int
+	members   map[string]*member
+	freeSlots []int
+	nextSlot  int
+}
+
+type member struct {
+	ep   *Endpoint
+	refs int
+	stop context.CancelFunc // nil when not scraping
+	done chan struct{}
+}
+
+// NewManager returns a Manager whose scrapers use client, or
+// NewScrapeClient() when client is nil.
+func NewManager(client *http.Client) *Manager {
+	if client == nil {
+		client = NewScrapeClient()
+	}
+	return &Manager{client: client, pools: make(map[string]*poolState)}
+}
+
+// Lease is one config's hold on a pool. Its Pool snapshot lists exactly the
+// addresses it was retained with.
+type Lease struct {
+	m        *Manager
+	st       *poolState
+	pool     *Pool
+	released atomic.Bool
+}
+
+// Retain returns a lease on pool name with endpoints addrs, creating state
+// and starting scrapers for what is new. opts replace the pool's scrape
+// options (the newest config wins); zero fields take defaults.
+// prefixCapacity sizes the prefix index when the pool is created.
+func (m *Manager) Retain(name string, addrs []string, opts ScrapeOptions, prefixCapacity int) *Lease {
+	opts = opts.withDefaults()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.pools[name]
+	if st == nil {
+		st = &poolState{name: name, prefix: NewPrefixIndex(prefixCapacity), members: make(map[string]*member)}
+		m.pools[name] = st
+	}
+	st.refs++
+	st.opts.Store(&opts)
+	p := &Pool{Name: name, Endpoints: make([]*Endpoint, 0, len(addrs))}
+	for _, a := range addrs {
+		mb := st.members[a]
+		if mb == nil {
+			mb = &member{ep: &Endpoint{Addr: a}}
+			slot := st.allocSlot()
+			st.prefix.AddServer(slot)
+			mb.ep.slot.Store(int32(slot + 1))
+			st.members[a] = mb
+		}
+		mb.refs++
+		if mb.stop == nil && !opts.Disabled {
+			ctx, cancel := context.WithCancel(context.Background())
+			mb.stop, mb.done = cancel, make(chan struct{})
+			go st.scrapeLoop(ctx, m.client, mb.ep, mb.done)
+		}
+		p.Endpoints = append(p.Endpoints, mb.ep)
+	}
+	return &Lease{m: m, st: st, pool: p}
+}
+
+func (st *poolState) allocSlot() int {
+	if n := len(st.freeSlots); n > 0 {
+		s := st.freeSlots[n-1]
+		st.freeSlots = st.freeSlots[:n-1]
+		return s
+	}
+	st.nextSlot++
+	return st.nextSlot - 1
+}
+
+// Release gives the lease back: endpoints no live lease names stop being
+// scraped and leave the prefix index, and a pool no lease names is
+// forgotten. It waits for the stopped scrapers to exit. Calling it again
+// does nothing.
+func (l *Lease) Release() {
+	if l.released.Swap(true) {
+		return
+	}
+	var waits []chan struct{}
+	l.m.mu.Lock()
+	st := l.st
+	for _, ep := range l.pool.Endpoints {
+		mb := st.members[ep.Addr]
+		if mb == nil {
+			continue
+		}
+		if mb.refs--; mb.refs > 0 {
+			continue
+		}
+		if mb.stop != nil {
+			mb.stop()
+			waits = append(waits, mb.done)
+		}
+		slot := ep.Slot()
+		ep.slot.Store(0)
+		st.prefix.Purge(slot)
+		st.freeSlots = append(st.freeSlots, slot)
+		delete(st.members, ep.Addr)
+	}
+	if st.refs--; st.refs == 0 && l.m.pools[st.name] == st {
+		delete(l.m.pools, st.name)
+	}
+	l.m.mu.Unlock()
+	for _, d := range waits {
+		<-d
+	}
+}
+
+// Pool is the lease's endpoint snapshot.
+func (l *Lease) Pool() *Pool { return l.pool }
+
+// Prefix is the pool's prefix index, shared by all leases on the pool.
+func (l *Lease) Prefix() *PrefixIndex { return l.st.prefix }
+
+// Counters are the pool's counters, shared by all leases on the pool.
+func (l *Lease) Counters() *Counters { return &l.st.counters }
+
+// Staleness is how old metrics may be and still be trusted.
+func (l *Lease) Staleness() time.Duration { return l.st.opts.Load().Staleness }
+
+// Stats is a point-in-time view of a pool for export as metrics.
+type Stats struct {
+	Pool         string
+	Sheds        uint64
+	FailOpens    uint64
+	ScrapeErrors uint64
+	// StaleEndpoints is a gauge: endpoints whose metrics are missing or
+	// older than the staleness threshold.
+	StaleEndpoints int
+	Endpoints      []EndpointStats
+}
+
+// EndpointStats is one endpoint's share of Stats.
+type EndpointStats struct {
+	Addr         string
+	Picks        uint64
+	ScrapeErrors uint64
+	InFlight     int64
+	Fresh        bool
+}
+
+// Stats reads the pool's counters and the lease's endpoints at now. It
+// allocates; call it from a stats flush, not per request.
+func (l *Lease) Stats(now time.Time) Stats {
+	c := &l.st.counters
+	s := Stats{
+		Pool:         l.pool.Name,
+		Sheds:        c.Sheds.Load(),
+		FailOpens:    c.FailOpens.Load(),
+		ScrapeErrors: c.ScrapeErrors.Load(),
+		Endpoints:    make([]EndpointStats, 0, len(l.pool.Endpoints)),
+	}
+	staleness := l.Staleness()
+	for _, ep := range l.pool.Endpoints {
+		fresh := ep.Metrics().Fresh(now, staleness)
+		if !fresh {
+			s.StaleEndpoints++
+		}
+		s.Endpoints = append(s.Endpoints, EndpointStats{
+			Addr: ep.Addr, Picks: ep.Picks(), ScrapeErrors: ep.ScrapeErrors(),
+			InFlight: ep.InFlight(), Fresh: fresh,
+		})
+	}
+	return s
+}
+
+// Close releases nothing by itself; it stops every scraper, for tests and
+// process shutdown. Leases stay valid but their pools stop updating.
+func (m *Manager) Close() {
+	var waits []chan struct{}
+	m.mu.Lock()
+	for _, st := range m.pools {
+		for _, mb := range st.members {
+			if mb.stop != nil {
+				mb.stop()
+				waits = append(waits, mb.done)
+				mb.stop = nil
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, d := range waits {
+		<-d
+	}
+}

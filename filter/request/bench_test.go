@@ -1,0 +1,51 @@
+package request
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+)
+
+var benchSizes = []int{1 << 10, 64 << 10, 1 << 20}
+
+// BenchmarkParse measures Parse next to encoding/json decoding into
+// struct{Model string} on the same chat bodies, whose model key comes last.
+func BenchmarkParse(b *testing.B) {
+	for _, size := range benchSizes {
+		body := chatBody(size, "meta-llama/Llama-3.1-8B-Instruct")
+		b.Run(fmt.Sprintf("inflow/%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			var r Request
+			for b.Loop() {
+				if err := Parse(ChatCompletions, body, &r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("encoding_json/%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var v struct{ Model string }
+				if err := json.Unmarshal(body, &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkRewriteModel(b *testing.B) {
+	body := chatBody(64<<10, "client-model")
+	var r Request
+	if err := Parse(ChatCompletions, body, &r); err != nil {
+		b.Fatal(err)
+	}
+	quoted := []byte(`"served-model-lora-a"`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = RewriteModel(body, &r, quoted)
+	}
+}

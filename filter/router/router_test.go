@@ -1,0 +1,78 @@
+package router
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/request"
+)
+
+func weight(w uint32) *uint32 { return &w }
+
+func newRouter(t *testing.T) *Router {
+	t.Helper()
+	r, err := New(&config.Config{
+		Models: []config.Model{
+			{Name: "split", Pool: "p", Rewrite: []config.Target{{Model: "base", Weight: weight(3)}, {Model: "lora", Weight: weight(1)}}},
+			{Name: "same", Pool: "p", Rewrite: []config.Target{{Model: "same"}}},
+			{Name: "ext", Backend: "b"},
+		},
+		Pools:    []config.Pool{{Name: "p", Endpoints: []string{"10.0.0.1:1", "10.0.0.2:1"}}},
+		Backends: []config.Backend{{Name: "b"}},
+	}, pool.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestWeightedSplit(t *testing.T) {
+	r := newRouter(t)
+	m, err := r.Lookup([]byte("split"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	const n = 4000
+	for range n {
+		name, quoted, rewrite := m.Served()
+		if !rewrite || string(quoted) != `"`+name+`"` {
+			t.Fatalf("Served() = %q, %s, %v", name, quoted, rewrite)
+		}
+		counts[name]++
+	}
+	// 3:1 split; the bounds are over 10 standard deviations wide.
+	if counts["base"] < 2700 || counts["base"] > 3300 || counts["base"]+counts["lora"] != n {
+		t.Fatalf("split %v, want about 3000/1000", counts)
+	}
+}
+
+func TestRewriteToSameNameIsNoRewrite(t *testing.T) {
+	r := newRouter(t)
+	m, _ := r.Lookup([]byte("same"))
+	if _, _, rewrite := m.Served(); rewrite {
+		t.Fatal("rewriting a model to its own name must not touch the body")
+	}
+}
+
+func TestRoute(t *testing.T) {
+	r := newRouter(t)
+	body := []byte(`{"model":"ext","input":"x"}`)
+	var req request.Request
+	if err := request.Parse(request.Responses, body, &req); err != nil {
+		t.Fatal(err)
+	}
+	d, err := r.Route(&req, body)
+	if err != nil || d.Endpoint != nil || d.RewrittenBody != nil || d.ServedModel != "ext" {
+		t.Fatalf("external backend decision %+v, %v", d, err)
+	}
+	body = []byte(`{"model":"nope"}`)
+	if err := request.Parse(request.Responses, body, &req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Route(&req, body); !errors.Is(err, ErrModelNotFound) {
+		t.Fatalf("unknown model: %v", err)
+	}
+}

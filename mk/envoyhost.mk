@@ -1,0 +1,28 @@
+# ABI test host (e2e/envoyhost) and the end-to-end tests that drive it.
+ENVOY_GO_DIR   = $(shell $(GO) list -m -f '{{.Dir}}' github.com/envoyproxy/envoy)
+HOST_SRCS     := $(wildcard e2e/envoyhost/*.c)
+HOST_HDRS     := $(wildcard e2e/envoyhost/*.h)
+HOST_PKGS     := libevent jansson
+HOST_CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -pthread
+HOST_LDLIBS    = -rdynamic -ldl -lpthread $(shell pkg-config --libs $(HOST_PKGS))
+TESTFILTERS   := passthrough panicky
+
+build-host: $(OUT)/envoyhost ## build the Envoy ABI test host: build/out/envoyhost
+
+$(OUT)/envoyhost: $(HOST_SRCS) $(HOST_HDRS) go.mod
+	@mkdir -p $(OUT)
+	@test -n "$(ENVOY_GO_DIR)" || { echo "github.com/envoyproxy/envoy is not in the module cache: run go mod download"; exit 1; }
+	$(CC) $(HOST_CFLAGS) -I$(ENVOY_GO_DIR)/contrib/golang/common/go/api $(shell pkg-config --cflags $(HOST_PKGS)) \
+		-o $@ $(HOST_SRCS) $(HOST_LDLIBS)
+
+build-testfilters: ## build the e2e test filters: build/out/{passthrough,panicky}.so
+	@mkdir -p $(OUT)
+	$(foreach f,$(TESTFILTERS),$(GO) build -buildmode=c-shared -trimpath -o $(OUT)/$(f).so ./e2e/testfilters/$(f) &&) true
+
+e2e: build-filter build-host build-testfilters ## run the end-to-end tests (host + filters + OpenAI client)
+	GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 10m ./e2e/...
+
+bench-e2e: build-filter build-host build-testfilters ## load benchmark: host + inflow.so vs pass-through filter
+	$(GO) run ./e2e/cmd/benche2e -out docs/benchmarks.md
+
+.PHONY: build-host build-testfilters e2e bench-e2e
