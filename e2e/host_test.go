@@ -183,3 +183,32 @@ func TestStreamingBodyEdits(t *testing.T) {
 		t.Error("the async mode never crossed the high watermark: the flow-control path was not exercised")
 	}
 }
+
+// The ORIGINAL_DST inputs in Envoy's order: override host, then the envoy.lb
+// metadata (first entry of a list), then the endpoint header, then the default.
+func TestRoutingInputs(t *testing.T) {
+	t.Parallel()
+	b1, b2, b3 := startBackend(t, "b1"), startBackend(t, "b2"), startBackend(t, "b3")
+	h := startHost(t, harness.HostOptions{PluginName: harness.PanickyPlugin, DefaultUpstream: b1.Addr})
+	cases := []struct {
+		name   string
+		header map[string]string
+		want   string
+	}{
+		{"default", nil, "b1"},
+		{"endpoint header", map[string]string{"x-gateway-destination-endpoint": b2.Addr}, "b2"},
+		{"metadata beats header", map[string]string{"x-gateway-destination-endpoint": b2.Addr, "x-lb-endpoint": b3.Addr}, "b3"},
+		{"metadata list: first entry", map[string]string{"x-lb-endpoint": b2.Addr + "," + b3.Addr}, "b2"},
+		{"override host beats metadata", map[string]string{"x-lb-endpoint": b2.Addr, "x-override": b3.Addr}, "b3"},
+	}
+	for _, c := range cases {
+		resp, body := get(t, h.URL("/r"), c.header)
+		if resp.StatusCode != 200 || resp.Header.Get("x-backend") != c.want {
+			t.Errorf("%s: status %d, served by %q (%s), want %s", c.name, resp.StatusCode, resp.Header.Get("x-backend"), body, c.want)
+		}
+	}
+	resp, body := get(t, h.URL("/r"), map[string]string{"x-override": "backend.example:80"})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("override with a host name: status %d %q, want the filter's 400 for CAPIInvalidIPAddress", resp.StatusCode, body)
+	}
+}

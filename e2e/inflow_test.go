@@ -391,3 +391,31 @@ func TestClientDisconnectMidStream(t *testing.T) {
 		}
 	}
 }
+
+// The host accepts plugin_config in the forms Envoy configs use; each must
+// reach Inflow's parser intact (a corrupt encoding would be refused).
+func TestPluginConfigForms(t *testing.T) {
+	t.Parallel()
+	b := startBackend(t, "b1")
+	value, err := json.Marshal(inflowConfig(0, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forms := map[string]string{
+		"udpa TypedStruct": `{"@type":"type.googleapis.com/udpa.type.v1.TypedStruct","type_url":"type.googleapis.com/inflow.v1.FilterConfig","value":` + string(value) + `}`,
+		"Struct":           `{"@type":"type.googleapis.com/google.protobuf.Struct",` + string(value[1:]),
+		"bare value":       string(value),
+	}
+	for name, raw := range forms {
+		t.Run(name, func(t *testing.T) {
+			h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, RawConfig: []byte(raw)})
+			c := client(h)
+			if _, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi")); err != nil {
+				t.Fatalf("chat: %v", err)
+			}
+			if !inflowRan(t, h) {
+				t.Fatal("inflow did not run")
+			}
+		})
+	}
+}

@@ -1,5 +1,7 @@
 # ABI test host (e2e/envoyhost) and the end-to-end tests that drive it.
-ENVOY_GO_DIR   = $(shell $(GO) list -m -f '{{.Dir}}' github.com/envoyproxy/envoy)
+# api.h comes from the exact SDK version in go.mod (downloaded if missing), so
+# the host and the filters always agree on the shared structs.
+ENVOY_GO_DIR   = $(shell $(GO) mod download -json github.com/envoyproxy/envoy | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')
 HOST_SRCS     := $(wildcard e2e/envoyhost/*.c)
 HOST_HDRS     := $(wildcard e2e/envoyhost/*.h)
 HOST_PKGS     := libevent jansson
@@ -11,7 +13,7 @@ build-host: $(OUT)/envoyhost ## build the Envoy ABI test host: build/out/envoyho
 
 $(OUT)/envoyhost: $(HOST_SRCS) $(HOST_HDRS) go.mod
 	@mkdir -p $(OUT)
-	@test -n "$(ENVOY_GO_DIR)" || { echo "github.com/envoyproxy/envoy is not in the module cache: run go mod download"; exit 1; }
+	@test -f "$(ENVOY_GO_DIR)/contrib/golang/common/go/api/api.h" || { echo "cannot find api.h of github.com/envoyproxy/envoy (go mod download failed?)"; exit 1; }
 	$(CC) $(HOST_CFLAGS) -I$(ENVOY_GO_DIR)/contrib/golang/common/go/api $(shell pkg-config --cflags $(HOST_PKGS)) \
 		-o $@ $(HOST_SRCS) $(HOST_LDLIBS)
 
@@ -20,7 +22,7 @@ build-testfilters: ## build the e2e test filters: build/out/{passthrough,panicky
 	$(foreach f,$(TESTFILTERS),$(GO) build -buildmode=c-shared -trimpath -o $(OUT)/$(f).so ./e2e/testfilters/$(f) &&) true
 
 e2e: build-filter build-host build-testfilters ## run the end-to-end tests (host + filters + OpenAI client)
-	GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 10m ./e2e/...
+	GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 10m ./e2e/ ./e2e/harness/...
 
 bench-e2e: build-filter build-host build-testfilters ## load benchmark: host + inflow.so vs pass-through filter
 	$(GO) run ./e2e/cmd/benche2e -out docs/benchmarks.md

@@ -35,7 +35,7 @@ import (
 
 // maxTokens keeps decode short: the benchmark is about where prefill
 // happens, and a 2-core machine cannot stream long answers at this rate.
-const maxTokens = 8
+const maxTokens = 16
 
 var timeNow = time.Now
 
@@ -48,7 +48,7 @@ type options struct {
 }
 
 // simOptions models small replicas so that six of them saturate on one
-// machine: 4 sequences at once, 24K tokens of KV cache (less than every system prompt x model takes, so where a prompt goes decides whether it is cached), one active LoRA
+// machine: 2 sequences at once, 24K tokens of KV cache (less than every system prompt x model takes, so where a prompt goes decides whether it is cached), one active LoRA
 // adapter at a time (vLLM's default max_loras). Prefill and decode costs
 // are the simulator's Llama-3-8B/H100 defaults.
 func simOptions() sim.Options {
@@ -56,7 +56,7 @@ func simOptions() sim.Options {
 		Model:      baseModel,
 		LoRAs:      []string{"sql-lora", "tweet-lora"},
 		MaxLoRAs:   1,
-		MaxNumSeqs: 4,
+		MaxNumSeqs: 2,
 		KVBlocks:   1536,
 	}
 }
@@ -79,8 +79,8 @@ type result struct {
 func main() {
 	var o options
 	flag.IntVar(&o.servers, "servers", 6, "simulated vLLM servers")
-	flag.Float64Var(&o.rate, "rate", 14, "request arrivals per second (Poisson)")
-	flag.DurationVar(&o.duration, "duration", 40*time.Second, "how long to send requests for, per policy")
+	flag.Float64Var(&o.rate, "rate", 26, "request arrivals per second (Poisson)")
+	flag.DurationVar(&o.duration, "duration", 30*time.Second, "how long to send requests for, per policy")
 	flag.Uint64Var(&o.seed, "seed", 1, "workload seed")
 	flag.StringVar(&o.out, "out", "", "markdown file whose bench-sched section is replaced by the results")
 	baselines := flag.Bool("baselines", true, "also run random, round-robin and least-in-flight")
@@ -258,7 +258,7 @@ func pct(d []time.Duration, q float64) time.Duration {
 
 func render(o options, rs []result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d simulated vLLM servers (max_num_seqs 4, 24K-token KV cache, max_loras 1), %.0f requests/s Poisson for %s per policy, seed %d.\n\n",
+	fmt.Fprintf(&b, "%d simulated vLLM servers (max_num_seqs 2, 24K-token KV cache, max_loras 1), %.0f requests/s Poisson for %s per policy, seed %d.\n\n",
 		o.servers, o.rate, o.duration, o.seed)
 	b.WriteString("| policy | TTFT p50 | TTFT p90 | TTFT p99 | requests/s | prefix-cache hit rate | errors |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")

@@ -78,8 +78,9 @@ func TestRunCluster(t *testing.T) {
 	if len(addrs) != 2 {
 		t.Fatalf("printed addresses %v", addrs)
 	}
+	client := &http.Client{Timeout: 30 * time.Second}
 	for _, a := range addrs {
-		resp, err := http.Get("http://" + a + "/v1/models")
+		resp, err := client.Get("http://" + a + "/v1/models")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +91,12 @@ func TestRunCluster(t *testing.T) {
 	}
 	cancel()
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	if err := <-errc; err != nil {
-		t.Errorf("run: %v", err)
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after its context ended")
 	}
 }

@@ -13,7 +13,7 @@ var benchSizes = []int{1 << 10, 64 << 10, 1 << 20}
 func BenchmarkParse(b *testing.B) {
 	for _, size := range benchSizes {
 		body := chatBody(size, "meta-llama/Llama-3.1-8B-Instruct")
-		b.Run(fmt.Sprintf("inflow/%dKiB", size>>10), func(b *testing.B) {
+		b.Run(fmt.Sprintf("size=%dKiB/impl=inflow", size>>10), func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			var r Request
@@ -23,7 +23,7 @@ func BenchmarkParse(b *testing.B) {
 				}
 			}
 		})
-		b.Run(fmt.Sprintf("encoding_json/%dKiB", size>>10), func(b *testing.B) {
+		b.Run(fmt.Sprintf("size=%dKiB/impl=encoding_json", size>>10), func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {

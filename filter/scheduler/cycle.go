@@ -47,6 +47,13 @@ func (c *Cycle) reset(in *Input) {
 	c.match.Counts = c.match.Counts[:0]
 }
 
+// release returns c to the pool without the request: a pooled Cycle must
+// not keep a prompt (up to the body limit) alive.
+func (c *Cycle) release() {
+	c.Input = nil
+	cyclePool.Put(c)
+}
+
 // floats returns (*buf)[:n] zeroed, growing *buf when needed.
 func (c *Cycle) floats(buf *[]float64, n int) []float64 {
 	if cap(*buf) < n {

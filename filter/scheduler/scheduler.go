@@ -148,7 +148,7 @@ func (s *Scheduler) Pick(in *Input, out *Result) error {
 		return ErrNoEndpoints
 	}
 	c := cyclePool.Get().(*Cycle)
-	defer cyclePool.Put(c)
+	defer c.release()
 	c.reset(in)
 
 	cands := c.cands[:0]

@@ -45,6 +45,7 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "unmeasured warm-up per cell")
 	clients := flag.Int("clients", 8, "concurrent keep-alive clients")
 	workers := flag.Int("concurrency", 2, "envoyhost --concurrency")
+	soak := flag.Duration("soak", 30*time.Second, "after the table, load the inflow host this long (4 KiB bodies) sampling its RSS")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -112,7 +113,11 @@ func main() {
 		}
 	}
 	load := fmt.Sprintf("load average before %s, after %s", loadBefore, loadavg())
-	section := render(results, *clients, *workers, *duration, load)
+	var soakLines []string
+	if inflow := hosts[len(hosts)-1]; *soak > 0 && inflow != nil {
+		soakLines = soakRun(bases[len(bases)-1], inflow, *clients, *soak)
+	}
+	section := render(results, *clients, *workers, *duration, load) + renderSoak(soakLines, *soak)
 	fmt.Print(section)
 	if *out != "" {
 		if err := replaceSection(*out, section); err != nil {
@@ -224,6 +229,38 @@ func render(results []result, clients, workers int, duration time.Duration, load
 	b.WriteString("\nInflow's own cost per request is the difference between the `inflow.so` and the " +
 		"`passthrough.so` rows (same host, same ABI crossings; Inflow additionally buffers the body " +
 		"(StopAndBuffer), parses it, rewrites `model`, picks an endpoint and sets headers and metadata).\n")
+	return b.String()
+}
+
+const soakStep = 5 * time.Second
+
+// soakRun keeps the inflow host under load and samples what would grow if
+// requests leaked: RSS, and host request objects Go has not finalized yet.
+func soakRun(base string, h *harness.Host, clients int, total time.Duration) []string {
+	var lines []string
+	for elapsed := time.Duration(0); elapsed < total; elapsed += soakStep {
+		r := run(base, 4<<10, clients, 0, soakStep, h)
+		s, _ := h.Stats(context.Background())
+		line := fmt.Sprintf("| %v | %.0f | %s | %s | %s |", elapsed+soakStep, r.rps, r.rssAfter,
+			s["envoyhost.live_requests"], s["envoyhost.finalized_requests"])
+		log.Print(line)
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+func renderSoak(lines []string, total time.Duration) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nSoak: `host + inflow.so`, 4 KiB bodies, %v of continuous load right after the table. "+
+		"Request objects are freed by Go's GC finalizers (`envoyGoFilterHttpFinalize`), so `live` "+
+		"(allocated, not yet finalized) rises and falls with GC cycles instead of growing.\n\n", total)
+	b.WriteString("| time | req/s | host RSS | live requests | finalized |\n|---:|---:|---:|---:|---:|\n")
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
 	return b.String()
 }
 

@@ -18,6 +18,11 @@
 //	                     goroutine edits the chunk and calls Continue, so the
 //	                     chunks arriving meanwhile are buffered by the host
 //
+// Two headers exercise the routing inputs of the ORIGINAL_DST cluster:
+//
+//	x-override: ip:port    SetUpstreamOverrideHost (a 400 reply carries its error)
+//	x-lb-endpoint: value   dynamic metadata envoy.lb/x-gateway-destination-endpoint
+//
 // Plugin name "panicky".
 package main
 
@@ -52,6 +57,15 @@ type filter struct {
 func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) api.StatusType {
 	f.mode, _ = h.Get(PanicHeader)
 	f.body, _ = h.Get("x-body")
+	if host, ok := h.Get("x-override"); ok {
+		if err := f.cb.DecoderFilterCallbacks().SetUpstreamOverrideHost(host, false); err != nil {
+			f.cb.DecoderFilterCallbacks().SendLocalReply(400, err.Error(), nil, 0, "")
+			return api.LocalReply
+		}
+	}
+	if ep, ok := h.Get("x-lb-endpoint"); ok {
+		f.cb.StreamInfo().DynamicMetadata().Set("envoy.lb", "x-gateway-destination-endpoint", ep)
+	}
 	if f.body != "" && !endStream {
 		return api.StopAndBufferWatermark
 	}

@@ -196,11 +196,12 @@ func (s *Server) handleClearOverride(w http.ResponseWriter, _ *http.Request) {
 
 // validate rejects values no real vLLM could report.
 func (o MetricsOverride) validate() error {
-	for name, p := range map[string]*int{
-		"num_requests_waiting": o.NumRequestsWaiting, "num_requests_running": o.NumRequestsRunning, "max_lora": o.MaxLoRA,
-	} {
-		if p != nil && *p < 0 {
-			return fmt.Errorf("%s must not be negative, got %d", name, *p)
+	for _, c := range []struct {
+		name string
+		v    *int
+	}{{"num_requests_waiting", o.NumRequestsWaiting}, {"num_requests_running", o.NumRequestsRunning}, {"max_lora", o.MaxLoRA}} {
+		if c.v != nil && *c.v < 0 {
+			return fmt.Errorf("%s must not be negative, got %d", c.name, *c.v)
 		}
 	}
 	if o.KVCacheUsagePerc != nil && (*o.KVCacheUsagePerc < 0 || *o.KVCacheUsagePerc > 1) {

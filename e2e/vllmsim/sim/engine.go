@@ -285,7 +285,7 @@ func (s *seq) finishLocked(reason string) {
 	}
 	s.finished = true
 	e := s.e
-	e.kv.release(s.hashes, 0)
+	e.kv.release(s.hashes, s.private)
 	e.reserved -= s.reservedLeft
 	s.reservedLeft = 0
 	e.running--

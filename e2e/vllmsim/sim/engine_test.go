@@ -27,7 +27,7 @@ func textReq(text string, maxTokens int) seqRequest {
 func run(t *testing.T, s *seq) {
 	t.Helper()
 	for {
-		ok, err := s.next(t.Context())
+		ok, err := s.next(testCtx(t))
 		if err != nil {
 			t.Errorf("next: %v", err)
 			break
@@ -41,7 +41,7 @@ func run(t *testing.T, s *seq) {
 
 func mustAdmit(t *testing.T, e *engine, r seqRequest) *seq {
 	t.Helper()
-	s, err := e.admit(t.Context(), r)
+	s, err := e.admit(testCtx(t), r)
 	if err != nil {
 		t.Fatalf("admit: %v", err)
 	}
@@ -56,7 +56,7 @@ func TestQueueIsFIFO(t *testing.T) {
 	names := []string{"b", "c", "d"}
 	for i, name := range names {
 		go func() {
-			s, err := e.admit(t.Context(), textReq(name, 1))
+			s, err := e.admit(testCtx(t), textReq(name, 1))
 			if err != nil {
 				order <- "error: " + err.Error()
 				return
@@ -73,7 +73,7 @@ func TestQueueIsFIFO(t *testing.T) {
 	first.finish(finishLength)
 	var got []string
 	for range names {
-		got = append(got, <-order)
+		got = append(got, receive(t, "an admission", order))
 	}
 	if !slices.Equal(got, names) {
 		t.Errorf("admission order = %v, want %v", got, names)
@@ -83,7 +83,7 @@ func TestQueueIsFIFO(t *testing.T) {
 func TestCancelledWaiterLeavesQueue(t *testing.T) {
 	e := newTestEngine(func(o *Options) { o.MaxNumSeqs = 1 })
 	holder := mustAdmit(t, e, textReq("holder", 1))
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx, cancel := context.WithCancel(testCtx(t))
 	errc := make(chan error, 1)
 	go func() {
 		_, err := e.admit(ctx, textReq("quitter", 1))
@@ -91,7 +91,7 @@ func TestCancelledWaiterLeavesQueue(t *testing.T) {
 	}()
 	waitFor(t, "quitter waiting", func() bool { return e.snapshot().waiting == 1 })
 	cancel()
-	if err := <-errc; err == nil {
+	if err := receive(t, "admit to give up", errc); err == nil {
 		t.Fatal("admit succeeded after its context was cancelled")
 	}
 	if st := e.snapshot(); st.waiting != 0 {
@@ -195,7 +195,7 @@ func TestLoRASlotLimit(t *testing.T) {
 
 	bAdmitted := make(chan *seq, 1)
 	go func() {
-		s, err := e.admit(t.Context(), loraReq("b"))
+		s, err := e.admit(testCtx(t), loraReq("b"))
 		if err != nil {
 			t.Errorf("admit b: %v", err)
 		}
@@ -216,7 +216,7 @@ func TestLoRASlotLimit(t *testing.T) {
 		t.Fatalf("b admitted while adapter a still runs (waiting=%d)", st.waiting)
 	}
 	run(t, a2) // a is now inactive: its slot goes to b
-	b := <-bAdmitted
+	b := receive(t, "b admitted", bAdmitted)
 	if b == nil {
 		t.FailNow()
 	}
@@ -232,7 +232,7 @@ func TestHeadBlockedByKVCapacity(t *testing.T) {
 	first := mustAdmit(t, e, textReq(strings.Repeat("a", 32), 4))
 	admitted := make(chan *seq, 1)
 	go func() {
-		s, err := e.admit(t.Context(), textReq(strings.Repeat("b", 32), 4))
+		s, err := e.admit(testCtx(t), textReq(strings.Repeat("b", 32), 4))
 		if err != nil {
 			t.Errorf("admit: %v", err)
 		}
@@ -243,12 +243,12 @@ func TestHeadBlockedByKVCapacity(t *testing.T) {
 		t.Fatalf("running = %d, want 1: the second request does not fit", st.running)
 	}
 	run(t, first)
-	second := <-admitted
+	second := receive(t, "second admitted", admitted)
 	if second == nil {
 		t.FailNow()
 	}
 	run(t, second)
-	if _, err := e.admit(t.Context(), textReq(strings.Repeat("c", 64), 4)); err != errTooLong {
+	if _, err := e.admit(testCtx(t), textReq(strings.Repeat("c", 64), 4)); err != errTooLong {
 		t.Errorf("request larger than the whole cache: err = %v, want errTooLong", err)
 	}
 }
@@ -259,6 +259,7 @@ func TestKVReturnsToZeroWhenIdle(t *testing.T) {
 	e := newTestEngine(func(o *Options) { o.KVBlocks, o.BlockSize, o.MaxNumSeqs = 48, 4, 6 })
 	prefixes := []string{strings.Repeat("p", 40), strings.Repeat("q", 24), ""}
 	rng := rand.New(rand.NewPCG(1, 2))
+	burstCtx := testCtx(t) // a leak then fails the test instead of hanging it
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	maxUsed := 0
@@ -267,7 +268,7 @@ func TestKVReturnsToZeroWhenIdle(t *testing.T) {
 		maxTokens := 1 + rng.IntN(12)
 		giveUp := i%7 == 0
 		wg.Go(func() {
-			ctx := t.Context()
+			ctx := burstCtx
 			if giveUp {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, 50*time.Microsecond)
@@ -327,7 +328,7 @@ func TestOutputGrowsKVUsage(t *testing.T) {
 		t.Fatalf("after prefill used = %d, want 1", used)
 	}
 	for {
-		ok, err := s.next(t.Context())
+		ok, err := s.next(testCtx(t))
 		if err != nil || !ok {
 			break
 		}
@@ -350,7 +351,7 @@ func TestDecodeSlowsWithBatch(t *testing.T) {
 	step := func(s *seq) time.Duration {
 		t.Helper()
 		before := s.nextAt
-		if ok, err := s.next(t.Context()); !ok || err != nil {
+		if ok, err := s.next(testCtx(t)); !ok || err != nil {
 			t.Fatalf("next = %v, %v", ok, err)
 		}
 		return s.nextAt.Sub(before)

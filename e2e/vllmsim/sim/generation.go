@@ -42,7 +42,7 @@ func (s *Server) contextLengthError(job genJob) error {
 // generate runs job through the engine and writes the (streamed or whole) response.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, job genJob) {
 	if err := s.contextLengthError(job); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		replyError(w, err)
 		return
 	}
 	extra, handled := s.inferenceFault(w, r)

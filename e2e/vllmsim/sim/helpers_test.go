@@ -35,11 +35,50 @@ func startServer(t *testing.T, opts Options) *Server {
 	return s
 }
 
+// testTimeout bounds every wait in these tests, so a hang fails with a message instead
+// of stalling the run until go test's own timeout.
+const testTimeout = 30 * time.Second
+
+// testCtx is t.Context() bounded by testTimeout.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// receive takes one value from c, failing the test after testTimeout.
+func receive[T any](t *testing.T, what string, c <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(testTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// send issues a request bounded by testTimeout; the caller closes the body.
+func send(t *testing.T, method, url, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testCtx(t), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return resp
+}
+
 // waitFor polls cond until it holds, failing the test after a generous deadline (the
 // machine may be loaded; nothing here should take more than milliseconds normally).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testTimeout)
 	tick := time.NewTicker(200 * time.Microsecond)
 	defer tick.Stop()
 	for !cond() {
@@ -58,17 +97,7 @@ func post(t *testing.T, url, body string) (int, string) {
 
 func do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
+	resp := send(t, method, url, body)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {

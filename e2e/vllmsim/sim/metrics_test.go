@@ -71,7 +71,7 @@ func TestMetricsExposition(t *testing.T) {
 		return q
 	}
 	a := mustAdmit(t, e, lreq("a"))
-	go func() { _, _ = e.admit(t.Context(), lreq("b")) }() // waits for the single LoRA slot
+	go func() { _, _ = e.admit(testCtx(t), lreq("b")) }() // waits for the single LoRA slot
 	waitFor(t, "b waiting", func() bool { return e.snapshot().waiting == 1 })
 
 	fams := parseMetrics(t, r.render(e.snapshot(), time.Now()))
@@ -182,10 +182,7 @@ func TestMetricsOverride(t *testing.T) {
 
 func TestMetricsEndpoint(t *testing.T) {
 	s := startServer(t, fastOptions())
-	resp, err := http.Get(s.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := send(t, http.MethodGet, s.URL()+"/metrics", "")
 	defer resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("Content-Type = %q", ct)

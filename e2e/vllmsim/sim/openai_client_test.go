@@ -29,7 +29,7 @@ func TestOpenAIClientStreaming(t *testing.T) {
 
 	for _, model := range []string{"m", "sql"} {
 		t.Run(model, func(t *testing.T) {
-			stream := client.Chat.Completions.NewStreaming(t.Context(), openai.ChatCompletionNewParams{
+			stream := client.Chat.Completions.NewStreaming(testCtx(t), openai.ChatCompletionNewParams{
 				Model:         model,
 				Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)},
 				MaxTokens:     openai.Int(6),
@@ -100,7 +100,7 @@ func TestOpenAIClientStreaming(t *testing.T) {
 	}
 
 	// The same prompt again hits the prefix cache, and the client sees it.
-	resp, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+	resp, err := client.Chat.Completions.New(testCtx(t), openai.ChatCompletionNewParams{
 		Model:     "m",
 		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)},
 		MaxTokens: openai.Int(1),
@@ -116,7 +116,7 @@ func TestOpenAIClientStreaming(t *testing.T) {
 func TestOpenAIClientErrors(t *testing.T) {
 	s := startServer(t, fastOptions())
 	client := newClient(s)
-	_, err := client.Completions.New(t.Context(), openai.CompletionNewParams{
+	_, err := client.Completions.New(testCtx(t), openai.CompletionNewParams{
 		Model:  "missing",
 		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("hi")},
 	})

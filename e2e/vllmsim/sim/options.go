@@ -132,19 +132,23 @@ func (o Options) validate() error {
 		}
 		seen[l] = true
 	}
-	for name, v := range map[string]int{
-		"max-loras": o.MaxLoRAs, "max-num-seqs": o.MaxNumSeqs, "kv-blocks": o.KVBlocks,
-		"block-size": o.BlockSize, "max-tokens-default": o.MaxTokensDefault,
+	for _, c := range []struct {
+		name string
+		v    int
+	}{
+		{"max-loras", o.MaxLoRAs}, {"max-num-seqs", o.MaxNumSeqs}, {"kv-blocks", o.KVBlocks},
+		{"block-size", o.BlockSize}, {"max-tokens-default", o.MaxTokensDefault},
 	} {
-		if v < 1 {
-			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
+		if c.v < 1 {
+			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", c.name, c.v))
 		}
 	}
-	for name, d := range map[string]time.Duration{
-		"ttft-base": o.TTFTBase, "prefill-per-token": o.PrefillPerToken, "itl": o.ITL,
-	} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("%s must not be negative, got %v", name, d))
+	for _, c := range []struct {
+		name string
+		d    time.Duration
+	}{{"ttft-base", o.TTFTBase}, {"prefill-per-token", o.PrefillPerToken}, {"itl", o.ITL}} {
+		if c.d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %v", c.name, c.d))
 		}
 	}
 	if o.LoadFactor < 1 {

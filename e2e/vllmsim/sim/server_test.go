@@ -255,10 +255,7 @@ func TestEmbeddings(t *testing.T) {
 func TestRawStream(t *testing.T) {
 	s := startServer(t, fastOptions())
 	body := `{"model":"m","prompt":"abcdefgh","max_tokens":4,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`
-	resp, err := http.Post(s.URL()+"/v1/completions", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := send(t, http.MethodPost, s.URL()+"/v1/completions", body)
 	defer resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		t.Fatalf("Content-Type = %q", ct)

@@ -12,11 +12,7 @@ import (
 func timeToFirstChunk(t *testing.T, s *Server, body string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	resp, err := http.Post(s.URL()+"/v1/completions", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Error(err)
-		return 0
-	}
+	resp := send(t, http.MethodPost, s.URL()+"/v1/completions", body)
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
@@ -65,7 +61,7 @@ func TestQueueWaitCountsInTTFT(t *testing.T) {
 	}()
 	waitFor(t, "first request running", func() bool { return s.Stats().Running == 1 })
 	ttft := timeToFirstChunk(t, s, `{"model":"m","prompt":"second","max_tokens":1,"stream":true}`)
-	<-done
+	receive(t, "the first request", done)
 	if ttft < 40*time.Millisecond {
 		t.Errorf("queued request's TTFT %v shorter than the decode it waited for", ttft)
 	}
