@@ -79,7 +79,7 @@ type result struct {
 func main() {
 	var o options
 	flag.IntVar(&o.servers, "servers", 6, "simulated vLLM servers")
-	flag.Float64Var(&o.rate, "rate", 26, "request arrivals per second (Poisson)")
+	flag.Float64Var(&o.rate, "rate", 23, "request arrivals per second (Poisson)")
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "how long to send requests for, per policy")
 	flag.Uint64Var(&o.seed, "seed", 1, "workload seed")
 	flag.StringVar(&o.out, "out", "", "markdown file whose bench-sched section is replaced by the results")

@@ -27,6 +27,7 @@ static const char kUsage[] =
     "                       [--default-upstream IP:PORT] [--buffer-limit BYTES]\n"
     "                       [--log-level trace|debug|info|warning|error|critical|off]\n"
     "                       [--read-chunk BYTES] [--upstream-timeout SECONDS]\n"
+    "                       [--route-plugin-config FILE.json]\n"
     "Port 0 picks a free port; the bound addresses are printed on stdout as\n"
     "  LISTEN ip:port\n  ADMIN ip:port\n";
 
@@ -82,9 +83,34 @@ static void die(const char *fmt, const char *a, const char *b) {
   exit(1);
 }
 
+/* The single route's typed_per_filter_config (ConfigsPerRoute): parsed with
+ * is_route_config=1 and merged over the listener's config, as
+ * RoutePluginConfig::getMergedConfigId does; requests then use the merged id. */
+static void merge_route_config(const char *path, const char *plugin_name) {
+  char err[512];
+  buf_t any;
+  buf_init(&any);
+  if (plugin_config_from_json_file(path, &any, err, sizeof(err)) != 0) die("%s%s", err, "");
+  httpConfig rc; /* RoutePluginConfig::config_: owned by the host, never given to Go's GC */
+  memset(&rc, 0, sizeof(rc));
+  rc.plugin_name_ptr = (uint64_t)(uintptr_t)plugin_name;
+  rc.plugin_name_len = strlen(plugin_name);
+  rc.config_ptr = (uint64_t)(uintptr_t)any.data;
+  rc.config_len = any.len;
+  rc.is_route_config = 1;
+  rc.concurrency = g_cfg.concurrency;
+  uint64_t child = g_dso.new_config(&rc);
+  buf_free(&any);
+  if (child == 0) die("golang filter failed to parse plugin config: %s (route config %s)", plugin_name, path);
+  uint64_t merged = g_dso.merge_config(rc.plugin_name_ptr, rc.plugin_name_len, g_cfg.config_id, child);
+  hlog(LOG_INFO, "route config %s: id %llu merged over %llu into %llu", path, (unsigned long long)child,
+       (unsigned long long)g_cfg.config_id, (unsigned long long)merged);
+  g_cfg.config_id = merged;
+}
+
 int main(int argc, char **argv) {
   const char *library = NULL, *plugin_name = NULL, *plugin_config = NULL, *listen_addr = NULL,
-             *admin_addr = "127.0.0.1:0";
+             *admin_addr = "127.0.0.1:0", *route_config = NULL;
   long concurrency = sysconf(_SC_NPROCESSORS_ONLN); /* Envoy's default --concurrency */
   g_cfg.buffer_limit = 1024 * 1024; /* Envoy's default per_connection_buffer_limit_bytes */
   g_cfg.read_chunk = 16384;
@@ -100,6 +126,7 @@ int main(int argc, char **argv) {
     if (strcmp(k, "--library") == 0) library = v;
     else if (strcmp(k, "--plugin-name") == 0) plugin_name = v;
     else if (strcmp(k, "--plugin-config") == 0) plugin_config = v;
+    else if (strcmp(k, "--route-plugin-config") == 0) route_config = v;
     else if (strcmp(k, "--listen") == 0) listen_addr = v;
     else if (strcmp(k, "--admin") == 0) admin_addr = v;
     else if (strcmp(k, "--concurrency") == 0) concurrency = atol(v);
@@ -153,6 +180,7 @@ int main(int argc, char **argv) {
   buf_free(&any);
   if (g_cfg.config_id == 0)
     die("golang filter failed to parse plugin config: %s %s (listener refused)", plugin_name, library);
+  if (route_config != NULL) merge_route_config(route_config, plugin_name);
 
   worker_t *workers = calloc((size_t)concurrency, sizeof(worker_t));
   if (workers == NULL) abort();

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,11 +31,25 @@ type Backend struct {
 	// NoRecord skips recording (for load tests).
 	NoRecord bool
 
-	srv  *http.Server
-	ln   net.Listener
-	mu   sync.Mutex
-	reqs []Recorded
+	srv     *http.Server
+	ln      net.Listener
+	mu      sync.Mutex
+	reqs    []Recorded
+	scrapes atomic.Int64
 }
+
+// metricsText is an idle vLLM server's /metrics, which Inflow's scheduler
+// scrapes from every pool endpoint.
+const metricsText = `# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="llama-3-8b"} 0
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="llama-3-8b"} 0
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{model_name="llama-3-8b"} 0
+`
+
+// Scrapes counts GET /metrics requests, which are not recorded.
+func (b *Backend) Scrapes() int64 { return b.scrapes.Load() }
 
 // gateTimeout bounds how long a gated stream waits, so a broken test cannot hang.
 const gateTimeout = 20 * time.Second
@@ -62,6 +77,13 @@ func (b *Backend) Requests() []Recorded {
 }
 
 func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/metrics" {
+		// scraped in the background: not traffic the tests route
+		b.scrapes.Add(1)
+		w.Header().Set("content-type", "text/plain; version=0.0.4")
+		fmt.Fprint(w, metricsText)
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -78,8 +79,11 @@ type HostOptions struct {
 	PluginName string
 	// Config is the plugin config value (marshalled to JSON and wrapped in a
 	// TypedStruct); RawConfig, when set, is written to the config file as is.
-	Config          any
-	RawConfig       []byte
+	Config    any
+	RawConfig []byte
+	// RouteConfig, if set, is the per-route plugin config value merged over
+	// Config (--route-plugin-config).
+	RouteConfig     any
 	Concurrency     int // default 2
 	DefaultUpstream string
 	BufferLimit     int
@@ -136,6 +140,14 @@ func WriteConfig(dir string, opts HostOptions) (string, error) {
 	return path, os.WriteFile(path, data, 0o600)
 }
 
+func writeTypedStruct(path string, value any) error {
+	data, err := json.Marshal(map[string]any{"@type": typedStructURL, "type_url": filterConfigTypeURL, "value": value})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
 // StartHost runs envoyhost serve and waits until it prints its addresses.
 // The caller must Close it.
 func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error) {
@@ -161,7 +173,17 @@ func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error)
 	if opts.BufferLimit > 0 {
 		args = append(args, "--buffer-limit", fmt.Sprint(opts.BufferLimit))
 	}
+	if opts.RouteConfig != nil {
+		path := filepath.Join(dir, "route-plugin-config.json")
+		if err := writeTypedStruct(path, opts.RouteConfig); err != nil {
+			return nil, err
+		}
+		args = append(args, "--route-plugin-config", path)
+	}
 	cmd := exec.Command(Out("envoyhost"), args...)
+	// Killed with us even if a test binary or the benchmark dies without
+	// running its cleanups.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// cgocheck=1 makes the Go runtime verify every pointer crossing the ABI.
 	cmd.Env = append(append(os.Environ(), "GODEBUG=cgocheck=1"), opts.Env...)
 	h := &Host{cmd: cmd, errs: &syncBuffer{}, done: make(chan struct{})}
@@ -260,4 +282,24 @@ func (h *Host) Stats(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	return stats, nil
+}
+
+// CPUTime returns the user+system CPU time the host process has used so far
+// (from /proc; 0 if unavailable).
+func (h *Host) CPUTime() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// fields after the ")" that ends the command name; utime and stime are
+	// fields 14 and 15 of the line, in clock ticks (100 per second on Linux)
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(fields[11], &utime)
+	fmt.Sscan(fields[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/filter/request"
 	"github.com/inflow-gateway/inflow/filter/router"
+	"github.com/inflow-gateway/inflow/filter/scheduler"
 )
 
 // Sentinel errors raised by the Envoy adapter itself.
@@ -77,8 +78,12 @@ func From(err error) *Error {
 		return invalid(http.StatusNotFound, "model_not_found", "model", "the model does not exist: "+err.Error())
 	case errors.Is(err, ErrBodyTooLarge):
 		return invalid(http.StatusRequestEntityTooLarge, "request_too_large", "", err.Error())
-	case errors.Is(err, router.ErrNoEndpoints):
-		return &Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "no_healthy_upstream", Message: err.Error()}
+	case errors.Is(err, scheduler.ErrSaturated):
+		return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "pool_saturated",
+			Message: "the model servers are saturated and this request is sheddable; retry later"}
+	case errors.Is(err, scheduler.ErrNoEndpoints):
+		return &Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "no_healthy_upstream",
+			Message: "no model server endpoint is available for this model"}
 	}
 	return &Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
 		Message: "the gateway failed to process the request"}

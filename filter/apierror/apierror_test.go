@@ -7,6 +7,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/filter/request"
 	"github.com/inflow-gateway/inflow/filter/router"
+	"github.com/inflow-gateway/inflow/filter/scheduler"
 )
 
 func TestFrom(t *testing.T) {
@@ -22,7 +23,8 @@ func TestFrom(t *testing.T) {
 		{ErrNoBody, 400, "missing_body"},
 		{fmt.Errorf("%w: %q", router.ErrModelNotFound, "m"), 404, "model_not_found"},
 		{fmt.Errorf("%w: 9 bytes", ErrBodyTooLarge), 413, "request_too_large"},
-		{fmt.Errorf("%w: empty pool", router.ErrNoEndpoints), 503, "no_healthy_upstream"},
+		{scheduler.ErrNoEndpoints, 503, "no_healthy_upstream"},
+		{scheduler.ErrSaturated, 429, "pool_saturated"},
 		{ErrInternal, 500, "internal_error"},
 		{fmt.Errorf("anything else"), 500, "internal_error"},
 		{&Error{Status: 429, Type: "rate_limit_error", Code: "pool_saturated", Message: "busy"}, 429, "pool_saturated"},

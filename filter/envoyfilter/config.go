@@ -17,18 +17,30 @@ import (
 // Name is the plugin_name Envoy's golang filter config must use.
 const Name = "inflow"
 
-// registry keeps endpoint state (in-flight counts) across config updates
-// for the life of the process.
-var registry = pool.NewRegistry()
+// pools keeps every pool's endpoints, metrics scrapers and prefix index
+// for the life of the process, across config updates.
+var pools = pool.NewManager(nil)
 
 // filterConfig is one parsed plugin_config.
 type filterConfig struct {
-	router  *router.Router
-	metrics *metrics
+	router   *router.Router
+	metrics  *metrics
+	exporter *exporter
+	// merged configs share their child's router; only the parsed config
+	// that owns it releases it.
+	merged bool
 }
 
-// Destroy implements api.Config; nothing is held outside the GC yet.
-func (c *filterConfig) Destroy() {}
+// Destroy implements api.Config: Envoy dropped this config, so stop its
+// stats export and release its pools (scrapers of pools no config still
+// holds stop).
+func (c *filterConfig) Destroy() {
+	if c.merged {
+		return
+	}
+	c.exporter.Stop()
+	c.router.Close()
+}
 
 // Parser implements api.StreamFilterConfigParser.
 type Parser struct{}
@@ -42,11 +54,15 @@ func (Parser) Parse(a *anypb.Any, callbacks api.ConfigCallbackHandler) (interfac
 	if err != nil {
 		return nil, err
 	}
-	r, err := router.New(cfg, registry)
+	r, err := router.New(cfg, pools)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return &filterConfig{router: r, metrics: defineMetrics(callbacks)}, nil
+	return &filterConfig{
+		router:   r,
+		metrics:  defineMetrics(callbacks),
+		exporter: startExporter(r, definePoolStats(callbacks, r)),
+	}, nil
 }
 
 // Merge lets a per-route config replace the listener's one whole, keeping
@@ -59,9 +75,7 @@ func (Parser) Merge(parent, child interface{}) interface{} {
 		return parent
 	}
 	if p != nil && c.metrics.undefined() {
-		merged := *c
-		merged.metrics = p.metrics
-		return &merged
+		return &filterConfig{router: c.router, metrics: p.metrics, merged: true}
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package envoyfilter
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 )
@@ -119,9 +120,21 @@ func (m *fakeMetadata) Set(ns, key string, v any) {
 	m.m[ns][key] = v
 }
 
+// fakeConfigCallbacks defines metrics; the exporter goroutine updates
+// them while tests read them, so they are atomic.
 type fakeConfigCallbacks struct {
+	mu       sync.Mutex
 	counters map[string]*fakeMetric
 	gauges   map[string]*fakeMetric
+}
+
+func (c *fakeConfigCallbacks) value(name string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.counters[name]; m != nil {
+		return m.v.Load()
+	}
+	return -1
 }
 
 func newConfigCallbacks() *fakeConfigCallbacks {
@@ -129,19 +142,23 @@ func newConfigCallbacks() *fakeConfigCallbacks {
 }
 
 func (c *fakeConfigCallbacks) DefineCounterMetric(name string) api.CounterMetric {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	m := &fakeMetric{}
 	c.counters[name] = m
 	return m
 }
 
 func (c *fakeConfigCallbacks) DefineGaugeMetric(name string) api.GaugeMetric {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	m := &fakeMetric{}
 	c.gauges[name] = m
 	return m
 }
 
-type fakeMetric struct{ v int64 }
+type fakeMetric struct{ v atomic.Int64 }
 
-func (m *fakeMetric) Increment(d int64) { m.v += d }
-func (m *fakeMetric) Get() uint64       { return uint64(m.v) }
-func (m *fakeMetric) Record(v uint64)   { m.v = int64(v) }
+func (m *fakeMetric) Increment(d int64) { m.v.Add(d) }
+func (m *fakeMetric) Get() uint64       { return uint64(m.v.Load()) }
+func (m *fakeMetric) Record(v uint64)   { m.v.Store(int64(v)) }

@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
 	"github.com/inflow-gateway/inflow/filter/apierror"
+	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/request"
 )
@@ -73,12 +75,13 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 	if err := request.Parse(f.kind, body, &req); err != nil {
 		return f.fail(err)
 	}
-	d, err := f.cfg.router.Route(&req, body)
+	var scratch [maxDestinations]*pool.Endpoint
+	d, err := f.cfg.router.Route(&req, body, h, scratch[:0])
 	if err != nil {
 		return f.fail(err)
 	}
-	if d.Endpoint != nil {
-		f.endpoint = d.Endpoint
+	if len(d.Endpoints) > 0 {
+		f.endpoint = d.Endpoints[0]
 		f.cfg.metrics.addInFlight(1)
 	}
 	if d.RewrittenBody != nil {
@@ -91,9 +94,11 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 		inc(f.cfg.metrics.rewrites)
 	}
 	h.Set(HeaderModel, d.Model.Name)
-	if d.Endpoint != nil {
-		h.Set(HeaderDestination, d.Endpoint.Addr)
-		f.callbacks.StreamInfo().DynamicMetadata().Set(MetadataNamespaceLB, MetadataKeyDestination, d.Endpoint.Addr)
+	if len(d.Endpoints) > 0 {
+		// The header carries the primary alone; the metadata carries the
+		// ordered fallback list the endpoint-picker protocol defines.
+		h.Set(HeaderDestination, d.Endpoints[0].Addr)
+		f.callbacks.StreamInfo().DynamicMetadata().Set(MetadataNamespaceLB, MetadataKeyDestination, joinAddrs(d.Endpoints))
 	} else {
 		h.Del(HeaderDestination)
 	}
@@ -101,7 +106,7 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 	// first chosen.
 	f.callbacks.ClearRouteCache()
 	if api.GetLogLevel() <= api.Debug {
-		api.LogDebugf("inflow: model=%q served=%q endpoint=%v", d.Model.Name, d.ServedModel, endpointAddr(d.Endpoint))
+		api.LogDebugf("inflow: model=%q served=%q endpoint=%v fail_open=%v", d.Model.Name, d.ServedModel, endpointAddr(f.endpoint), d.FailOpen)
 	}
 	return api.Continue
 }
@@ -164,6 +169,28 @@ func pathOnly(path string) string {
 		}
 	}
 	return path
+}
+
+// maxDestinations bounds the primary plus fallbacks (config.MaxFallbacks).
+const maxDestinations = 1 + config.MaxFallbacks
+
+func joinAddrs(eps []*pool.Endpoint) string {
+	if len(eps) == 1 {
+		return eps[0].Addr
+	}
+	n := len(eps) - 1
+	for _, ep := range eps {
+		n += len(ep.Addr)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, ep := range eps {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(ep.Addr)
+	}
+	return b.String()
 }
 
 func endpointAddr(ep *pool.Endpoint) string {

@@ -25,7 +25,7 @@ const testConfig = `{
     {"name": "gpt-4o", "backend": "openai", "owned_by": "openai"}
   ],
   "pools": [
-    {"name": "gpu", "endpoints": ["10.0.0.1:8000", "10.0.0.2:8000"]},
+    {"name": "gpu", "endpoints": ["127.0.0.1:9", "127.0.0.2:9"]},
     {"name": "none", "endpoints": []}
   ],
   "backends": [{"name": "openai"}],
@@ -106,11 +106,13 @@ func TestRoutesInferenceRequest(t *testing.T) {
 		t.Errorf("%s = %q, want the client-facing model", HeaderModel, got)
 	}
 	ep := r.endpoint()
-	if ep != "10.0.0.1:8000" && ep != "10.0.0.2:8000" {
+	if ep != "127.0.0.1:9" && ep != "127.0.0.2:9" {
 		t.Errorf("%s = %q", HeaderDestination, ep)
 	}
-	if md := r.cb.info.md.m[MetadataNamespaceLB][MetadataKeyDestination]; md != ep {
-		t.Errorf("metadata %s/%s = %v, want %q", MetadataNamespaceLB, MetadataKeyDestination, md, ep)
+	// Metadata: the primary first, then the other endpoint as fallback.
+	other := map[string]string{"127.0.0.1:9": "127.0.0.2:9", "127.0.0.2:9": "127.0.0.1:9"}[ep]
+	if md := r.cb.info.md.m[MetadataNamespaceLB][MetadataKeyDestination]; md != ep+","+other {
+		t.Errorf("metadata %s/%s = %v, want %q", MetadataNamespaceLB, MetadataKeyDestination, md, ep+","+other)
 	}
 	if r.cb.routeClears != 1 {
 		t.Errorf("route cache cleared %d times, want 1", r.cb.routeClears)
@@ -125,7 +127,7 @@ func TestRoutesInferenceRequest(t *testing.T) {
 	if cl := r.headers.m["content-length"]; cl != strconv.Itoa(len(r.body.b)) {
 		t.Errorf("content-length = %s, body is %d bytes", cl, len(r.body.b))
 	}
-	if got := h.metrics.counters["inflow_model_rewrites_total"].v; got != 1 {
+	if got := h.metrics.counters["inflow_model_rewrites_total"].v.Load(); got != 1 {
 		t.Errorf("rewrites counter = %d", got)
 	}
 }
@@ -185,13 +187,13 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := h.metrics.counters[tt.counter].v
+			before := h.metrics.counters[tt.counter].v.Load()
 			r := h.do("POST", tt.path, tt.body, tt.headers...)
 			if r.status != api.LocalReply || r.reply == nil {
 				t.Fatalf("status %v, no local reply", r.status)
 			}
 			checkOpenAIError(t, r.reply, tt.status, tt.code)
-			if got := h.metrics.counters[tt.counter].v; got != before+1 {
+			if got := h.metrics.counters[tt.counter].v.Load(); got != before+1 {
 				t.Errorf("%s = %d, want %d", tt.counter, got, before+1)
 			}
 			if _, ok := r.headers.m[HeaderDestination]; ok {
@@ -282,8 +284,8 @@ func TestLeastInFlightAndRelease(t *testing.T) {
 		t.Fatalf("both requests went to %s while the other endpoint was idle", first.endpoint())
 	}
 	gauge := h.metrics.gauges["inflow_requests_in_flight"]
-	if gauge.v != 2 {
-		t.Fatalf("in-flight gauge = %d, want 2", gauge.v)
+	if gauge.v.Load() != 2 {
+		t.Fatalf("in-flight gauge = %d, want 2", gauge.v.Load())
 	}
 	// The first stream ends (reset, say): its endpoint is now the least loaded.
 	first.filter.OnDestroy(api.Terminate)
@@ -294,10 +296,10 @@ func TestLeastInFlightAndRelease(t *testing.T) {
 	}
 	second.filter.OnDestroy(api.Normal)
 	third.filter.OnDestroy(api.Normal)
-	if gauge.v != 0 {
-		t.Fatalf("in-flight gauge = %d after all streams ended", gauge.v)
+	if gauge.v.Load() != 0 {
+		t.Fatalf("in-flight gauge = %d after all streams ended", gauge.v.Load())
 	}
-	for _, ep := range h.cfg.router.Models()[2].Pool.Endpoints {
+	for _, ep := range h.cfg.router.Models()[2].Scheduler.Pool().Endpoints {
 		if ep.InFlight() != 0 {
 			t.Errorf("%s in flight = %d", ep.Addr, ep.InFlight())
 		}
@@ -313,7 +315,7 @@ func TestPanicBecomes500AndReleases(t *testing.T) {
 		t.Fatalf("status %v, want a local reply", r.status)
 	}
 	checkOpenAIError(t, r.reply, 500, "internal_error")
-	for _, ep := range h.cfg.router.Models()[2].Pool.Endpoints {
+	for _, ep := range h.cfg.router.Models()[2].Scheduler.Pool().Endpoints {
 		if ep.InFlight() != 0 {
 			t.Errorf("%s still has %d in flight after the panic", ep.Addr, ep.InFlight())
 		}

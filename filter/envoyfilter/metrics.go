@@ -13,6 +13,7 @@ type metrics struct {
 	rewrites      api.CounterMetric
 	badRequest    api.CounterMetric
 	notFound      api.CounterMetric
+	shed          api.CounterMetric
 	tooLarge      api.CounterMetric
 	unavailable   api.CounterMetric
 	internalError api.CounterMetric
@@ -28,6 +29,7 @@ func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
 		rewrites:      cb.DefineCounterMetric("inflow_model_rewrites_total"),
 		badRequest:    cb.DefineCounterMetric("inflow_rejected_400_total"),
 		notFound:      cb.DefineCounterMetric("inflow_rejected_404_total"),
+		shed:          cb.DefineCounterMetric("inflow_rejected_429_total"),
 		tooLarge:      cb.DefineCounterMetric("inflow_rejected_413_total"),
 		unavailable:   cb.DefineCounterMetric("inflow_rejected_503_total"),
 		internalError: cb.DefineCounterMetric("inflow_internal_errors_total"),
@@ -49,6 +51,8 @@ func (m *metrics) countRejection(status int) {
 		inc(m.tooLarge)
 	case status == http.StatusNotFound:
 		inc(m.notFound)
+	case status == http.StatusTooManyRequests:
+		inc(m.shed)
 	case status == http.StatusServiceUnavailable:
 		inc(m.unavailable)
 	case status >= http.StatusInternalServerError:

@@ -239,25 +239,23 @@ func (s *prefixShard) find(id uint16, h uint64) (int32, bool) {
 
 // findOrInsert returns h's node in l, inserting it (and evicting l's least
 // recently used hash when full) if l does not hold it. Called with l
-// locked.
+// locked. Lookup and insertion share one critical section: the LRU work in
+// it is a few slice writes, and it saves a second map lookup.
 func (s *prefixShard) findOrInsert(l *serverLRU, id uint16, h uint64, parent int32, ix *PrefixIndex) int32 {
 	s.mu.Lock()
 	hs := s.m[h]
-	node, ok := hs.find(id)
-	s.mu.Unlock()
-	if ok {
+	if node, ok := hs.find(id); ok {
+		s.mu.Unlock()
 		l.nodes[node].parent = parent
 		return node
 	}
 	node, evicted, ok := l.insert(h, parent)
-	if ok {
-		ix.shard(evicted).remove(evicted, id)
-	}
-	s.mu.Lock()
-	hs = s.m[h]
 	hs.add(id, node)
 	s.m[h] = hs
 	s.mu.Unlock()
+	if ok { // never h itself, so no lock is taken twice
+		ix.shard(evicted).remove(evicted, id)
+	}
 	return node
 }
 

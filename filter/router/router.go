@@ -15,19 +15,31 @@ import (
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/request"
+	"github.com/inflow-gateway/inflow/filter/scheduler"
 )
 
-// Sentinel errors of routing.
-var (
-	ErrModelNotFound = errors.New("model not found")
-	ErrNoEndpoints   = errors.New("no endpoint available")
-)
+// ErrModelNotFound: the body names a model the gateway does not serve.
+var ErrModelNotFound = errors.New("model not found")
 
-// Router is an immutable compiled config.
+// HeaderObjective names the inference objective of a request; Config
+// objectives map it to a priority (< 0 is sheddable).
+const HeaderObjective = "x-gateway-inference-objective"
+
+// maxQuotedModel caps how much of an unknown model name an error repeats.
+const maxQuotedModel = 256
+
+// Headers reads request headers (Envoy's RequestHeaderMap satisfies it).
+type Headers interface {
+	Get(key string) (string, bool)
+}
+
+// Router is an immutable compiled config. Close releases its pools.
 type Router struct {
 	models         map[string]*Model
 	modelList      []byte
 	maxRequestBody int64
+	cfg            *config.Config
+	schedulers     *scheduler.Set
 }
 
 // Model is a client-facing model with its destination.
@@ -35,11 +47,12 @@ type Model struct {
 	Name string
 	// Backend is set when an external backend serves the model.
 	Backend string
-	// Pool is set when a pool of model servers serves the model.
-	Pool *pool.Pool
+	// Scheduler picks endpoints of the model's pool; nil for a backend.
+	Scheduler *scheduler.Scheduler
 
-	targets     []target
-	totalWeight uint64
+	sessionHeader string
+	targets       []target
+	totalWeight   uint64
 }
 
 // target is one served name of a rewrite, pre-encoded as a JSON string so
@@ -50,22 +63,28 @@ type target struct {
 	cumulative uint64
 }
 
-// New compiles cfg, which must be valid. reg keeps endpoint state across
-// configs.
-func New(cfg *config.Config, reg *pool.Registry) (*Router, error) {
+// New compiles cfg, retaining its pools on pools (which keeps their
+// metrics, in-flight counts and prefix index across configs).
+func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	pools := make(map[string]*pool.Pool, len(cfg.Pools))
-	for _, p := range cfg.Pools {
-		pools[p.Name] = reg.Pool(p.Name, p.Endpoints)
+	list, err := renderModelList(cfg.Models, time.Now().Unix())
+	if err != nil {
+		return nil, err
 	}
 	r := &Router{
 		models:         make(map[string]*Model, len(cfg.Models)),
+		modelList:      list,
 		maxRequestBody: cfg.Limits.EffectiveMaxRequestBodyBytes(),
+		cfg:            cfg,
+	}
+	sessionHeaders := make(map[string]string, len(cfg.Pools))
+	for _, p := range cfg.Pools {
+		sessionHeaders[p.Name] = p.Scheduler.Resolve().SessionHeader
 	}
 	for _, m := range cfg.Models {
-		cm := &Model{Name: m.Name, Backend: m.Backend, Pool: pools[m.Pool]}
+		cm := &Model{Name: m.Name, Backend: m.Backend, sessionHeader: sessionHeaders[m.Pool]}
 		for _, t := range m.Rewrite {
 			if t.EffectiveWeight() == 0 {
 				continue
@@ -79,13 +98,22 @@ func New(cfg *config.Config, reg *pool.Registry) (*Router, error) {
 		}
 		r.models[m.Name] = cm
 	}
-	list, err := renderModelList(cfg.Models, time.Now().Unix())
-	if err != nil {
-		return nil, err
+	// Retain pools last: nothing above can fail after scrapers start.
+	r.schedulers = scheduler.Open(pools, cfg)
+	for _, p := range cfg.Models {
+		if p.Pool != "" {
+			r.models[p.Name].Scheduler = r.schedulers.Scheduler(p.Pool)
+		}
 	}
-	r.modelList = list
 	return r, nil
 }
+
+// Close releases the config's hold on its pools; pools no live config
+// holds stop scraping.
+func (r *Router) Close() { r.schedulers.Release() }
+
+// Schedulers are the config's per-pool schedulers, for stats export.
+func (r *Router) Schedulers() map[string]*scheduler.Scheduler { return r.schedulers.Schedulers() }
 
 // MaxRequestBodyBytes is the configured body limit.
 func (r *Router) MaxRequestBodyBytes() int64 { return r.maxRequestBody }
@@ -97,6 +125,9 @@ func (r *Router) ModelList() []byte { return r.modelList }
 func (r *Router) Lookup(name []byte) (*Model, error) {
 	if m, ok := r.models[string(name)]; ok {
 		return m, nil
+	}
+	if len(name) > maxQuotedModel {
+		name = name[:maxQuotedModel]
 	}
 	return nil, fmt.Errorf("%w: %q", ErrModelNotFound, name)
 }
@@ -130,21 +161,6 @@ func (m *Model) Served() (name string, quoted []byte, rewrite bool) {
 	panic("router: weights out of range") // unreachable: n < totalWeight
 }
 
-// PickEndpoint chooses the endpoint with the fewest requests in flight from
-// this Envoy and counts the new request on it; the caller must Release it
-// when the stream ends.
-func (m *Model) PickEndpoint() (*pool.Endpoint, error) {
-	if m.Pool == nil {
-		return nil, fmt.Errorf("%w: model %q is served by backend %q", ErrNoEndpoints, m.Name, m.Backend)
-	}
-	ep := pool.LeastInFlight(m.Pool.Endpoints)
-	if ep == nil {
-		return nil, fmt.Errorf("%w: pool %q has no endpoints", ErrNoEndpoints, m.Pool.Name)
-	}
-	ep.Acquire()
-	return ep, nil
-}
-
 // Decision is where one request goes.
 type Decision struct {
 	Model *Model
@@ -152,13 +168,17 @@ type Decision struct {
 	ServedModel string
 	// RewrittenBody is the body with the served name, or nil when unchanged.
 	RewrittenBody []byte
-	// Endpoint is the chosen pool endpoint (nil for external backends); it
-	// has been Acquired.
-	Endpoint *pool.Endpoint
+	// Endpoints are the primary endpoint then the fallbacks (nil for an
+	// external backend). The primary has been Acquired: Release it when
+	// the stream ends.
+	Endpoints []*pool.Endpoint
+	// FailOpen is set when no endpoint had fresh metrics.
+	FailOpen bool
 }
 
-// Route decides where a parsed request goes.
-func (r *Router) Route(req *request.Request, body []byte) (Decision, error) {
+// Route decides where a parsed request goes. endpoints is scratch space
+// for the pick (pass a slice with capacity to avoid an allocation).
+func (r *Router) Route(req *request.Request, body []byte, h Headers, endpoints []*pool.Endpoint) (Decision, error) {
 	m, err := r.Lookup(req.Model)
 	if err != nil {
 		return Decision{}, err
@@ -166,13 +186,34 @@ func (r *Router) Route(req *request.Request, body []byte) (Decision, error) {
 	d := Decision{Model: m}
 	name, quoted, rewrite := m.Served()
 	d.ServedModel = name
+	if m.Scheduler != nil {
+		in := scheduler.Input{Model: name, Priority: r.priority(h)}
+		var parts [2][]byte
+		for i := range parts {
+			if p := req.PromptBytes(body, i); p != nil {
+				in.Prompt = append(parts[:len(in.Prompt)], p)
+			}
+		}
+		if m.sessionHeader != "" {
+			in.SessionKey, _ = h.Get(m.sessionHeader)
+		}
+		out := scheduler.Result{Endpoints: endpoints[:0]}
+		if err := m.Scheduler.Pick(&in, &out); err != nil {
+			return Decision{}, err
+		}
+		out.Endpoints[0].Acquire()
+		d.Endpoints, d.FailOpen = out.Endpoints, out.FailOpen
+	}
 	if rewrite {
 		d.RewrittenBody = request.RewriteModel(body, req, quoted)
 	}
-	if m.Pool != nil {
-		if d.Endpoint, err = m.PickEndpoint(); err != nil {
-			return Decision{}, err
-		}
-	}
 	return d, nil
+}
+
+func (r *Router) priority(h Headers) int {
+	if len(r.cfg.Objectives) == 0 {
+		return 0
+	}
+	objective, _ := h.Get(HeaderObjective)
+	return r.cfg.PriorityFor(objective)
 }

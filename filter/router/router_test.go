@@ -9,6 +9,10 @@ import (
 	"github.com/inflow-gateway/inflow/filter/request"
 )
 
+// pools scrapes nothing reachable: the test endpoints are closed loopback
+// ports, so picks fail open to least-in-flight.
+var pools = pool.NewManager(nil)
+
 func weight(w uint32) *uint32 { return &w }
 
 func newRouter(t *testing.T) *Router {
@@ -19,12 +23,13 @@ func newRouter(t *testing.T) *Router {
 			{Name: "same", Pool: "p", Rewrite: []config.Target{{Model: "same"}}},
 			{Name: "ext", Backend: "b"},
 		},
-		Pools:    []config.Pool{{Name: "p", Endpoints: []string{"10.0.0.1:1", "10.0.0.2:1"}}},
+		Pools:    []config.Pool{{Name: "p", Endpoints: []string{"127.0.0.1:9", "127.0.0.2:9"}}},
 		Backends: []config.Backend{{Name: "b"}},
-	}, pool.NewRegistry())
+	}, pools)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(r.Close)
 	return r
 }
 
@@ -64,15 +69,19 @@ func TestRoute(t *testing.T) {
 	if err := request.Parse(request.Responses, body, &req); err != nil {
 		t.Fatal(err)
 	}
-	d, err := r.Route(&req, body)
-	if err != nil || d.Endpoint != nil || d.RewrittenBody != nil || d.ServedModel != "ext" {
+	d, err := r.Route(&req, body, noHeaders{}, nil)
+	if err != nil || d.Endpoints != nil || d.RewrittenBody != nil || d.ServedModel != "ext" {
 		t.Fatalf("external backend decision %+v, %v", d, err)
 	}
 	body = []byte(`{"model":"nope"}`)
 	if err := request.Parse(request.Responses, body, &req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Route(&req, body); !errors.Is(err, ErrModelNotFound) {
+	if _, err := r.Route(&req, body, noHeaders{}, nil); !errors.Is(err, ErrModelNotFound) {
 		t.Fatalf("unknown model: %v", err)
 	}
 }
+
+type noHeaders struct{}
+
+func (noHeaders) Get(string) (string, bool) { return "", false }

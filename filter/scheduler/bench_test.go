@@ -83,3 +83,28 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPickNewPrompts is the worst case for the prefix index: every
+// prompt is new (no shared system prompt either), so each pick inserts 64
+// blocks, and the maps grow, into the primary's LRU and the shared map.
+func BenchmarkPickNewPrompts(b *testing.B) {
+	const distinct = 8192
+	prompts := make([][][]byte, distinct)
+	for i := range prompts {
+		p := chatPrompt(i, 4096)
+		copy(p[30:], fmt.Sprintf("%08d", i)) // break the shared system prompt
+		prompts[i] = [][]byte{p}
+	}
+	s, done := benchPool(b, 64)
+	defer done()
+	in := &Input{Model: "llama"}
+	out := &Result{Endpoints: make([]*pool.Endpoint, 0, 8)}
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		in.Prompt = prompts[i%distinct]
+		if err := s.Pick(in, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

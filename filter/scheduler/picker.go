@@ -1,39 +1,65 @@
 package scheduler
 
 import (
-	"math"
 	"math/rand/v2"
 
 	"github.com/inflow-gateway/inflow/filter/pool"
 )
 
 // MaxScorePicker picks the highest total score, then the next best as
-// fallbacks. Ties break at random with reservoir sampling on math/rand/v2's
-// top-level functions, whose source is per thread: no lock, no new rand per
-// pick, and the caller's candidates are never shuffled.
+// fallbacks, in one pass over the candidates. Ties break at random: a
+// candidate that could enter the top n draws a random key from
+// math/rand/v2's top-level functions, whose source is per thread (no lock,
+// no new rand per pick), and equal scores are ordered by key, so every
+// order of tied candidates is equally likely. The candidates are never
+// reordered.
 type MaxScorePicker struct{}
 
-var taken = math.Inf(-1)
+type ranked struct {
+	score float64
+	key   uint64
+	idx   int
+}
 
-// Pick appends up to n endpoints of cands to out, best first. It
-// overwrites scores (picked entries become -Inf).
+// maxRanked covers config.MaxFallbacks+1 without allocating.
+const maxRanked = 17
+
+// Pick appends up to n endpoints of cands to out, best first.
 func (MaxScorePicker) Pick(cands []Candidate, scores []float64, n int, out []*pool.Endpoint) []*pool.Endpoint {
-	for range min(n, len(cands)) {
-		best, ties := -1, 0
-		for i, s := range scores {
-			switch {
-			case s == taken:
-			case best < 0 || s > scores[best]:
-				best, ties = i, 1
-			case s == scores[best]:
-				ties++
-				if rand.IntN(ties) == 0 {
-					best = i
-				}
-			}
+	n = min(n, len(cands))
+	if n <= 0 {
+		return out
+	}
+	var buf [maxRanked]ranked
+	top := buf[:0]
+	if n > maxRanked {
+		top = make([]ranked, 0, n)
+	}
+	for i, s := range scores {
+		if len(top) == n && s < top[n-1].score {
+			continue // cannot enter: no random draw needed
 		}
-		out = append(out, cands[best].Endpoint)
-		scores[best] = taken
+		r := ranked{score: s, key: rand.Uint64(), idx: i}
+		if len(top) == n {
+			if !r.beats(top[n-1]) {
+				continue
+			}
+			top = top[:n-1]
+		}
+		// Insertion sort: n is small.
+		j := len(top)
+		top = append(top, r)
+		for ; j > 0 && r.beats(top[j-1]); j-- {
+			top[j] = top[j-1]
+		}
+		top[j] = r
+	}
+	for _, r := range top {
+		out = append(out, cands[r.idx].Endpoint)
 	}
 	return out
+}
+
+func (a ranked) beats(b ranked) bool {
+	return a.score > b.score || a.score == b.score && a.key > b.key
 }

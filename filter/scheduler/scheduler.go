@@ -83,6 +83,7 @@ type weighted struct {
 type Scheduler struct {
 	lease     *pool.Lease
 	pool      *pool.Pool
+	session   string
 	counters  *pool.Counters
 	staleness time.Duration
 	fallbacks int
@@ -102,6 +103,7 @@ func New(lease *pool.Lease, s config.ResolvedScheduler) *Scheduler {
 		lease:     lease,
 		pool:      p,
 		counters:  lease.Counters(),
+		session:   s.SessionHeader,
 		staleness: s.Staleness,
 		fallbacks: s.Fallbacks,
 		adapters:  make(map[string]bool, len(s.LoRAAdapters)),
@@ -130,6 +132,10 @@ func New(lease *pool.Lease, s config.ResolvedScheduler) *Scheduler {
 	add(w.Session, NewSessionScorer(p.Endpoints))
 	return sc
 }
+
+// SessionHeader is the lower-case name of the header whose value is
+// Input.SessionKey, or "" when session affinity is off.
+func (s *Scheduler) SessionHeader() string { return s.session }
 
 // Pool is the endpoint snapshot the scheduler picks from.
 func (s *Scheduler) Pool() *pool.Pool { return s.pool }

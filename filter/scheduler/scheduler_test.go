@@ -150,8 +150,11 @@ func TestPickBlockSizeFromServer(t *testing.T) {
 }
 
 func TestPickSessionAffinity(t *testing.T) {
-	s, eps := testPool(t, 6, &config.Scheduler{SessionHeader: "x-session-id"})
+	s, eps := testPool(t, 6, &config.Scheduler{SessionHeader: "X-Session-ID"})
 	setMetrics(eps, make([]pool.Metrics, 6)...)
+	if h := s.SessionHeader(); h != "x-session-id" {
+		t.Errorf("SessionHeader() = %q, want the lower-case header name", h)
+	}
 	var out Result
 	for k := range 10 {
 		key := fmt.Sprintf("user-%d", k)

@@ -44,8 +44,10 @@ const (
 
 type parser struct{}
 
-func (parser) Parse(*anypb.Any, api.ConfigCallbackHandler) (interface{}, error) { return struct{}{}, nil }
-func (parser) Merge(parent, _ interface{}) interface{}                         { return parent }
+func (parser) Parse(*anypb.Any, api.ConfigCallbackHandler) (interface{}, error) {
+	return struct{}{}, nil
+}
+func (parser) Merge(parent, _ interface{}) interface{} { return parent }
 
 type filter struct {
 	api.PassThroughStreamFilter

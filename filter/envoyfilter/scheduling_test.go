@@ -1,0 +1,150 @@
+package envoyfilter
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+
+	"github.com/inflow-gateway/inflow/filter/pool"
+)
+
+// modelServer serves vLLM-style /metrics with numbers the test sets.
+type modelServer struct {
+	srv     *httptest.Server
+	waiting atomic.Int64
+	kvMilli atomic.Int64
+}
+
+func startModelServer(t *testing.T, waiting int64, kv float64) *modelServer {
+	t.Helper()
+	m := &modelServer{}
+	m.set(waiting, kv)
+	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintf(w, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"m\"} %d\n", m.waiting.Load())
+		fmt.Fprintf(w, "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 1\n")
+		fmt.Fprintf(w, "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"m\"} %g\n", float64(m.kvMilli.Load())/1000)
+	}))
+	t.Cleanup(m.srv.Close)
+	return m
+}
+
+func (m *modelServer) set(waiting int64, kv float64) {
+	m.waiting.Store(waiting)
+	m.kvMilli.Store(int64(kv * 1000))
+}
+
+func (m *modelServer) addr() string { return strings.TrimPrefix(m.srv.URL, "http://") }
+
+// waitForMetrics polls until every endpoint of the model's pool has fresh
+// metrics matching want (the scrapers run in the background).
+func waitForMetrics(t *testing.T, h *harness, model string, want func(*pool.Metrics) bool) {
+	t.Helper()
+	m, err := h.cfg.router.Lookup([]byte(model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ready := true
+		for _, ep := range m.Scheduler.Pool().Endpoints {
+			if mt := ep.Metrics(); !mt.Fresh(time.Now(), time.Second) || !want(mt) {
+				ready = false
+			}
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("scraped metrics did not arrive")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a background scraper, with a deadline
+	}
+}
+
+func schedulingConfig(pool string, addrs ...string) string {
+	return `{"models":[{"name":"m","pool":"` + pool + `"}],
+	  "pools":[{"name":"` + pool + `","endpoints":["` + strings.Join(addrs, `","`) + `"],
+	            "scheduler":{"scrape_interval":"10ms","staleness":"1s"}}],
+	  "objectives":{"batch":-1,"interactive":10}}`
+}
+
+func TestPicksTheLeastLoadedServerFromScrapedMetrics(t *testing.T) {
+	busy, idle := startModelServer(t, 4, 0.7), startModelServer(t, 0, 0.05)
+	h := newHarness(t, schedulingConfig("sched-pick", busy.addr(), idle.addr()))
+	t.Cleanup(h.cfg.Destroy)
+	waitForMetrics(t, h, "m", func(m *pool.Metrics) bool { return m.Waiting == 0 || m.Waiting == 4 })
+	for i := range 10 {
+		r := h.do("POST", "/v1/chat/completions", fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":"q%d"}]}`, i))
+		if r.endpoint() != idle.addr() {
+			t.Fatalf("request %d went to %s, want the idle server %s", i, r.endpoint(), idle.addr())
+		}
+		if md := r.cb.info.md.m[MetadataNamespaceLB][MetadataKeyDestination]; md != idle.addr()+","+busy.addr() {
+			t.Fatalf("fallback list %v", md)
+		}
+		r.filter.OnDestroy(api.Normal)
+	}
+}
+
+func TestSheddableRequestGets429WhenSaturated(t *testing.T) {
+	a, b := startModelServer(t, 50, 0.99), startModelServer(t, 60, 0.97)
+	h := newHarness(t, schedulingConfig("sched-shed", a.addr(), b.addr()))
+	t.Cleanup(h.cfg.Destroy)
+	waitForMetrics(t, h, "m", func(m *pool.Metrics) bool { return m.Waiting >= 50 })
+	body := `{"model":"m","prompt":"x"}`
+	r := h.do("POST", "/v1/completions", body, "x-gateway-inference-objective", "batch")
+	if r.reply == nil {
+		t.Fatalf("sheddable request was routed to %s", r.endpoint())
+	}
+	checkOpenAIError(t, r.reply, 429, "pool_saturated")
+	if got := h.metrics.counters["inflow_rejected_429_total"].v.Load(); got != 1 {
+		t.Errorf("429 counter = %d", got)
+	}
+	// The same request with a critical objective is still served.
+	r = h.do("POST", "/v1/completions", body, "x-gateway-inference-objective", "interactive")
+	if r.reply != nil || r.endpoint() == "" {
+		t.Fatalf("non-sheddable request rejected: %+v", r.reply)
+	}
+	r.filter.OnDestroy(api.Normal)
+	// Once a server has room again, sheddable requests flow.
+	a.set(0, 0.1)
+	waitForMetrics(t, h, "m", func(m *pool.Metrics) bool { return m.Waiting == 0 || m.Waiting == 60 })
+	r = h.do("POST", "/v1/completions", body, "x-gateway-inference-objective", "batch")
+	if r.reply != nil || r.endpoint() != a.addr() {
+		t.Fatalf("after recovery: reply %+v endpoint %s", r.reply, r.endpoint())
+	}
+	r.filter.OnDestroy(api.Normal)
+}
+
+func TestPoolStatsReachEnvoyMetrics(t *testing.T) {
+	srv := startModelServer(t, 0, 0.1)
+	h := newHarness(t, schedulingConfig("sched-stats", srv.addr(), "127.0.0.1:9"))
+	t.Cleanup(h.cfg.Destroy)
+	for range 3 {
+		r := h.do("POST", "/v1/completions", `{"model":"m","prompt":"x"}`)
+		r.filter.OnDestroy(api.Normal)
+	}
+	picks := statName("pool", "sched-stats", "endpoint", srv.addr(), "picks_total")
+	closed := statName("pool", "sched-stats", "endpoint", "127.0.0.1:9", "picks_total")
+	errors := statName("pool", "sched-stats", "scrape_errors_total")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		total := h.metrics.value(picks) + h.metrics.value(closed)
+		if total == 3 && h.metrics.value(errors) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exported picks %d+%d, scrape errors %d", h.metrics.value(picks), h.metrics.value(closed), h.metrics.value(errors))
+		}
+		time.Sleep(50 * time.Millisecond) // the exporter runs once a second
+	}
+}
