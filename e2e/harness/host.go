@@ -89,6 +89,10 @@ type HostOptions struct {
 	BufferLimit     int
 	LogLevel        string // default "warning"
 	Env             []string
+	// Listen and Admin are the ip:port of the proxy and admin listeners;
+	// default 127.0.0.1:0 (a free port each). The demo fixes Listen so the
+	// printed curl commands stay valid across runs.
+	Listen, Admin string
 }
 
 // Host is a running envoyhost.
@@ -160,12 +164,18 @@ func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error)
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warning"
 	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	if opts.Admin == "" {
+		opts.Admin = "127.0.0.1:0"
+	}
 	cfg, err := WriteConfig(dir, opts)
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"serve", "--library", opts.Library, "--plugin-name", opts.PluginName, "--plugin-config", cfg,
-		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--concurrency", fmt.Sprint(opts.Concurrency),
+		"--listen", opts.Listen, "--admin", opts.Admin, "--concurrency", fmt.Sprint(opts.Concurrency),
 		"--log-level", opts.LogLevel}
 	if opts.DefaultUpstream != "" {
 		args = append(args, "--default-upstream", opts.DefaultUpstream)

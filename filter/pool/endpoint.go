@@ -1,6 +1,8 @@
 // Package pool holds the runtime state of model-server pools: endpoints and
-// what this Envoy knows about them. Pools are immutable snapshots; per
-// endpoint counters are atomics, so the request path takes no lock.
+// what this Envoy knows about them (in-flight counts, scraped metrics, an
+// approximate prefix-cache index). Pools are immutable snapshots; per
+// endpoint counters and metrics are atomics, so the request path takes no
+// lock beyond the prefix index's striped, single-access shard locks.
 package pool
 
 import "sync/atomic"

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -42,7 +43,10 @@ type result struct {
 
 func main() {
 	out := flag.String("out", "", "markdown file whose \""+sectionTitle+"\" section is replaced with the results")
-	duration := flag.Duration("duration", 5*time.Second, "measured time per cell")
+	duration := flag.Duration("duration", 5*time.Second, "measured time per cell and round")
+	rounds := flag.Int("rounds", 3, "rounds per cell; the table shows the median round (by req/s)")
+	latClients := flag.Int("latency-clients", 1, "clients of the second, unloaded latency table (0: skip it)")
+	latDuration := flag.Duration("latency-duration", 3*time.Second, "measured time per cell and round of the latency table")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured warm-up per cell")
 	clients := flag.Int("clients", 8, "concurrent keep-alive clients")
 	workers := flag.Int("concurrency", 2, "envoyhost --concurrency")
@@ -98,33 +102,111 @@ func main() {
 		hosts[i], bases[i] = h, "http://"+h.Addr
 	}
 	loadBefore := loadavg()
-	var results []result
-	for _, size := range sizes {
-		for i, s := range setups {
-			r := run(bases[i], size, *clients, *warmup, *duration, hosts[i])
-			r.setup = s.name
-			results = append(results, r)
-			log.Printf("%-22s %6d B  %8.0f req/s  p50 %-9v p99 %-9v errors %d  host CPU/req %v  rss %s -> %s",
-				r.setup, r.size, r.rps, r.p50, r.p99, r.errors, r.cpuPerReq, r.rssBefore, r.rssAfter)
-			if h := hosts[i]; h != nil {
-				if exited, err := h.Exited(); exited {
-					log.Fatalf("envoyhost died during the benchmark: %v\n%s", err, h.Stderr())
-				}
-			}
-		}
+	names := make([]string, len(setups))
+	for i, s := range setups {
+		names[i] = s.name
+	}
+	m := matrix{names: names, bases: bases, hosts: hosts, sizes: sizes, rounds: *rounds, warmup: *warmup}
+	results := m.measure(*clients, *duration)
+	var unloaded []result
+	if *latClients > 0 {
+		unloaded = m.measure(*latClients, *latDuration)
 	}
 	load := fmt.Sprintf("load average before %s, after %s", loadBefore, loadavg())
 	var soakLines []string
 	if inflow := hosts[len(hosts)-1]; *soak > 0 && inflow != nil {
 		soakLines = soakRun(bases[len(bases)-1], inflow, *clients, *soak)
 	}
-	section := render(results, *clients, *workers, *duration, load) + renderSoak(soakLines, *soak)
+	section := render(results, *clients, *workers, *duration, *rounds, load) +
+		renderUnloaded(unloaded, *latClients, *latDuration) + renderSoak(soakLines, *soak)
 	fmt.Print(section)
 	if *out != "" {
 		if err := replaceSection(*out, section); err != nil {
 			log.Fatal(err)
 		}
 	}
+}
+
+// matrix runs every setup for every body size, interleaving the setups of a
+// size round by round.
+type matrix struct {
+	names  []string
+	bases  []string
+	hosts  []*harness.Host
+	sizes  []int
+	rounds int
+	warmup time.Duration
+}
+
+func (m matrix) measure(clients int, duration time.Duration) []result {
+	var results []result
+	for _, size := range m.sizes {
+		perSetup := make([][]result, len(m.names))
+		for range m.rounds {
+			for i, name := range m.names {
+				r := run(m.bases[i], size, clients, m.warmup, duration, m.hosts[i])
+				r.setup = name
+				perSetup[i] = append(perSetup[i], r)
+				log.Printf("%2d clients %-22s %6d B  %8.0f req/s  p50 %-9v p99 %-9v errors %d  host CPU/req %v  rss %s -> %s",
+					clients, r.setup, r.size, r.rps, r.p50, r.p99, r.errors, r.cpuPerReq, r.rssBefore, r.rssAfter)
+				if h := m.hosts[i]; h != nil {
+					if exited, err := h.Exited(); exited {
+						log.Fatalf("envoyhost died during the benchmark: %v\n%s", err, h.Stderr())
+					}
+				}
+			}
+		}
+		for _, rs := range perSetup {
+			results = append(results, median(rs))
+		}
+	}
+	return results
+}
+
+func renderUnloaded(results []result, clients int, duration time.Duration) string {
+	if len(results) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nUnloaded per-request latency: the same matrix with %d client(s), %v per round, so "+
+		"the numbers are the time one request spends in the host and the filter rather than queueing.\n\n",
+		clients, duration)
+	b.WriteString("| setup | body | req/s | p50 | p99 | added p50 vs direct | host CPU / request |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	var direct time.Duration
+	for _, r := range results {
+		added, cpu := "-", "-"
+		if r.cpuPerReq == 0 {
+			direct = r.p50
+		} else {
+			added = fmtDur(r.p50 - direct)
+			cpu = fmt.Sprintf("%.0f µs", float64(r.cpuPerReq)/float64(time.Microsecond))
+		}
+		fmt.Fprintf(&b, "| %s | %d KiB | %.0f | %s | %s | %s | %s |\n", r.setup, r.size>>10, r.rps, fmtDur(r.p50),
+			fmtDur(r.p99), added, cpu)
+	}
+	return b.String()
+}
+
+// median returns the median round by req/s, with the median host CPU per
+// request of all rounds and the RSS of the first and last round.
+func median(rs []result) result {
+	byRPS := slices.Clone(rs)
+	slices.SortFunc(byRPS, func(a, b result) int { return cmp.Compare(a.rps, b.rps) })
+	m := byRPS[len(byRPS)/2]
+	cpus := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		cpus[i] = r.cpuPerReq
+	}
+	slices.Sort(cpus)
+	m.cpuPerReq = cpus[len(cpus)/2]
+	m.rssBefore, m.rssAfter = rs[0].rssBefore, rs[len(rs)-1].rssAfter
+	for _, r := range rs {
+		if r.errors > m.errors {
+			m.errors = r.errors
+		}
+	}
+	return m
 }
 
 // chatBody is an OpenAI chat request of exactly size bytes.
@@ -226,16 +308,18 @@ func post(c *http.Client, url string, body []byte) error {
 	return nil
 }
 
-func render(results []result, clients, workers int, duration time.Duration, load string) string {
+func render(results []result, clients, workers int, duration time.Duration, rounds int, load string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", sectionTitle)
 	fmt.Fprintf(&b, "Command: `make bench-e2e` (`go run ./e2e/cmd/benche2e -out docs/benchmarks.md`).\n\n")
 	fmt.Fprintf(&b, "envoyhost (the C program playing Envoy v1.39.0's side of the golang filter ABI, see "+
 		"e2e/envoyhost/README.md) with `--concurrency %d`, %d keep-alive clients in the same process as a Go "+
-		"fake backend that answers a fixed chat completion, %v measured per row after a warm-up, "+
-		"POST /v1/chat/completions with a JSON body of the given size. Machine: %d CPUs shared by the client, "+
+		"fake backend that answers a fixed chat completion, POST /v1/chat/completions with a JSON body of "+
+		"the given size; each row is the median of %d rounds of %v (after a warm-up each), the setups of a "+
+		"size interleaved, errors the worst round. "+
+		"Machine: %d CPUs shared by the client, "+
 		"the backend and the host (%s/%s, %s), so absolute numbers are a lower bound; compare rows of the same size (%s).\n\n",
-		workers, clients, duration, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), load)
+		workers, clients, rounds, duration, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), load)
 	b.WriteString("| setup | body | req/s | p50 | p99 | errors | host CPU / request | host RSS before -> after |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range results {
@@ -250,7 +334,8 @@ func render(results []result, clients, workers int, duration time.Duration, load
 		"`passthrough.so` rows (same host, same ABI crossings; Inflow additionally buffers the body " +
 		"(StopAndBuffer), parses it, rewrites `model`, picks an endpoint and sets headers and metadata). " +
 		"`host CPU / request` is the host process's CPU time (the C host plus the Go runtime inside the .so) " +
-		"divided by the requests it served; it is steadier than req/s on a shared machine. A `perf` profile " +
+		"divided by the requests it served (it includes the Go runtime's thread wake-ups, so it is high at low " +
+		"load). A `perf` profile " +
 		"of the pass-through case shows no hot spot in the host's own code: about a fifth of the samples are " +
 		"kernel context switches (worker threads, Go runtime threads woken by `sysmon` handing off the P " +
 		"after each cgo callback), the rest spread over kernel TCP, libevent, malloc and the Go runtime.\n")
