@@ -22,9 +22,12 @@ build-filter: ## build the Envoy Go filter: build/out/inflow.so
 
 build: build-filter build-host build-testfilters build-vllmsim build-controlplane ## build every binary into build/out
 
-test: deps build ## run all tests: vet, unit, fuzz seeds, e2e through the ABI host
+run: demo-local ## main job: 3 vLLM simulators + control plane + inflow.so in the ABI host, on 127.0.0.1:8080
+
+test: deps build ## run all tests: vet, unit, fuzz seeds, e2e through the ABI host, shipped artefacts
 	$(GO) vet ./...
 	GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory check-artefacts
 
 unit: ## run only the unit tests (no ABI host)
 	$(GO) test -count=1 $(UNIT_PKGS)
@@ -35,5 +38,5 @@ bench: ## run the Go micro-benchmarks (parser, scheduler)
 fuzz: ## fuzz the request parser against encoding/json for FUZZTIME (default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./filter/request/
 
-.PHONY: help deps build-filter build test unit bench fuzz
+.PHONY: help deps build-filter build run test unit bench fuzz
 include $(wildcard mk/*.mk)

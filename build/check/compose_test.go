@@ -271,4 +271,3 @@ func flagShort(args []string, flag string) (string, bool) {
 	}
 	return "", false
 }
-

@@ -234,3 +234,22 @@ func TestFilterNeedsNoNewerGlibc(t *testing.T) {
 		t.Fatal("no GLIBC_ symbol versions found: not a cgo shared library?")
 	}
 }
+
+// TestMakefileTakesVersionsFromOneFile: mk/ship.mk includes versions.env and
+// writes no version of its own.
+func TestMakefileTakesVersionsFromOneFile(t *testing.T) {
+	v := versions(t)
+	data, err := os.ReadFile(filepath.Join(root(t), "mk", "ship.mk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	if !strings.Contains(s, "\ninclude build/versions.env\n") {
+		t.Error("mk/ship.mk does not include build/versions.env")
+	}
+	for _, ver := range []string{v.Envoy, v.Go, v.Inflow, v.LLMDSim} {
+		if strings.Contains(s, ver) {
+			t.Errorf("mk/ship.mk hard-codes %s", ver)
+		}
+	}
+}
