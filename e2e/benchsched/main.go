@@ -6,8 +6,12 @@
 // profile (fed by real /metrics scrapes). It reports TTFT percentiles,
 // throughput and the simulators' prefix-cache hit rate in one table.
 //
-// It calls the scheduler package directly, not through Envoy, so it
-// measures the quality of the picks, not the proxy.
+// By default (-via host) every policy runs through the ABI host with a
+// real Go filter .so: Inflow is inflow.so picking in process from its own
+// scrapes; the baselines pick in the client and steer the host with the
+// x-gateway-destination-endpoint header through a pass-through filter.
+// -via direct calls the scheduler package in process instead, to measure
+// the picks alone.
 package main
 
 import (
@@ -45,6 +49,7 @@ type options struct {
 	duration time.Duration
 	seed     uint64
 	out      string
+	via      string
 }
 
 // simOptions models small replicas so that six of them saturate on one
@@ -85,10 +90,17 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "how long to send requests for, per policy")
 	flag.Uint64Var(&o.seed, "seed", 1, "workload seed")
 	flag.StringVar(&o.out, "out", "", "markdown file whose bench-sched section is replaced by the results")
+	flag.StringVar(&o.via, "via", "host", "host: through the ABI host and the real .so; direct: scheduler package in process")
 	baselines := flag.Bool("baselines", true, "also run random, round-robin and least-in-flight")
 	var profiles profileFlags
 	flag.Var(&profiles, "profile", `extra Inflow variant: a pool scheduler JSON object, e.g. '{"weights":{"in_flight":3}}' (repeatable)`)
 	flag.Parse()
+	if o.via != "host" && o.via != "direct" {
+		log.Fatalf("-via must be host or direct, not %q", o.via)
+	}
+	if o.via == "host" && len(profiles) > 0 {
+		log.Fatal("-profile variants run with -via direct")
+	}
 
 	ctx := context.Background()
 	policies := []func(eps []*pool.Endpoint, addrs []string) (policy, error){
@@ -153,8 +165,20 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 		return result{}, err
 	}
 	defer p.close()
-	if in, ok := p.(*inflow); ok {
-		if err := waitFresh(in); err != nil {
+	_, isInflow := p.(*inflow)
+	var via *route
+	if o.via == "host" {
+		if via, err = startHost(ctx, addrs, isInflow); err != nil {
+			return result{}, err
+		}
+		defer via.close()
+		if isInflow {
+			if err := waitHostFresh(ctx, via.host); err != nil {
+				return result{}, err
+			}
+		}
+	} else if isInflow {
+		if err := waitFresh(p.(*inflow)); err != nil {
 			return result{}, err
 		}
 	}
@@ -169,7 +193,7 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 	for _, at := range arrivalTimes(arrivals, o.rate, o.duration) {
 		time.Sleep(time.Until(start.Add(at))) // pacing the open-loop arrivals
 		wg.Go(func() {
-			ttft, kind, err := send(client, p, w)
+			ttft, kind, err := send(client, p, via, w)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -190,8 +214,13 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 		res.hits += st.PrefixCacheHits
 		res.queries += st.PrefixCacheQueries
 	}
-	if in, ok := p.(*inflow); ok {
-		res.failOpens = in.stats().FailOpens
+	switch {
+	case via != nil && isInflow:
+		// The exporter copies counters into Envoy stats once a second.
+		time.Sleep(1500 * time.Millisecond)
+		res.failOpens, _ = hostStat(ctx, via.host, "inflow.pool.sim.fail_opens_total")
+	case isInflow:
+		res.failOpens = p.(*inflow).stats().FailOpens
 	}
 	return res, nil
 }
@@ -224,21 +253,39 @@ func waitFresh(p *inflow) error {
 
 // send runs one request and returns its time to first token: the first SSE
 // event, which the simulator (like vLLM) sends with the first token.
-func send(client *http.Client, p policy, w *workload) (_ time.Duration, kind string, _ error) {
+func send(client *http.Client, p policy, via *route, w *workload) (_ time.Duration, kind string, _ error) {
 	c, body, messages := w.next()
 	defer w.done(c)
 	kind = c.model + " later turn"
 	if c.turns == 1 {
 		kind = c.model + " first turn"
 	}
-	ep, err := p.pick(c.model, messages)
+	url, steer := "", ""
+	_, isInflow := p.(*inflow)
+	if via == nil || !isInflow {
+		ep, err := p.pick(c.model, messages)
+		if err != nil {
+			return 0, kind, err
+		}
+		ep.Acquire()
+		defer ep.Release()
+		url = "http://" + ep.Addr + "/v1/chat/completions"
+		if via != nil {
+			url, steer = via.url(), ep.Addr
+		}
+	} else {
+		url = via.url()
+	}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, kind, err
 	}
-	ep.Acquire()
-	defer ep.Release()
+	req.Header.Set("Content-Type", "application/json")
+	if steer != "" {
+		req.Header.Set("x-gateway-destination-endpoint", steer)
+	}
 	t0 := time.Now()
-	resp, err := client.Post("http://"+ep.Addr+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, kind, err
 	}
@@ -273,8 +320,8 @@ func pct(d []time.Duration, q float64) time.Duration {
 
 func render(o options, rs []result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d simulated vLLM servers (max_num_seqs 2, 16K-token KV cache, max_loras 1), %.0f requests/s (Poisson arrivals, %d requests) for %s per policy, seed %d.\n\n",
-		o.servers, o.rate, int(o.rate*o.duration.Seconds()), o.duration, o.seed)
+	fmt.Fprintf(&b, "%d simulated vLLM servers (max_num_seqs 2, 16K-token KV cache, max_loras 1), %.0f requests/s (Poisson arrivals, %d requests) for %s per policy, seed %d, %s.\n\n",
+		o.servers, o.rate, int(o.rate*o.duration.Seconds()), o.duration, o.seed, viaText[o.via])
 	b.WriteString("| policy | TTFT p50 | TTFT p90 | TTFT p99 | requests/s | prefix-cache hit rate | errors |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
@@ -292,6 +339,11 @@ func render(o options, rs []result) string {
 		}
 	}
 	return b.String()
+}
+
+var viaText = map[string]string{
+	"host":   "every policy through the ABI host (Inflow: inflow.so picking in process; baselines: client-side pick steering the host through a pass-through filter)",
+	"direct": "picks made by calling the scheduler package in process, requests sent straight to the simulators",
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }

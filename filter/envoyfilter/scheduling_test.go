@@ -148,3 +148,34 @@ func TestPoolStatsReachEnvoyMetrics(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // the exporter runs once a second
 	}
 }
+
+func TestSessionHeaderPinsAnEndpoint(t *testing.T) {
+	a, b := startModelServer(t, 0, 0.1), startModelServer(t, 0, 0.1)
+	cfg := strings.Replace(schedulingConfig("sched-session", a.addr(), b.addr()),
+		`"staleness":"1s"`, `"staleness":"1s","session_header":"X-Session-ID"`, 1)
+	h := newHarness(t, cfg)
+	t.Cleanup(h.cfg.Destroy)
+	waitForMetrics(t, h, "m", func(m *pool.Metrics) bool { return m.Waiting == 0 })
+	seen := map[string]map[string]bool{}
+	for i := range 40 {
+		session := fmt.Sprintf("user-%d", i%4)
+		r := h.do("POST", "/v1/completions", fmt.Sprintf(`{"model":"m","prompt":"question %d"}`, i), "x-session-id", session)
+		if seen[session] == nil {
+			seen[session] = map[string]bool{}
+		}
+		seen[session][r.endpoint()] = true
+		r.filter.OnDestroy(api.Normal)
+	}
+	used := map[string]bool{}
+	for session, eps := range seen {
+		if len(eps) != 1 {
+			t.Errorf("session %s went to %d endpoints", session, len(eps))
+		}
+		for ep := range eps {
+			used[ep] = true
+		}
+	}
+	if len(used) != 2 {
+		t.Logf("4 sessions all hashed to one endpoint: %v", used)
+	}
+}

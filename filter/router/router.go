@@ -79,12 +79,8 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 		maxRequestBody: cfg.Limits.EffectiveMaxRequestBodyBytes(),
 		cfg:            cfg,
 	}
-	sessionHeaders := make(map[string]string, len(cfg.Pools))
-	for _, p := range cfg.Pools {
-		sessionHeaders[p.Name] = p.Scheduler.Resolve().SessionHeader
-	}
 	for _, m := range cfg.Models {
-		cm := &Model{Name: m.Name, Backend: m.Backend, sessionHeader: sessionHeaders[m.Pool]}
+		cm := &Model{Name: m.Name, Backend: m.Backend}
 		for _, t := range m.Rewrite {
 			if t.EffectiveWeight() == 0 {
 				continue
@@ -100,9 +96,11 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 	}
 	// Retain pools last: nothing above can fail after scrapers start.
 	r.schedulers = scheduler.Open(pools, cfg)
-	for _, p := range cfg.Models {
-		if p.Pool != "" {
-			r.models[p.Name].Scheduler = r.schedulers.Scheduler(p.Pool)
+	for _, m := range cfg.Models {
+		if m.Pool != "" {
+			cm := r.models[m.Name]
+			cm.Scheduler = r.schedulers.Scheduler(m.Pool)
+			cm.sessionHeader = cm.Scheduler.SessionHeader()
 		}
 	}
 	return r, nil

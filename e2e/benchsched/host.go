@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/inflow-gateway/inflow/e2e/harness"
+)
+
+// route is where the client sends a request. With -via host every policy
+// goes through the ABI host running a real Go filter .so: Inflow's policy
+// is inflow.so picking inside the host; a baseline picks in the client and
+// steers the host's ORIGINAL_DST-style routing with the
+// x-gateway-destination-endpoint header through the pass-through filter,
+// so every policy pays the same proxy hop.
+type route struct {
+	host *harness.Host
+	dir  string
+}
+
+func (r *route) close() {
+	if r.host != nil {
+		r.host.Close()
+	}
+	if r.dir != "" {
+		_ = os.RemoveAll(r.dir)
+	}
+}
+
+func (r *route) url() string { return r.host.URL("/v1/chat/completions") }
+
+// startHost runs the host with the inflow filter for addrs, or with the
+// pass-through filter when inflow is false.
+func startHost(ctx context.Context, addrs []string, inflow bool) (*route, error) {
+	dir, err := os.MkdirTemp("", "benchsched-")
+	if err != nil {
+		return nil, err
+	}
+	r := &route{dir: dir}
+	opts := harness.HostOptions{PluginName: "passthrough", Concurrency: 2}
+	if inflow {
+		opts.PluginName = "inflow"
+		opts.Config = inflowFilterConfig(addrs)
+	}
+	if r.host, err = harness.StartHost(ctx, dir, opts); err != nil {
+		r.close()
+		return nil, fmt.Errorf("start host (run make build-filter build-host build-testfilters): %w", err)
+	}
+	return r, nil
+}
+
+// inflowFilterConfig serves the workload's base model and both adapters
+// from one pool of the simulators, with the default scheduler profile.
+func inflowFilterConfig(addrs []string) map[string]any {
+	var models []map[string]any
+	for _, m := range adapterMix {
+		models = append(models, map[string]any{"name": m.model, "pool": "sim"})
+	}
+	return map[string]any{
+		"models": models,
+		"pools": []map[string]any{{
+			"name": "sim", "endpoints": addrs,
+			"scheduler": map[string]any{"lora": map[string]any{"adapters": []string{"sql-lora", "tweet-lora"}}},
+		}},
+	}
+}
+
+// hostStat reads one numeric stat of the host's /stats.
+func hostStat(ctx context.Context, h *harness.Host, name string) (uint64, bool) {
+	stats, err := h.Stats(ctx)
+	if err != nil {
+		return 0, false
+	}
+	v, ok := stats[name]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	return n, err == nil
+}
+
+// waitHostFresh waits until the filter in the host has scraped every
+// simulator (its stale-endpoint gauge, exported once a second, is 0).
+func waitHostFresh(ctx context.Context, h *harness.Host) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if n, ok := hostStat(ctx, h, "inflow.pool.sim.stale_endpoints"); ok && n == 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+	return errors.New("the filter never reported fresh metrics for every simulator")
+}
