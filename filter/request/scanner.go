@@ -16,8 +16,10 @@ type scanner struct {
 	buf   []byte
 	pos   int
 	depth int
-	// open has bit d set when the container at depth d is an object.
-	open [maxDepth/64 + 1]uint64
+	// open has bit d set when the container at depth d is an object; deep
+	// continues it past depth 63, allocated only for such documents.
+	open uint64
+	deep []uint64
 }
 
 const (
@@ -135,6 +137,11 @@ func (s *scanner) scanString() (escaped bool, err error) {
 		case c >= utf8.RuneSelf:
 			// Non-ASCII text comes in runs; validate the whole run here.
 			for i < len(b) && b[i] >= utf8.RuneSelf {
+				// Two-byte sequences (Latin accents) inline; the rest in utf8Len.
+				if c := b[i]; c >= 0xC2 && c < 0xE0 && i+1 < len(b) && b[i+1]&0xC0 == 0x80 {
+					i += 2
+					continue
+				}
 				n := utf8Len(b, i)
 				if n == 0 {
 					return false, syntaxErr(i, "invalid UTF-8 in string")
@@ -259,17 +266,29 @@ func (s *scanner) push(object bool) error {
 	if s.depth > maxDepth {
 		return syntaxErr(s.pos, "exceeded max nesting depth")
 	}
-	word, bit := s.depth/64, uint(s.depth%64)
+	word, bit := s.wordFor(s.depth)
 	if object {
-		s.open[word] |= 1 << bit
+		*word |= 1 << bit
 	} else {
-		s.open[word] &^= 1 << bit
+		*word &^= 1 << bit
 	}
 	return nil
 }
 
 func (s *scanner) topIsObject() bool {
-	return s.open[s.depth/64]&(1<<uint(s.depth%64)) != 0
+	word, bit := s.wordFor(s.depth)
+	return *word&(1<<bit) != 0
+}
+
+func (s *scanner) wordFor(depth int) (*uint64, uint) {
+	if depth < 64 {
+		return &s.open, uint(depth)
+	}
+	i := depth/64 - 1
+	for len(s.deep) <= i {
+		s.deep = append(s.deep, 0)
+	}
+	return &s.deep[i], uint(depth % 64)
 }
 
 // expectKey scans `"key" :` at s.pos (after optional space) and leaves
