@@ -75,14 +75,12 @@ func utf8Len(b []byte, i int) int {
 	return 0
 }
 
+// whitespace marks JSON's four insignificant whitespace bytes.
+var whitespace = [256]bool{' ': true, '\t': true, '\n': true, '\r': true}
+
 func (s *scanner) skipSpace() {
-	for s.pos < len(s.buf) {
-		switch s.buf[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
-		}
+	for s.pos < len(s.buf) && whitespace[s.buf[s.pos]] {
+		s.pos++
 	}
 }
 
