@@ -61,6 +61,9 @@ func definePoolStats(cb api.ConfigCallbackHandler, r *router.Router) map[string]
 		for _, ep := range s.Pool().Endpoints {
 			ps.picks[ep.Addr] = cb.DefineCounterMetric(statName("pool", name, "endpoint", ep.Addr, "picks_total"))
 		}
+		// Until the first export every endpoint counts as stale: a gauge
+		// left at 0 would claim fresh metrics nobody has scraped yet.
+		ps.staleEndpoints.Record(uint64(countStale(s, time.Now())))
 		out[name] = ps
 	}
 	return out
@@ -116,17 +119,22 @@ func exportPool(ps *poolStats, s *scheduler.Scheduler) {
 	addDelta(ps.sheds, &c.Sheds, c.Sheds.Load())
 	addDelta(ps.failOpens, &c.FailOpens, c.FailOpens.Load())
 	addDelta(ps.scrapeErrors, &c.ScrapeErrors, c.ScrapeErrors.Load())
-	stale := 0
-	now := time.Now()
 	for _, ep := range s.Pool().Endpoints {
-		if !ep.Metrics().Fresh(now, s.Staleness()) {
-			stale++
-		}
 		if pc := ps.picks[ep.Addr]; pc != nil {
 			addDelta(pc, ep, ep.Picks())
 		}
 	}
-	ps.staleEndpoints.Record(uint64(stale))
+	ps.staleEndpoints.Record(uint64(countStale(s, time.Now())))
+}
+
+func countStale(s *scheduler.Scheduler, now time.Time) int {
+	stale := 0
+	for _, ep := range s.Pool().Endpoints {
+		if !ep.Metrics().Fresh(now, s.Staleness()) {
+			stale++
+		}
+	}
+	return stale
 }
 
 // addDelta adds to c what total gained since the last export of source.

@@ -133,6 +133,10 @@ func TestPoolStatsReachEnvoyMetrics(t *testing.T) {
 		r := h.do("POST", "/v1/completions", `{"model":"m","prompt":"x"}`)
 		r.filter.OnDestroy(api.Normal)
 	}
+	// Nothing is scraped yet when the config is parsed: both count as stale.
+	if got := h.metrics.gauges[statName("pool", "sched-stats", "stale_endpoints")].v.Load(); got != 2 {
+		t.Errorf("stale_endpoints at parse time = %d, want 2", got)
+	}
 	picks := statName("pool", "sched-stats", "endpoint", srv.addr(), "picks_total")
 	closed := statName("pool", "sched-stats", "endpoint", "127.0.0.1:9", "picks_total")
 	errors := statName("pool", "sched-stats", "scrape_errors_total")
