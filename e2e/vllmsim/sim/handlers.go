@@ -81,21 +81,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		replyError(w, err)
 		return
 	}
-	job := genJob{chat: true, model: served, stops: req.Stop, stream: req.Stream}
-	if job.includeUsage, job.continuousUsage, err = usageFlags(req.Stream, req.StreamOptions); err != nil {
-		replyError(w, err)
-		return
-	}
-	n, err := maxTokens([]*int{req.MaxCompletionTokens, req.MaxTokens}, s.opts.MaxTokensDefault)
-	if err == nil {
-		err = checkN(req.N)
-	}
-	if err != nil {
-		replyError(w, err)
-		return
-	}
-	job.req = seqRequest{lora: lora, seed: served + "\x00" + req.CacheSalt, text: text, prompt: estimateTokens(len(text)), maxTokens: n}
-	s.generate(w, r, job)
+	s.submit(w, r, &req.generationParams, genJob{chat: true, model: served}, lora, text,
+		[]*int{req.MaxCompletionTokens, req.MaxTokens})
 }
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
@@ -118,20 +105,28 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		replyError(w, err)
 		return
 	}
-	job := genJob{model: served, stops: req.Stop, stream: req.Stream}
-	if job.includeUsage, job.continuousUsage, err = usageFlags(req.Stream, req.StreamOptions); err != nil {
+	s.submit(w, r, &req.generationParams, genJob{model: served}, lora, text, []*int{req.MaxTokens})
+}
+
+// submit checks the generation options chat and completions share, then
+// runs the request. maxTokenFields are the request's token limits, first
+// set one wins.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *generationParams, job genJob, lora string, text []byte, maxTokenFields []*int) {
+	job.stops, job.stream = p.Stop, p.Stream
+	var err error
+	if job.includeUsage, job.continuousUsage, err = usageFlags(p.Stream, p.StreamOptions); err != nil {
 		replyError(w, err)
 		return
 	}
-	n, err := maxTokens([]*int{req.MaxTokens}, s.opts.MaxTokensDefault)
+	n, err := maxTokens(maxTokenFields, s.opts.MaxTokensDefault)
 	if err == nil {
-		err = checkN(req.N)
+		err = checkN(p.N)
 	}
 	if err != nil {
 		replyError(w, err)
 		return
 	}
-	job.req = seqRequest{lora: lora, seed: served + "\x00" + req.CacheSalt, text: text, prompt: estimateTokens(len(text)), maxTokens: n}
+	job.req = seqRequest{lora: lora, seed: job.model + "\x00" + p.CacheSalt, text: text, prompt: estimateTokens(len(text)), maxTokens: n}
 	s.generate(w, r, job)
 }
 

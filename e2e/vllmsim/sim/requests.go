@@ -21,27 +21,26 @@ type chatMessage struct {
 	Content json.RawMessage `json:"content"`
 }
 
+// generationParams are the fields chat and completion requests share.
+type generationParams struct {
+	Model         string         `json:"model"`
+	Stream        bool           `json:"stream"`
+	StreamOptions *streamOptions `json:"stream_options"`
+	MaxTokens     *int           `json:"max_tokens"`
+	Stop          stopList       `json:"stop"`
+	N             *int           `json:"n"`
+	CacheSalt     string         `json:"cache_salt"`
+}
+
 type chatRequest struct {
-	Model               string         `json:"model"`
-	Messages            []chatMessage  `json:"messages"`
-	Stream              bool           `json:"stream"`
-	StreamOptions       *streamOptions `json:"stream_options"`
-	MaxTokens           *int           `json:"max_tokens"`
-	MaxCompletionTokens *int           `json:"max_completion_tokens"`
-	Stop                stopList       `json:"stop"`
-	N                   *int           `json:"n"`
-	CacheSalt           string         `json:"cache_salt"`
+	generationParams
+	Messages            []chatMessage `json:"messages"`
+	MaxCompletionTokens *int          `json:"max_completion_tokens"`
 }
 
 type completionRequest struct {
-	Model         string          `json:"model"`
-	Prompt        json.RawMessage `json:"prompt"`
-	Stream        bool            `json:"stream"`
-	StreamOptions *streamOptions  `json:"stream_options"`
-	MaxTokens     *int            `json:"max_tokens"`
-	Stop          stopList        `json:"stop"`
-	N             *int            `json:"n"`
-	CacheSalt     string          `json:"cache_salt"`
+	generationParams
+	Prompt json.RawMessage `json:"prompt"`
 }
 
 type embeddingRequest struct {
