@@ -3,21 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/openai/openai-go/v3/option"
-	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/inflow-gateway/inflow/controlplane/admin"
-	"github.com/inflow-gateway/inflow/controlplane/reload"
-	"github.com/inflow-gateway/inflow/controlplane/translator"
-	"github.com/inflow-gateway/inflow/controlplane/xds"
+	"github.com/inflow-gateway/inflow/controlplane/local"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 )
@@ -43,48 +37,16 @@ pools: [{name: p1, endpoints: [%q]}]
 // inflow-controlplane does, and returns its address.
 func startControlPlane(t *testing.T, path string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := &admin.Metrics{}
-	srv := xds.New(ctx, log, m)
-	r := &reload.Reloader{Path: path, Getenv: os.LookupEnv, Publisher: srv, Metrics: m, Log: log}
-	if err := r.Reload(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	cp, err := local.Start(context.Background(), path, slog.New(slog.DiscardHandler))
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	served, watched := make(chan error, 1), make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	go func() { watched <- r.Watch(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		for _, c := range []chan error{served, watched} {
-			if err := <-c; err != nil {
-				t.Error(err)
-			}
+		if err := cp.Close(); err != nil {
+			t.Error(err)
 		}
 	})
-	return lis.Addr().String()
-}
-
-// pluginConfigFromLDS returns the golang filter of the "public" listener as
-// Envoy received it, and its plugin_config in the JSON form Envoy's YAML
-// would carry, which is what envoyhost reads.
-func pluginConfigFromLDS(t *testing.T, e *xdstest.Envoy) (pluginName string, raw []byte) {
-	t.Helper()
-	g, err := translator.GolangFilter(e.State.Listeners["public"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err = protojson.MarshalOptions{UseProtoNames: true}.Marshal(g.GetPluginConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g.GetPluginName(), raw
+	return cp.Addr
 }
 
 // TestControlPlaneConfigRoutesThroughFilter: the plugin config the control
@@ -130,11 +92,14 @@ func TestControlPlaneConfigRoutesThroughFilter(t *testing.T) {
 			if err := e.Await(xdsAwait, xdstest.AllAt(s.version)); err != nil {
 				t.Fatal(err)
 			}
-			name, raw := pluginConfigFromLDS(t, e)
-			if name != harness.InflowPlugin {
-				t.Fatalf("LDS names plugin %q, want %q", name, harness.InflowPlugin)
+			lf, err := harness.FromListener(e.State.Listeners["public"])
+			if err != nil {
+				t.Fatal(err)
 			}
-			h := startHost(t, harness.HostOptions{PluginName: name, RawConfig: raw})
+			if lf.Plugin != harness.InflowPlugin {
+				t.Fatalf("LDS names plugin %q, want %q", lf.Plugin, harness.InflowPlugin)
+			}
+			h := startHost(t, harness.HostOptions{PluginName: lf.Plugin, RawConfig: lf.Config})
 			id := "cp-v" + s.version
 			c := client(h)
 			resp, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi"), option.WithHeader(testIDHeader, id))

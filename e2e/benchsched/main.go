@@ -160,7 +160,12 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 	}
 	defer cluster.Close()
 	addrs := cluster.Addrs()
-	p, err := mk(pool.NewRegistry().Pool("sim", addrs).Endpoints, addrs)
+	// The baselines count their own in-flight requests on these endpoints.
+	eps := make([]*pool.Endpoint, len(addrs))
+	for i, a := range addrs {
+		eps[i] = &pool.Endpoint{Addr: a}
+	}
+	p, err := mk(eps, addrs)
 	if err != nil {
 		return result{}, err
 	}

@@ -5,17 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
-	"github.com/inflow-gateway/inflow/controlplane/admin"
-	"github.com/inflow-gateway/inflow/controlplane/reload"
-	"github.com/inflow-gateway/inflow/controlplane/translator"
-	"github.com/inflow-gateway/inflow/controlplane/xds"
+	"github.com/inflow-gateway/inflow/controlplane/local"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
@@ -41,7 +35,7 @@ type Stack struct {
 	Host    *harness.Host
 	XDSAddr string
 	cancel  context.CancelFunc
-	done    []chan error
+	cp      *local.Server
 }
 
 // Start brings the demo up: the simulators, the control plane serving the
@@ -87,72 +81,39 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err := os.WriteFile(path, text, 0o600); err != nil {
 		return s, err
 	}
-	if s.XDSAddr, err = s.serveControlPlane(cctx, path, o.Log); err != nil {
+	if s.cp, err = local.Start(cctx, path, o.Log); err != nil {
 		return s, err
 	}
+	s.XDSAddr = s.cp.Addr
 	l, err := fromLDS(s.XDSAddr, cfg.Listener)
 	if err != nil {
 		return s, err
 	}
 	s.Host, err = harness.StartHost(ctx, o.Dir, harness.HostOptions{
-		PluginName: l.plugin, RawConfig: l.config, Listen: o.Listen, Admin: o.Admin, LogLevel: "warning",
+		PluginName: l.Plugin, RawConfig: l.Config, Listen: o.Listen, Admin: o.Admin, LogLevel: "warning",
 		// The listener's buffer limit, as Envoy would apply it: without it
 		// the host's 1 MiB default would answer 413 where Envoy does not.
-		BufferLimit: l.bufferLimit,
+		BufferLimit: l.BufferLimit,
 	})
 	return s, err
 }
 
-// serveControlPlane runs what inflow-controlplane's serve does (load,
-// translate, publish, watch) on a loopback port and returns its address.
-func (s *Stack) serveControlPlane(ctx context.Context, path string, log *slog.Logger) (string, error) {
-	m := &admin.Metrics{}
-	srv := xds.New(ctx, log, m)
-	r := &reload.Reloader{Path: path, Getenv: os.LookupEnv, Publisher: srv, Metrics: m, Log: log}
-	if err := r.Reload(ctx); err != nil {
-		return "", err
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	served, watched := make(chan error, 1), make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	go func() { watched <- r.Watch(ctx) }()
-	s.done = append(s.done, served, watched)
-	return lis.Addr().String(), nil
-}
-
-// listenerConfig is what envoyhost needs of an LDS listener.
-type listenerConfig struct {
-	plugin      string
-	config      []byte // plugin_config in proto3 JSON, what envoyhost reads
-	bufferLimit int
-}
-
 // fromLDS subscribes like Envoy and returns the golang filter config of the
 // named listener.
-func fromLDS(addr, listener string) (lc listenerConfig, err error) {
+func fromLDS(addr, listener string) (lf harness.ListenerFilter, err error) {
 	e, err := xdstest.Connect(addr, "inflow-demo")
 	if err != nil {
-		return lc, err
+		return lf, err
 	}
 	defer func() { err = errors.Join(err, e.Close()) }()
 	if err := e.Await(xdsAwait, xdstest.AllAt("1")); err != nil {
-		return lc, fmt.Errorf("control plane: %w", err)
+		return lf, fmt.Errorf("control plane: %w", err)
 	}
 	l, ok := e.State.Listeners[listener]
 	if !ok {
-		return lc, fmt.Errorf("LDS has no listener %q", listener)
+		return lf, fmt.Errorf("LDS has no listener %q", listener)
 	}
-	g, err := translator.GolangFilter(l)
-	if err != nil {
-		return lc, err
-	}
-	lc.plugin = g.GetPluginName()
-	lc.bufferLimit = int(l.GetPerConnectionBufferLimitBytes().GetValue())
-	lc.config, err = protojson.MarshalOptions{UseProtoNames: true}.Marshal(g.GetPluginConfig())
-	return lc, err
+	return harness.FromListener(l)
 }
 
 // Close stops the host, the control plane and the simulators.
@@ -162,8 +123,8 @@ func (s *Stack) Close() error {
 	}
 	s.cancel()
 	var errs []error
-	for _, c := range s.done {
-		errs = append(errs, <-c)
+	if s.cp != nil {
+		errs = append(errs, s.cp.Close())
 	}
 	if s.Sims != nil {
 		errs = append(errs, s.Sims.Close())

@@ -37,10 +37,12 @@ type exporter struct {
 	done chan struct{}
 }
 
+// statPart makes a pool name or address one segment of a dotted stat name.
+var statPart = strings.NewReplacer(".", "_", ":", "_", "[", "", "]", "")
+
 func statName(parts ...string) string {
-	r := strings.NewReplacer(".", "_", ":", "_", "[", "", "]", "")
 	for i := range parts {
-		parts[i] = r.Replace(parts[i])
+		parts[i] = statPart.Replace(parts[i])
 	}
 	return "inflow." + strings.Join(parts, ".")
 }

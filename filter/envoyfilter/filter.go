@@ -113,7 +113,10 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 
 // OnDestroy runs once per stream however it ends (done, reset, local
 // reply), so the in-flight count cannot leak.
-func (f *filter) OnDestroy(api.DestroyReason) {
+func (f *filter) OnDestroy(api.DestroyReason) { f.release() }
+
+// release ends the stream's hold on its endpoint, once.
+func (f *filter) release() {
 	if f.endpoint != nil {
 		f.endpoint.Release()
 		f.endpoint = nil
@@ -157,7 +160,7 @@ func (f *filter) recoverPanic(status *api.StatusType) {
 		return
 	}
 	api.LogErrorf("inflow: panic while handling a request: %v\n%s", r, debug.Stack())
-	f.OnDestroy(api.Normal)
+	f.release()
 	f.headers = nil
 	*status = f.fail(apierror.ErrInternal)
 }

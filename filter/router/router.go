@@ -63,12 +63,10 @@ type target struct {
 	cumulative uint64
 }
 
-// New compiles cfg, retaining its pools on pools (which keeps their
+// New compiles cfg, which must have passed Validate (config.Parse and
+// config.FromAny do that), retaining its pools on pools (which keeps their
 // metrics, in-flight counts and prefix index across configs).
 func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	list, err := renderModelList(cfg.Models, time.Now().Unix())
 	if err != nil {
 		return nil, err
