@@ -1,19 +1,16 @@
 package translator
 
-import "time"
+import (
+	"time"
 
-// Header and metadata keys shared with the filter and the Endpoint Picker
-// protocol (GIE docs/proposals/004-endpoint-picker-protocol).
+	"github.com/inflow-gateway/inflow/filter/protocol"
+)
+
+// Header and metadata keys shared with the filter live in filter/protocol.
 const (
-	// ModelHeader is set by the filter from the body's "model" before it
-	// clears the route cache; routes match it exactly.
-	ModelHeader = "x-ai-eg-model"
-	// DestinationHeader carries the endpoint the filter picked (ip:port);
-	// the ORIGINAL_DST cluster connects to it.
-	DestinationHeader = "x-gateway-destination-endpoint"
-	// LBMetadataNamespace is the dynamic-metadata namespace ORIGINAL_DST
-	// reads the same destination from (checked before the header).
-	LBMetadataNamespace = "envoy.lb"
+	ModelHeader         = protocol.HeaderModel
+	DestinationHeader   = protocol.HeaderDestination
+	LBMetadataNamespace = protocol.MetadataNamespaceLB
 )
 
 // Names Envoy knows the filters by.
@@ -22,9 +19,7 @@ const (
 	routerFilterName = "envoy.filters.http.router"
 	hcmFilterName    = "envoy.filters.network.http_connection_manager"
 	tlsSocketName    = "envoy.transport_sockets.tls"
-	// PluginName is the name the .so registers its filter factory under.
-	// A name the library does not know silently becomes a pass-through.
-	PluginName = "inflow"
+	PluginName = protocol.PluginName
 	// libraryID lets Envoy load the .so once for every listener.
 	libraryID = "inflow"
 )

@@ -11,11 +11,12 @@ import (
 
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/router"
 )
 
 // Name is the plugin_name Envoy's golang filter config must use.
-const Name = "inflow"
+const Name = protocol.PluginName
 
 // pools keeps every pool's endpoints, metrics scrapers and prefix index
 // for the life of the process, across config updates.

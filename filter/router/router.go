@@ -14,6 +14,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/request"
 	"github.com/inflow-gateway/inflow/filter/scheduler"
 )
@@ -23,7 +24,7 @@ var ErrModelNotFound = errors.New("model not found")
 
 // HeaderObjective names the inference objective of a request; Config
 // objectives map it to a priority (< 0 is sheddable).
-const HeaderObjective = "x-gateway-inference-objective"
+const HeaderObjective = protocol.HeaderObjective
 
 // maxQuotedModel caps how much of an unknown model name an error repeats.
 const maxQuotedModel = 256
