@@ -19,7 +19,7 @@ const (
 	routerFilterName = "envoy.filters.http.router"
 	hcmFilterName    = "envoy.filters.network.http_connection_manager"
 	tlsSocketName    = "envoy.transport_sockets.tls"
-	PluginName = protocol.PluginName
+	PluginName       = protocol.PluginName
 	// libraryID lets Envoy load the .so once for every listener.
 	libraryID = "inflow"
 )
