@@ -35,8 +35,15 @@ unit: ## run only the unit tests (no ABI host)
 bench: ## run the Go micro-benchmarks (parser, scheduler)
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./filter/...
 
+# The packages with golden files (internal/golden): translator output, the
+# control plane's --print, the filter-config compatibility files.
+GOLDEN_PKGS = ./controlplane/... ./filter/config/
+
+update-goldens: ## rewrite golden files from the current output and remove orphaned ones (review the diff)
+	UPDATE_GOLDEN=1 $(GO) test -count=1 $(GOLDEN_PKGS)
+
 fuzz: ## fuzz the request parser against encoding/json for FUZZTIME (default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./filter/request/
 
-.PHONY: help deps build-filter build run test unit bench fuzz
+.PHONY: help deps build-filter build run test unit bench update-goldens fuzz
 include $(wildcard mk/*.mk)

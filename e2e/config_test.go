@@ -9,6 +9,8 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // Envoy silently passes requests through when plugin_name matches no
@@ -25,8 +27,8 @@ func TestWrongPluginNameIsDetected(t *testing.T) {
 		t.Fatalf("pass-through request: %v", err)
 	}
 	_, r := received(t, "w", b)
-	if r.Model != "nope" || r.Header.Get("x-ai-eg-model") != "" {
-		t.Errorf("request was modified (model %q, x-ai-eg-model %q) although no filter ran", r.Model, r.Header.Get("x-ai-eg-model"))
+	if r.Model != "nope" || r.Header.Get(protocol.HeaderModel) != "" {
+		t.Errorf("request was modified (model %q, x-ai-eg-model %q) although no filter ran", r.Model, r.Header.Get(protocol.HeaderModel))
 	}
 	if inflowRan(t, h) {
 		t.Fatal("inflowRan reports true for a plugin name Inflow does not register")
@@ -39,7 +41,7 @@ func TestInvalidConfigRefusesToStart(t *testing.T) {
 	t.Parallel()
 	cfg := inflowConfig(0)
 	cfg["no_such_field"] = true
-	h, err := harness.StartHost(testContext(t), t.TempDir(), harness.HostOptions{PluginName: harness.InflowPlugin, Config: cfg})
+	h, err := harness.StartHost(testContext(t), t.TempDir(), harness.HostOptions{PluginName: protocol.PluginName, Config: cfg})
 	if err == nil {
 		h.Close()
 		t.Fatal("envoyhost started with a config the filter must reject")
@@ -59,13 +61,13 @@ func TestPluginConfigForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	forms := map[string]string{
-		"udpa TypedStruct": `{"@type":"type.googleapis.com/udpa.type.v1.TypedStruct","type_url":"type.googleapis.com/inflow.v1.FilterConfig","value":` + string(value) + `}`,
+		"udpa TypedStruct": `{"@type":"type.googleapis.com/udpa.type.v1.TypedStruct","type_url":"` + config.TypeURL + `","value":` + string(value) + `}`,
 		"Struct":           `{"@type":"type.googleapis.com/google.protobuf.Struct",` + string(value[1:]),
 		"bare value":       string(value),
 	}
 	for name, raw := range forms {
 		t.Run(name, func(t *testing.T) {
-			h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, RawConfig: []byte(raw)})
+			h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, RawConfig: []byte(raw)})
 			c := client(h)
 			if _, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi")); err != nil {
 				t.Fatalf("chat: %v", err)
@@ -87,7 +89,7 @@ func TestPerRouteConfigMerge(t *testing.T) {
 		"models": []any{map[string]any{"name": "mistral", "pool": "p2"}},
 		"pools":  []any{map[string]any{"name": "p2", "endpoints": []string{b2.Addr}}},
 	}
-	h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: inflowConfig(0, b1), RouteConfig: route})
+	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b1), RouteConfig: route})
 	c := client(h)
 	if _, err := c.Chat.Completions.New(testContext(t), chatParams("mistral", "hi"), option.WithHeader(testIDHeader, "m")); err != nil {
 		t.Fatalf("model of the route config: %v", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/inflow-gateway/inflow/controlplane/local"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // xdsAwait bounds waiting for the control plane; generous so a loaded
@@ -96,8 +97,8 @@ func TestControlPlaneConfigRoutesThroughFilter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if lf.Plugin != harness.InflowPlugin {
-				t.Fatalf("LDS names plugin %q, want %q", lf.Plugin, harness.InflowPlugin)
+			if lf.Plugin != protocol.PluginName {
+				t.Fatalf("LDS names plugin %q, want %q", lf.Plugin, protocol.PluginName)
 			}
 			h := startHost(t, harness.HostOptions{PluginName: lf.Plugin, RawConfig: lf.Config})
 			id := "cp-v" + s.version
@@ -115,7 +116,7 @@ func TestControlPlaneConfigRoutesThroughFilter(t *testing.T) {
 				t.Errorf("content %q", got)
 			}
 			if !inflowRan(t, h) {
-				t.Error("inflow_requests_total is absent or 0: the filter did not run")
+				t.Errorf("%s is absent or 0: the filter did not run", protocol.StatRequests)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 const testTimeout = 30 * time.Second
@@ -86,7 +87,7 @@ func inflowRan(t *testing.T, h *harness.Host) bool {
 	if err != nil {
 		t.Fatalf("read /stats: %v", err)
 	}
-	n, err := strconv.ParseInt(s["inflow_requests_total"], 10, 64)
+	n, err := strconv.ParseInt(s[protocol.StatRequests], 10, 64)
 	return err == nil && n > 0
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 func get(t *testing.T, url string, header map[string]string) (*http.Response, string) {
@@ -109,14 +111,7 @@ func TestPassthroughFilterAndMetrics(t *testing.T) {
 	}
 	// A metric defined through the config callbacks and incremented in OnLog,
 	// which runs after the response is sent: poll for it.
-	deadline := testContext(t)
-	for stat(t, h, "passthrough.requests") < n {
-		select {
-		case <-deadline.Done():
-			t.Fatalf("passthrough.requests = %d, want %d", stat(t, h, "passthrough.requests"), n)
-		default:
-		}
-	}
+	poll.Eventually(t, fmt.Sprintf("passthrough.requests = %d", n), func() bool { return stat(t, h, "passthrough.requests") >= n })
 }
 
 func TestNoUpstream503(t *testing.T) {
@@ -128,7 +123,7 @@ func TestNoUpstream503(t *testing.T) {
 	}
 	// ORIGINAL_DST honours the endpoint header when nothing else chose one.
 	b := startBackend(t, "b1")
-	resp, body = get(t, h.URL("/h"), map[string]string{"x-gateway-destination-endpoint": b.Addr})
+	resp, body = get(t, h.URL("/h"), map[string]string{protocol.HeaderDestination: b.Addr})
 	if resp.StatusCode != 200 || body != "b1 /h" {
 		t.Fatalf("routed by header: status %d body %q", resp.StatusCode, body)
 	}
@@ -196,8 +191,8 @@ func TestRoutingInputs(t *testing.T) {
 		want   string
 	}{
 		{"default", nil, "b1"},
-		{"endpoint header", map[string]string{"x-gateway-destination-endpoint": b2.Addr}, "b2"},
-		{"metadata beats header", map[string]string{"x-gateway-destination-endpoint": b2.Addr, "x-lb-endpoint": b3.Addr}, "b3"},
+		{"endpoint header", map[string]string{protocol.HeaderDestination: b2.Addr}, "b2"},
+		{"metadata beats header", map[string]string{protocol.HeaderDestination: b2.Addr, "x-lb-endpoint": b3.Addr}, "b3"},
 		{"metadata list: first entry", map[string]string{"x-lb-endpoint": b2.Addr + "," + b3.Addr}, "b2"},
 		{"override host beats metadata", map[string]string{"x-lb-endpoint": b2.Addr, "x-override": b3.Addr}, "b3"},
 	}

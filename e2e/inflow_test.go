@@ -14,6 +14,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 const testIDHeader = "x-test-id"
@@ -46,11 +47,11 @@ func checkRouted(t *testing.T, b *harness.Backend, r harness.Recorded) {
 	if r.Model != "llama-3-8b" {
 		t.Errorf("backend saw model %q, want the rewrite llama-3-8b", r.Model)
 	}
-	if got := r.Header.Get("x-ai-eg-model"); got != "llama" {
-		t.Errorf("x-ai-eg-model = %q, want llama", got)
+	if got := r.Header.Get(protocol.HeaderModel); got != "llama" {
+		t.Errorf("%s = %q, want llama", protocol.HeaderModel, got)
 	}
-	if got := r.Header.Get("x-gateway-destination-endpoint"); got != b.Addr {
-		t.Errorf("x-gateway-destination-endpoint = %q, but %s (%s) received the request", got, b.Name, b.Addr)
+	if got := r.Header.Get(protocol.HeaderDestination); got != b.Addr {
+		t.Errorf("%s = %q, but %s (%s) received the request", protocol.HeaderDestination, got, b.Name, b.Addr)
 	}
 	if !json.Valid(r.Body) {
 		t.Errorf("backend received invalid JSON (content-length not recomputed?): %q", r.Body)
@@ -74,7 +75,7 @@ func completionParams(model, prompt string) openai.CompletionNewParams {
 func TestInflowNonStreaming(t *testing.T) {
 	t.Parallel()
 	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
-	h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: inflowConfig(0, b1, b2)})
+	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b1, b2)})
 	c := client(h)
 
 	t.Run("chat", func(t *testing.T) {
@@ -109,7 +110,7 @@ func TestInflowNonStreaming(t *testing.T) {
 		}
 	})
 	if !inflowRan(t, h) {
-		t.Error("inflow_requests_total is absent or 0: the filter did not run")
+		t.Errorf("%s is absent or 0: the filter did not run", protocol.StatRequests)
 	}
 }
 
@@ -141,7 +142,7 @@ func TestInflowErrors(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, "b1")
 	const maxBody = 4096
-	h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: inflowConfig(maxBody, b)})
+	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(maxBody, b)})
 	c := client(h)
 
 	t.Run("unknown model 404", func(t *testing.T) {
@@ -175,7 +176,7 @@ func TestInflowEnvoyBufferLimit413(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, "b1")
 	const limit = 32 * 1024
-	h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: inflowConfig(0, b), BufferLimit: limit})
+	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b), BufferLimit: limit})
 	c := client(h)
 	_, err := c.Chat.Completions.New(testContext(t), chatParams("llama", strings.Repeat("x", 3*limit)))
 	var apiErr *openai.Error
@@ -195,7 +196,7 @@ func TestInflowEnvoyBufferLimit413(t *testing.T) {
 func TestInflowParallelClients(t *testing.T) {
 	t.Parallel()
 	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
-	h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: inflowConfig(0, b1, b2), Concurrency: 2})
+	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b1, b2), Concurrency: 2})
 	c := client(h)
 	const clients, perClient = 8, 15
 	var wg sync.WaitGroup
@@ -237,8 +238,8 @@ func TestInflowParallelClients(t *testing.T) {
 			checkRouted(t, b, r)
 		}
 	}
-	if got := stat(t, h, "inflow_requests_total"); got < clients*perClient {
-		t.Errorf("inflow_requests_total = %d, want >= %d", got, clients*perClient)
+	if got := stat(t, h, protocol.StatRequests); got < clients*perClient {
+		t.Errorf("%s = %d, want >= %d", protocol.StatRequests, got, clients*perClient)
 	}
 }
 
@@ -247,7 +248,7 @@ func TestInflowParallelClients(t *testing.T) {
 func TestInflowOtherEndpointsAndPassThrough(t *testing.T) {
 	t.Parallel()
 	b, def := startBackend(t, "b1"), startBackend(t, "default")
-	h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: inflowConfig(0, b), DefaultUpstream: def.Addr})
+	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b), DefaultUpstream: def.Addr})
 	bodies := map[string]string{
 		"/v1/embeddings": `{"model":"llama","input":"hello"}`,
 		"/v1/responses":  `{"model":"llama","input":"hello"}`,
@@ -278,8 +279,8 @@ func TestInflowOtherEndpointsAndPassThrough(t *testing.T) {
 		t.Fatalf("/other: status %d", resp.StatusCode)
 	}
 	got, r := received(t, "/other", b, def)
-	if got != def || string(r.Body) != other || r.Header.Get("x-ai-eg-model") != "" {
+	if got != def || string(r.Body) != other || r.Header.Get(protocol.HeaderModel) != "" {
 		t.Errorf("/other reached %s with body %q, x-ai-eg-model %q: want it untouched at the default upstream",
-			got.Name, r.Body, r.Header.Get("x-ai-eg-model"))
+			got.Name, r.Body, r.Header.Get(protocol.HeaderModel))
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // streamHost starts a host whose backends hold every stream after its first
@@ -17,7 +19,7 @@ func streamHost(t *testing.T) (*harness.Host, chan struct{}, []*harness.Backend)
 	gate := make(chan struct{})
 	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
 	b1.Gate, b2.Gate = gate, gate
-	h := startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: inflowConfig(0, b1, b2)})
+	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b1, b2)})
 	return h, gate, []*harness.Backend{b1, b2}
 }
 
@@ -115,12 +117,5 @@ func TestClientDisconnectMidStream(t *testing.T) {
 		t.Fatalf("request after a client disconnect: %v", err)
 	}
 	// The reset stream is destroyed on the worker shortly after.
-	deadline := testContext(t)
-	for stat(t, h, "http.envoyhost.downstream_rq_reset") < 1 {
-		select {
-		case <-deadline.Done():
-			t.Fatal("the disconnected stream was never reset")
-		default:
-		}
-	}
+	poll.Eventually(t, "the disconnected stream reset", func() bool { return stat(t, h, "http.envoyhost.downstream_rq_reset") >= 1 })
 }

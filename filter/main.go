@@ -7,10 +7,11 @@ import (
 	"github.com/envoyproxy/envoy/contrib/golang/filters/http/source/go/pkg/http"
 
 	"github.com/inflow-gateway/inflow/filter/envoyfilter"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 func init() {
-	http.RegisterHttpFilterFactoryAndConfigParser(envoyfilter.Name, envoyfilter.Factory, envoyfilter.Parser{})
+	http.RegisterHttpFilterFactoryAndConfigParser(protocol.PluginName, envoyfilter.Factory, envoyfilter.Parser{})
 }
 
 // main is required by -buildmode=c-shared and never runs.

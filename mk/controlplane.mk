@@ -13,7 +13,7 @@ run-controlplane: build-controlplane ## serve CONTROLPLANE_CONFIG (default contr
 print-controlplane: build-controlplane ## print the xDS resources generated from CONTROLPLANE_CONFIG (keys redacted)
 	@OPENAI_API_KEY="$${OPENAI_API_KEY:-sk-placeholder}" $(OUT)/inflow-controlplane --config $(CONTROLPLANE_CONFIG) --print
 
-test-controlplane: ## translator goldens, file source, ADS over gRPC, envoy.yaml (add -update via GOTESTFLAGS to regenerate goldens)
+test-controlplane: ## translator goldens, file source, ADS over gRPC, envoy.yaml (make update-goldens regenerates goldens)
 	$(GO) test -count=1 $(GOTESTFLAGS) ./controlplane/...
 
 .PHONY: build-controlplane run-controlplane print-controlplane test-controlplane

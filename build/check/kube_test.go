@@ -18,6 +18,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // build kustomizes dir (relative to the repository root) and decodes every
@@ -282,6 +283,14 @@ func TestKustomizeEnvoyGateway(t *testing.T) {
 			if err := c.ValidateAll(); err != nil || c.GetType() != clusterv3.Cluster_ORIGINAL_DST || c.GetName() != p.Name {
 				t.Errorf("cluster %s: %v, type %v", c.GetName(), err, c.GetType())
 			}
+			// The manifest spells the filter's keys; they must be protocol's.
+			od := c.GetOriginalDstLbConfig()
+			md := od.GetMetadataKey()
+			if od.GetHttpHeaderName() != protocol.HeaderDestination || md.GetKey() != protocol.MetadataNamespaceLB ||
+				len(md.GetPath()) != 1 || md.GetPath()[0].GetKey() != protocol.MetadataKeyDestination {
+				t.Errorf("cluster %s reads header %q, metadata %v: want %s and %s/%s", c.GetName(), od.GetHttpHeaderName(), md,
+					protocol.HeaderDestination, protocol.MetadataNamespaceLB, protocol.MetadataKeyDestination)
+			}
 		}
 	}
 	if filters != 1 || clusters != 1 {
@@ -312,8 +321,8 @@ func checkGolangFilter(t *testing.T, raw []byte) {
 	if err := g.ValidateAll(); err != nil {
 		t.Fatal(err)
 	}
-	if g.GetLibraryPath() != spec.DefaultLibraryPath || g.GetPluginName() != "inflow" {
-		t.Errorf("library %q plugin %q: want the image's %s and plugin inflow", g.GetLibraryPath(), g.GetPluginName(), spec.DefaultLibraryPath)
+	if g.GetLibraryPath() != spec.DefaultLibraryPath || g.GetPluginName() != protocol.PluginName {
+		t.Errorf("library %q plugin %q: want the image's %s and plugin %s", g.GetLibraryPath(), g.GetPluginName(), spec.DefaultLibraryPath, protocol.PluginName)
 	}
 	if _, err := config.FromAny(g.GetPluginConfig()); err != nil {
 		t.Errorf("the filter would refuse its plugin_config: %v", err)

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/inflow-gateway/inflow/controlplane/admin"
-	_ "github.com/inflow-gateway/inflow/controlplane/internal/golden" // defines -update for `go test ./controlplane/...`
 )
 
 func get(t *testing.T, h http.Handler, path string) (int, string) {

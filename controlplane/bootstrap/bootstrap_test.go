@@ -12,8 +12,6 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
-
-	_ "github.com/inflow-gateway/inflow/controlplane/internal/golden" // defines -update for `go test ./controlplane/...`
 )
 
 // envoyYAML is the bootstrap at the repository root.

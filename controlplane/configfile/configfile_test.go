@@ -8,11 +8,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/inflow-gateway/inflow/controlplane/configfile"
-	_ "github.com/inflow-gateway/inflow/controlplane/internal/golden" // defines -update for `go test ./controlplane/...`
 	"github.com/inflow-gateway/inflow/controlplane/spec"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 const secret = "sk-secret-value-987"
@@ -124,18 +123,6 @@ func TestLoadRejectsInvalid(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestWatcherSeesEditsRenamesAndKeyFiles(t *testing.T) {
 	dir := t.TempDir()
 	cfg, key := filepath.Join(dir, "c.yaml"), filepath.Join(dir, "key")
@@ -176,6 +163,6 @@ func TestWatcherSeesEditsRenamesAndKeyFiles(t *testing.T) {
 	for _, s := range steps {
 		before := calls.Load()
 		s.do()
-		waitFor(t, 5*time.Second, s.name, func() bool { return calls.Load() > before })
+		poll.Eventually(t, s.name, func() bool { return calls.Load() > before })
 	}
 }

@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/inflow-gateway/inflow/controlplane/admin"
-	_ "github.com/inflow-gateway/inflow/controlplane/internal/golden" // defines -update for `go test ./controlplane/...`
 	"github.com/inflow-gateway/inflow/controlplane/reload"
 	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/controlplane/xds"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
 	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // pushBudget is the issue's promise: a valid edit reaches Envoy within 1 s.
@@ -47,17 +47,6 @@ func replace(t *testing.T, path, content string) {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(await)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -102,7 +91,7 @@ func start(t *testing.T, initial string) *harness {
 	})
 	// Watch reloads once after its watches are in place: from then on no
 	// edit can be missed.
-	waitFor(t, "the watcher to start", func() bool { return h.metrics.Reloads(admin.ReloadUnchanged) >= 1 })
+	poll.Eventually(t, "the watcher to start", func() bool { return h.metrics.Reloads(admin.ReloadUnchanged) >= 1 })
 	return h
 }
 
@@ -156,7 +145,7 @@ func TestEditIsPushedAndBadEditIsRefused(t *testing.T) {
 
 	// A bad edit (undefined pool) is refused and counted; nothing is sent.
 	replace(t, h.path, configYAML(`{name: m1, pool: nope}`, `"10.0.0.1:8000"`))
-	waitFor(t, "the bad edit to be rejected", func() bool { return h.metrics.Reloads(admin.ReloadRejected) == 1 })
+	poll.Eventually(t, "the bad edit to be rejected", func() bool { return h.metrics.Reloads(admin.ReloadRejected) == 1 })
 	if r := e.Pending(); r != nil {
 		t.Fatalf("bad edit produced a response: %s version %s", r.GetTypeUrl(), r.GetVersionInfo())
 	}
@@ -179,7 +168,7 @@ func TestCommentOnlyEditKeepsTheVersion(t *testing.T) {
 	h := start(t, base)
 	before := h.metrics.Reloads(admin.ReloadUnchanged)
 	replace(t, h.path, "# a comment changes the file, not the resources\n"+base)
-	waitFor(t, "the edit to be read", func() bool { return h.metrics.Reloads(admin.ReloadUnchanged) > before })
+	poll.Eventually(t, "the edit to be read", func() bool { return h.metrics.Reloads(admin.ReloadUnchanged) > before })
 	if v := h.srv.Version(); v != 1 {
 		t.Errorf("version %d, want 1: identical resources must not be re-pushed", v)
 	}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/inflow-gateway/inflow/controlplane/internal/golden" // defines -update for `go test ./controlplane/...`
 	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/filter/config"
 )

@@ -10,10 +10,6 @@ import (
 	"github.com/inflow-gateway/inflow/filter/config"
 )
 
-func fieldErr(field, format string, args ...any) error {
-	return &config.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
-}
-
 // Validate reports every problem in c, each naming its field as a path in
 // the YAML (e.g. "backends[0].base_url"). Models, pools and limits are
 // checked by the filter's own validation, so the control plane never
@@ -21,7 +17,7 @@ func fieldErr(field, format string, args ...any) error {
 func (c *Config) Validate() error {
 	var errs []error
 	if p := c.Filter.LibraryPath; p != "" && !path.IsAbs(p) {
-		errs = append(errs, fieldErr("filter.library_path", "must be an absolute path, got %q", p))
+		errs = append(errs, config.FieldErrorf("filter.library_path", "must be an absolute path, got %q", p))
 	}
 	errs = append(errs, validateListeners(c.Listeners)...)
 	for i, b := range c.Backends {
@@ -40,7 +36,7 @@ func (c *Config) Validate() error {
 
 func validateListeners(ls []Listener) []error {
 	if len(ls) == 0 {
-		return []error{fieldErr("listeners", "at least one listener is required")}
+		return []error{config.FieldErrorf("listeners", "at least one listener is required")}
 	}
 	var errs []error
 	names := make(map[string]bool, len(ls))
@@ -49,32 +45,32 @@ func validateListeners(ls []Listener) []error {
 		p := fmt.Sprintf("listeners[%d]", i)
 		switch {
 		case l.Name == "":
-			errs = append(errs, fieldErr(p+".name", "must not be empty"))
+			errs = append(errs, config.FieldErrorf(p+".name", "must not be empty"))
 		case names[l.Name]:
-			errs = append(errs, fieldErr(p+".name", "duplicate listener %q", l.Name))
+			errs = append(errs, config.FieldErrorf(p+".name", "duplicate listener %q", l.Name))
 		}
 		names[l.Name] = true
 		ip, err := netip.ParseAddr(l.Address)
 		if err != nil || ip.Zone() != "" {
-			errs = append(errs, fieldErr(p+".address", "%q is not an IP address (e.g. 0.0.0.0)", l.Address))
+			errs = append(errs, config.FieldErrorf(p+".address", "%q is not an IP address (e.g. 0.0.0.0)", l.Address))
 		}
 		if l.Port == 0 || l.Port > 65535 {
-			errs = append(errs, fieldErr(p+".port", "must be 1-65535, got %d", l.Port))
+			errs = append(errs, config.FieldErrorf(p+".port", "must be 1-65535, got %d", l.Port))
 		}
 		if err == nil && l.Port > 0 && l.Port <= 65535 {
 			ap := netip.AddrPortFrom(ip, uint16(l.Port))
 			if addrs[ap] {
-				errs = append(errs, fieldErr(p, "another listener already uses %s", ap))
+				errs = append(errs, config.FieldErrorf(p, "another listener already uses %s", ap))
 			}
 			addrs[ap] = true
 		}
 		errs = append(errs, validateHostnames(p+".hostnames", l.Hostnames)...)
 		if l.TLS != nil {
 			if l.TLS.CertFile == "" {
-				errs = append(errs, fieldErr(p+".tls.cert_file", "must not be empty"))
+				errs = append(errs, config.FieldErrorf(p+".tls.cert_file", "must not be empty"))
 			}
 			if l.TLS.KeyFile == "" {
-				errs = append(errs, fieldErr(p+".tls.key_file", "must not be empty"))
+				errs = append(errs, config.FieldErrorf(p+".tls.key_file", "must not be empty"))
 			}
 		}
 	}
@@ -90,11 +86,11 @@ func validateHostnames(p string, hs []string) []error {
 		f := fmt.Sprintf("%s[%d]", p, j)
 		switch {
 		case h == "" || strings.ContainsAny(h, " /\t"):
-			errs = append(errs, fieldErr(f, "%q is not a hostname", h))
+			errs = append(errs, config.FieldErrorf(f, "%q is not a hostname", h))
 		case strings.Count(h, "*") > 1 || (strings.Contains(h, "*") && !strings.HasPrefix(h, "*") && !strings.HasSuffix(h, "*")):
-			errs = append(errs, fieldErr(f, "%q: a wildcard may only lead or trail", h))
+			errs = append(errs, config.FieldErrorf(f, "%q: a wildcard may only lead or trail", h))
 		case seen[strings.ToLower(h)]:
-			errs = append(errs, fieldErr(f, "duplicate hostname %q", h))
+			errs = append(errs, config.FieldErrorf(f, "duplicate hostname %q", h))
 		}
 		seen[strings.ToLower(h)] = true
 	}
@@ -104,13 +100,13 @@ func validateHostnames(p string, hs []string) []error {
 func validateBackend(p string, b Backend) []error {
 	var errs []error
 	if _, err := ParseBaseURL(b.BaseURL); err != nil {
-		errs = append(errs, fieldErr(p+".base_url", "%v", err))
+		errs = append(errs, config.FieldErrorf(p+".base_url", "%v", err))
 	}
 	if r := b.APIKey; r != nil && (r.File == "") == (r.Env == "") {
-		errs = append(errs, fieldErr(p+".api_key", "set exactly one of file or env"))
+		errs = append(errs, config.FieldErrorf(p+".api_key", "set exactly one of file or env"))
 	}
 	if b.CAFile != "" && !path.IsAbs(b.CAFile) {
-		errs = append(errs, fieldErr(p+".ca_file", "must be an absolute path inside the Envoy container, got %q", b.CAFile))
+		errs = append(errs, config.FieldErrorf(p+".ca_file", "must be an absolute path inside the Envoy container, got %q", b.CAFile))
 	}
 	return errs
 }

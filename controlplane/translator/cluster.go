@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // makePoolCluster is the Endpoint Picker protocol's cluster: Envoy connects
@@ -26,11 +27,11 @@ func makePoolCluster(pool string, bufferLimit uint32) *clusterv3.Cluster {
 		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
 		LbConfig: &clusterv3.Cluster_OriginalDstLbConfig_{OriginalDstLbConfig: &clusterv3.Cluster_OriginalDstLbConfig{
 			UseHttpHeader:  true,
-			HttpHeaderName: DestinationHeader,
+			HttpHeaderName: protocol.HeaderDestination,
 			MetadataKey: &metadatav3.MetadataKey{
-				Key: LBMetadataNamespace,
+				Key: protocol.MetadataNamespaceLB,
 				Path: []*metadatav3.MetadataKey_PathSegment{{
-					Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: DestinationHeader},
+					Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: protocol.MetadataKeyDestination},
 				}},
 			},
 		}},

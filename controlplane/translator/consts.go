@@ -1,25 +1,14 @@
 package translator
 
-import (
-	"time"
+import "time"
 
-	"github.com/inflow-gateway/inflow/filter/protocol"
-)
-
-// Header and metadata keys shared with the filter live in filter/protocol.
-const (
-	ModelHeader         = protocol.HeaderModel
-	DestinationHeader   = protocol.HeaderDestination
-	LBMetadataNamespace = protocol.MetadataNamespaceLB
-)
-
-// Names Envoy knows the filters by.
+// Names Envoy knows the filters by. The keys shared with the filter (headers,
+// metadata, the plugin name) are in filter/protocol.
 const (
 	golangFilterName = "envoy.filters.http.golang"
 	routerFilterName = "envoy.filters.http.router"
 	hcmFilterName    = "envoy.filters.network.http_connection_manager"
 	tlsSocketName    = "envoy.transport_sockets.tls"
-	PluginName       = protocol.PluginName
 	// libraryID lets Envoy load the .so once for every listener.
 	libraryID = "inflow"
 )

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/inflow-gateway/inflow/controlplane/configfile"
-	"github.com/inflow-gateway/inflow/controlplane/internal/golden"
 	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
+	"github.com/inflow-gateway/inflow/internal/golden"
 )
 
 // testEnv stands in for the environment so goldens do not depend on it.
@@ -54,5 +54,5 @@ func TestGolden(t *testing.T) {
 			golden.Assert(t, out, b.Bytes())
 		})
 	}
-	golden.RemoveStale(t, outDir, produced)
+	golden.Orphans(t, outDir, produced)
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // typed validates a message that goes inside an Any (protoc-gen-validate
@@ -71,7 +72,7 @@ func makeHCM(l spec.Listener, libraryPath string, pluginConfig *anypb.Any) (*any
 	golang, err := typed("golang filter", &golangv3alpha.Config{
 		LibraryId:    libraryID,
 		LibraryPath:  libraryPath,
-		PluginName:   PluginName,
+		PluginName:   protocol.PluginName,
 		PluginConfig: pluginConfig,
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // notFoundBody is the catch-all answer, shaped like an OpenAI error so SDKs
@@ -56,7 +57,7 @@ func modelRoute(m config.Model, backends map[string]spec.Backend) (*routev3.Rout
 		Name: "model/" + m.Name,
 		Match: &routev3.RouteMatch{
 			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
-			Headers:       []*routev3.HeaderMatcher{exactHeader(ModelHeader, m.Name)},
+			Headers:       []*routev3.HeaderMatcher{exactHeader(protocol.HeaderModel, m.Name)},
 		},
 		Action: &routev3.Route_Route{Route: action},
 	}

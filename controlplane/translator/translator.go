@@ -13,14 +13,11 @@ import (
 	"errors"
 	"fmt"
 
-	xdstype "github.com/cncf/xds/go/xds/type/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/filter/config"
@@ -76,9 +73,9 @@ func Translate(c *spec.Config) (*Resources, error) {
 		return nil, err
 	}
 	fc := c.FilterConfig()
-	pluginConfig, err := pluginConfigAny(fc)
+	pluginConfig, err := config.ToAny(fc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: plugin config: %w", ErrTranslate, err)
 	}
 	// Refuse what the filter itself would refuse: same parser, same code.
 	if _, err := config.FromAny(pluginConfig); err != nil {
@@ -124,20 +121,6 @@ func Translate(c *spec.Config) (*Resources, error) {
 		out.Clusters = append(out.Clusters, cl)
 	}
 	return &out, nil
-}
-
-// pluginConfigAny is config.ToAny, marshalled deterministically (see typed).
-func pluginConfigAny(fc *config.Config) (*anypb.Any, error) {
-	s, err := config.ToStruct(fc)
-	if err != nil {
-		return nil, fmt.Errorf("%w: plugin config: %w", ErrTranslate, err)
-	}
-	a := &anypb.Any{}
-	ts := &xdstype.TypedStruct{TypeUrl: config.TypeURL, Value: s}
-	if err := anypb.MarshalFrom(a, ts, proto.MarshalOptions{Deterministic: true}); err != nil {
-		return nil, fmt.Errorf("%w: plugin config: %w", ErrTranslate, err)
-	}
-	return a, nil
 }
 
 // PoolClusterName and BackendClusterName keep pools and backends in

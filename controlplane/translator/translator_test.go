@@ -17,6 +17,7 @@ import (
 	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 var fullInput = filepath.Join("testdata", "in", "full.yaml")
@@ -91,7 +92,9 @@ func TestPluginConfigIsAcceptedByTheFilterParser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := json.Marshal(c.FilterConfig())
+	fc := c.FilterConfig()
+	fc.Version = config.SchemaVersion // the writer stamps its schema version
+	want, err := json.Marshal(fc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +103,7 @@ func TestPluginConfigIsAcceptedByTheFilterParser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if g.GetPluginName() != translator.PluginName || g.GetLibraryPath() != "/opt/inflow/inflow.so" {
+		if g.GetPluginName() != protocol.PluginName || g.GetLibraryPath() != "/opt/inflow/inflow.so" {
 			t.Errorf("listener %s: plugin %q library %q", l.GetName(), g.GetPluginName(), g.GetLibraryPath())
 		}
 		parsed, err := config.FromAny(g.GetPluginConfig())
@@ -203,10 +206,10 @@ func TestPoolClusterFollowsTheEndpointPickerProtocol(t *testing.T) {
 		t.Errorf("type %v", pool.GetType())
 	case pool.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED:
 		t.Errorf("lb_policy %v", pool.GetLbPolicy())
-	case !od.GetUseHttpHeader() || od.GetHttpHeaderName() != translator.DestinationHeader:
+	case !od.GetUseHttpHeader() || od.GetHttpHeaderName() != protocol.HeaderDestination:
 		t.Errorf("original_dst_lb_config %v", od)
-	case od.GetMetadataKey().GetKey() != translator.LBMetadataNamespace ||
-		od.GetMetadataKey().GetPath()[0].GetKey() != translator.DestinationHeader:
+	case od.GetMetadataKey().GetKey() != protocol.MetadataNamespaceLB ||
+		od.GetMetadataKey().GetPath()[0].GetKey() != protocol.MetadataKeyDestination:
 		t.Errorf("metadata_key %v", od.GetMetadataKey())
 	}
 }

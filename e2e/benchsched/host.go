@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // route is where the client sends a request. With -via host every policy
@@ -43,7 +44,7 @@ func startHost(ctx context.Context, addrs []string, inflow bool) (*route, error)
 	r := &route{dir: dir}
 	opts := harness.HostOptions{PluginName: "passthrough", Concurrency: 2}
 	if inflow {
-		opts.PluginName = "inflow"
+		opts.PluginName = protocol.PluginName
 		opts.Config = inflowFilterConfig(addrs)
 	}
 	if r.host, err = harness.StartHost(ctx, dir, opts); err != nil {
@@ -75,6 +76,10 @@ func hostStat(ctx context.Context, h *harness.Host, name string) (uint64, bool) 
 	if err != nil {
 		return 0, false
 	}
+	return statValue(stats, name)
+}
+
+func statValue(stats map[string]string, name string) (uint64, bool) {
 	v, ok := stats[name]
 	if !ok {
 		return 0, false
@@ -86,12 +91,30 @@ func hostStat(ctx context.Context, h *harness.Host, name string) (uint64, bool) 
 // waitHostFresh waits until the filter in the host has scraped every
 // simulator (its stale-endpoint gauge, exported once a second, is 0).
 func waitHostFresh(ctx context.Context, h *harness.Host) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if n, ok := hostStat(ctx, h, "inflow.pool.sim.stale_endpoints"); ok && n == 0 {
-			return nil
+	return poll.Until(ctx, 15*time.Second, "fresh metrics of every simulator in the filter's stats", func() bool {
+		n, ok := hostStat(ctx, h, protocol.PoolStat("sim", protocol.PoolStatStaleEndpoints))
+		return ok && n == 0
+	})
+}
+
+// waitHostPicks waits until the filter's exported pick counters of addrs
+// add up to at least want.
+func waitHostPicks(ctx context.Context, h *harness.Host, addrs []string, want int) error {
+	var got uint64
+	err := poll.Until(ctx, 15*time.Second, fmt.Sprintf("%d picks in the filter's stats", want), func() bool {
+		stats, err := h.Stats(ctx)
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+		got = 0
+		for _, a := range addrs {
+			n, _ := statValue(stats, protocol.EndpointStat("sim", a, protocol.EndpointStatPicks))
+			got += n
+		}
+		return got >= uint64(want)
+	})
+	if err != nil {
+		return fmt.Errorf("%w (exported %d)", err, got)
 	}
-	return errors.New("the filter never reported fresh metrics for every simulator")
+	return nil
 }

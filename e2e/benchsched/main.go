@@ -35,6 +35,8 @@ import (
 	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // maxTokens keeps decode short: the benchmark is about where prefill
@@ -183,7 +185,7 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 			}
 		}
 	} else if isInflow {
-		if err := waitFresh(p.(*inflow)); err != nil {
+		if err := waitFresh(ctx, p.(*inflow)); err != nil {
 			return result{}, err
 		}
 	}
@@ -192,6 +194,7 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 	w := newWorkload(o.seed)
 	arrivals := rand.New(rand.NewPCG(o.seed, 42))
 	res := result{policy: p.name()}
+	answered := 0 // requests the host answered: each went through a pick
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -201,6 +204,9 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 			ttft, kind, err := send(client, p, via, w)
 			mu.Lock()
 			defer mu.Unlock()
+			if !errors.Is(err, errNoResponse) {
+				answered++
+			}
 			if err != nil {
 				res.errors++
 				return
@@ -221,9 +227,12 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 	}
 	switch {
 	case via != nil && isInflow:
-		// The exporter copies counters into Envoy stats once a second.
-		time.Sleep(1500 * time.Millisecond)
-		res.failOpens, _ = hostStat(ctx, via.host, "inflow.pool.sim.fail_opens_total")
+		// The filter copies its counters into Envoy's stats once a second;
+		// an export that covers every pick covers every fail-open too.
+		if err := waitHostPicks(ctx, via.host, addrs, answered); err != nil {
+			return result{}, err
+		}
+		res.failOpens, _ = hostStat(ctx, via.host, protocol.PoolStat("sim", protocol.PoolStatFailOpens))
 	case isInflow:
 		res.failOpens = p.(*inflow).stats().FailOpens
 	}
@@ -245,16 +254,13 @@ func arrivalTimes(r *rand.Rand, rate float64, d time.Duration) []time.Duration {
 
 // waitFresh waits for the first scrape of every simulator, as a filter
 // would have had them long before traffic arrives.
-func waitFresh(p *inflow) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if p.stats().StaleEndpoints == 0 {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
-	return errors.New("simulators never scraped")
+func waitFresh(ctx context.Context, p *inflow) error {
+	return poll.Until(ctx, 10*time.Second, "a first scrape of every simulator", func() bool { return p.stats().StaleEndpoints == 0 })
 }
+
+// errNoResponse marks a request the host never answered, which may not
+// have reached a pick.
+var errNoResponse = errors.New("no response")
 
 // send runs one request and returns its time to first token: the first SSE
 // event, which the simulator (like vLLM) sends with the first token.
@@ -287,12 +293,12 @@ func send(client *http.Client, p policy, via *route, w *workload) (_ time.Durati
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if steer != "" {
-		req.Header.Set("x-gateway-destination-endpoint", steer)
+		req.Header.Set(protocol.HeaderDestination, steer)
 	}
 	t0 := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, kind, err
+		return 0, kind, fmt.Errorf("%w: %w", errNoResponse, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

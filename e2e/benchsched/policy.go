@@ -61,7 +61,7 @@ func newInflow(addrs []string, settings *config.Scheduler, variant string) (*inf
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	mgr := pool.NewManager(nil)
+	mgr := pool.NewManager()
 	set := scheduler.Open(mgr, c)
 	label := "inflow (default profile)"
 	if variant != "" {

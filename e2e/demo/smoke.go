@@ -11,6 +11,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // AdapterModel is the client-facing model that is rewritten to LoRA
@@ -204,7 +206,7 @@ func checkStats(ctx context.Context, s *Stack) error {
 		return err
 	}
 	var errs []error
-	for _, name := range []string{"inflow_requests_total", "inflow_model_rewrites_total", "inflow_rejected_404_total"} {
+	for _, name := range []string{protocol.StatRequests, protocol.StatModelRewrites, protocol.StatRejected404} {
 		n, err := strconv.ParseInt(stats[name], 10, 64)
 		if err != nil || n < 1 {
 			errs = append(errs, fmt.Errorf("%s = %q, want >= 1", name, stats[name]))

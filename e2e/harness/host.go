@@ -18,17 +18,17 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/inflow-gateway/inflow/filter/config"
 )
 
-// Plugin names and libraries the host can load.
+// Plugin names of the test filters the host can load (Inflow's is
+// protocol.PluginName).
 const (
-	InflowPlugin      = "inflow"
 	PassthroughPlugin = "passthrough"
 	PanickyPlugin     = "panicky"
-	// filterConfigTypeURL is the TypedStruct.type_url Inflow's parser accepts.
-	filterConfigTypeURL = "type.googleapis.com/inflow.v1.FilterConfig"
-	typedStructURL      = "type.googleapis.com/xds.type.v3.TypedStruct"
-	startTimeout        = 30 * time.Second
+	typedStructURL    = "type.googleapis.com/xds.type.v3.TypedStruct"
+	startTimeout      = 30 * time.Second
 )
 
 // Root returns the repository root (the directory holding go.mod).
@@ -133,7 +133,7 @@ func WriteConfig(dir string, opts HostOptions) (string, error) {
 		var err error
 		data, err = json.Marshal(map[string]any{
 			"@type":    typedStructURL,
-			"type_url": filterConfigTypeURL,
+			"type_url": config.TypeURL,
 			"value":    value,
 		})
 		if err != nil {
@@ -145,7 +145,7 @@ func WriteConfig(dir string, opts HostOptions) (string, error) {
 }
 
 func writeTypedStruct(path string, value any) error {
-	data, err := json.Marshal(map[string]any{"@type": typedStructURL, "type_url": filterConfigTypeURL, "value": value})
+	data, err := json.Marshal(map[string]any{"@type": typedStructURL, "type_url": config.TypeURL, "value": value})
 	if err != nil {
 		return err
 	}

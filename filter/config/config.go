@@ -1,19 +1,11 @@
-// Package config is the Inflow filter configuration: the one schema that the
-// control plane writes and the filter reads. It has no Envoy or Kubernetes
-// imports so both sides share it; it is validated in one place (Validate).
 package config
-
-// DefaultMaxRequestBodyBytes bounds a buffered request body when the config
-// does not say otherwise. 8 MiB fits long-context prompts with images as URLs.
-const DefaultMaxRequestBodyBytes int64 = 8 << 20
-
-// MaxRequestBodyBytesCeiling stops a typo from letting one request pin a
-// gigabyte of Envoy memory.
-const MaxRequestBodyBytesCeiling int64 = 256 << 20
 
 // Config is what the gateway serves: client-facing models, the pools of model
 // servers and the external backends they go to, and request limits.
 type Config struct {
+	// Version is the schema version of the config's writer (SchemaVersion
+	// when ToAny writes it); 0 or absent means 1. See the package doc.
+	Version  int       `json:"version,omitempty"`
 	Models   []Model   `json:"models"`
 	Pools    []Pool    `json:"pools,omitempty"`
 	Backends []Backend `json:"backends,omitempty"`
@@ -21,7 +13,17 @@ type Config struct {
 	// Objectives maps x-gateway-inference-objective values to priorities;
 	// priority < 0 is sheddable (429 when the pool is saturated).
 	Objectives map[string]int `json:"objectives,omitempty"`
+
+	// ignored lists the fields of a newer-version config that this filter
+	// does not know and ignored.
+	ignored []string
 }
+
+// Ignored lists, as JSON paths, the fields Parse ignored because the
+// config is of a newer schema version than this filter and they are newer
+// than the filter. Empty for a config of this version or older, whose
+// unknown fields are errors.
+func (c *Config) Ignored() []string { return c.ignored }
 
 // Model is one model name clients may ask for. Exactly one of Pool or
 // Backend says where it is served.

@@ -118,16 +118,25 @@ func TestFromAnyForms(t *testing.T) {
 	if err := s.UnmarshalJSON([]byte(valid)); err != nil {
 		t.Fatal(err)
 	}
-	bare, _ := anypb.New(s)
+	bare, err := anypb.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := FromAny(bare); err != nil {
 		t.Errorf("bare Struct: %v", err)
 	}
-	ts, _ := ToAny(&Config{Models: []Model{{Name: "m", Backend: "b"}}, Backends: []Backend{{Name: "b"}}})
+	ts, err := ToAny(&Config{Models: []Model{{Name: "m", Backend: "b"}}, Backends: []Backend{{Name: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	udpa := &anypb.Any{TypeUrl: udpaTypedStructURL, Value: ts.GetValue()}
 	if _, err := FromAny(udpa); err != nil {
 		t.Errorf("udpa TypedStruct: %v", err)
 	}
-	str, _ := anypb.New(wrapperspb.String(valid))
+	str, err := anypb.New(wrapperspb.String(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, a := range map[string]*anypb.Any{"nil": nil, "StringValue": str, "garbage": {TypeUrl: typedStructURL, Value: []byte{0xff}}} {
 		if _, err := FromAny(a); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 
 	xdstype "github.com/cncf/xds/go/xds/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -24,20 +25,58 @@ const (
 	structURL          = "type.googleapis.com/google.protobuf.Struct"
 )
 
-// Parse decodes a JSON config strictly (unknown fields are errors) and
-// validates it.
-func Parse(data []byte) (*Config, error) {
+// Parse decodes a JSON config and validates it, as this filter reads the
+// plugin_config Envoy hands it: unknown fields are refused in a config of
+// this filter's schema version or older, and ignored (see Ignored) in a
+// config of a newer version. The package doc has the policy.
+func Parse(data []byte) (*Config, error) { return parseAs(data, SchemaVersion) }
+
+// parseAs reads data as a filter of schema version reader would; tests use
+// an older reader to play an old filter meeting a newer config.
+func parseAs(data []byte, reader int) (*Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var c Config
-	if err := dec.Decode(&c); err != nil {
+	dec.UseNumber() // keep numbers exact until the typed decode below
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
 		return nil, describeJSONError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("config: unexpected data after the JSON object")
 	}
-	if err := c.Validate(); err != nil {
+	if doc == nil {
+		return nil, errors.New("config: must be a JSON object, got null")
+	}
+	version, err := versionOf(doc)
+	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	newer := version > reader
+	unknown := unknownFields(doc, reflect.TypeFor[Config](), reader, "")
+	if len(unknown) > 0 && !newer {
+		return nil, unknownFieldsError(unknown, version, reader)
+	}
+	known, err := json.Marshal(doc) // doc without the unknown fields
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	strict := json.NewDecoder(bytes.NewReader(known))
+	strict.DisallowUnknownFields()
+	var c Config
+	err = strict.Decode(&c)
+	if err != nil {
+		err = describeJSONError(err)
+	} else if err = c.Validate(); err != nil {
+		err = fmt.Errorf("config: %w", err)
+	}
+	if err != nil && newer {
+		return nil, fmt.Errorf("%w (the config is schema version %d, newer than this filter's %d: "+
+			"upgrade the filter, or have the control plane keep to what this version reads)", err, version, reader)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if newer {
+		c.ignored = unknown
 	}
 	return &c, nil
 }
@@ -103,9 +142,14 @@ func ToAny(c *Config) (*anypb.Any, error) {
 	return a, nil
 }
 
-// ToStruct converts c to the protobuf Struct form carried in a TypedStruct.
+// ToStruct converts c to the protobuf Struct form carried in a TypedStruct,
+// stamped with SchemaVersion unless c says which version it is.
 func ToStruct(c *Config) (*structpb.Struct, error) {
-	data, err := json.Marshal(c)
+	stamped := *c
+	if stamped.Version == 0 {
+		stamped.Version = SchemaVersion
+	}
+	data, err := json.Marshal(&stamped)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

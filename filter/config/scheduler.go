@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -95,28 +96,6 @@ type LoRA struct {
 	Adapters []string `json:"adapters,omitempty"`
 }
 
-// Scheduler defaults.
-const (
-	DefaultScrapeInterval = 50 * time.Millisecond
-	DefaultScrapeTimeout  = 100 * time.Millisecond
-	DefaultStaleness      = 200 * time.Millisecond
-	DefaultFallbacks      = 2
-	MaxFallbacks          = 16
-	DefaultQueueDepth     = 5
-	DefaultKVCacheUsage   = 0.8
-	DefaultMaxBlocks      = 256
-	MaxMaxBlocks          = 4096
-	DefaultLRUCapacity    = 31250
-	MaxBlockChars         = 1 << 16
-	MaxLRUCapacity        = 10_000_000
-)
-
-// DefaultWeights: queue, KV and prefix are the EPP's default profile
-// (2, 2, 3). LoRA affinity only separates endpoints for adapter requests.
-// In-flight counts what this Envoy sent since the last scrape, which the
-// 50 ms-old queue numbers cannot see yet.
-var DefaultWeights = ResolvedWeights{Queue: 2, KVCache: 2, Prefix: 3, LoRA: 1, InFlight: 1, Session: 2}
-
 // ResolvedWeights are weights with defaults applied.
 type ResolvedWeights struct {
 	Queue, KVCache, Prefix, LoRA, InFlight, Session float64
@@ -147,8 +126,8 @@ type ResolvedScheduler struct {
 // durations it cannot parse take their defaults.
 func (s *Scheduler) Resolve() ResolvedScheduler {
 	r := ResolvedScheduler{
-		MetricsFormat:  "vllm",
-		MetricsPath:    "/metrics",
+		MetricsFormat:  DefaultMetricsFormat,
+		MetricsPath:    DefaultMetricsPath,
 		ScrapeInterval: DefaultScrapeInterval,
 		ScrapeTimeout:  DefaultScrapeTimeout,
 		Staleness:      DefaultStaleness,
@@ -232,7 +211,7 @@ func validateObjectives(objectives map[string]int) []error {
 	var errs []error
 	for name := range objectives {
 		if strings.TrimSpace(name) == "" {
-			errs = append(errs, fieldErr("objectives", "objective names must not be empty"))
+			errs = append(errs, FieldErrorf("objectives", "objective names must not be empty"))
 		}
 	}
 	return errs
@@ -243,17 +222,18 @@ func validateScheduler(path string, s *Scheduler) []error {
 		return nil
 	}
 	var errs []error
-	switch s.MetricsFormat {
-	case "", "vllm", "sglang", "trtllm":
-	case "custom":
+	switch f := s.MetricsFormat; {
+	case f == "" || slices.Contains(BuiltinMetricsFormats, f):
+	case f == MetricsFormatCustom:
 		if s.MetricNames == nil || s.MetricNames.Waiting == "" || s.MetricNames.KVCacheUsage == "" {
-			errs = append(errs, fieldErr(path+".metric_names", "metrics_format custom needs at least waiting and kv_cache_usage"))
+			errs = append(errs, FieldErrorf(path+".metric_names", "metrics_format %s needs at least waiting and kv_cache_usage", MetricsFormatCustom))
 		}
 	default:
-		errs = append(errs, fieldErr(path+".metrics_format", "must be one of vllm, sglang, trtllm, custom; got %q", s.MetricsFormat))
+		errs = append(errs, FieldErrorf(path+".metrics_format", "must be one of %s, %s; got %q",
+			strings.Join(BuiltinMetricsFormats, ", "), MetricsFormatCustom, f))
 	}
 	if s.MetricsPath != "" && !strings.HasPrefix(s.MetricsPath, "/") {
-		errs = append(errs, fieldErr(path+".metrics_path", "must start with /, got %q", s.MetricsPath))
+		errs = append(errs, FieldErrorf(path+".metrics_path", "must start with /, got %q", s.MetricsPath))
 	}
 	set := map[string]bool{}
 	for _, d := range []struct {
@@ -263,7 +243,7 @@ func validateScheduler(path string, s *Scheduler) []error {
 			continue
 		}
 		if v, err := time.ParseDuration(d.value); err != nil || v <= 0 {
-			errs = append(errs, fieldErr(path+"."+d.name, "must be a positive duration like \"50ms\", got %q", d.value))
+			errs = append(errs, FieldErrorf(path+"."+d.name, "must be a positive duration like \"50ms\", got %q", d.value))
 			continue
 		}
 		set[d.name] = true
@@ -271,7 +251,7 @@ func validateScheduler(path string, s *Scheduler) []error {
 	r := s.Resolve()
 	if set["staleness"] || set["scrape_interval"] {
 		if r.Staleness < r.ScrapeInterval {
-			errs = append(errs, fieldErr(path+".staleness", "must be at least scrape_interval (%s), or every endpoint is always stale", r.ScrapeInterval))
+			errs = append(errs, FieldErrorf(path+".staleness", "must be at least scrape_interval (%s), or every endpoint is always stale", r.ScrapeInterval))
 		}
 	}
 	if w := s.Weights; w != nil {
@@ -280,26 +260,26 @@ func validateScheduler(path string, s *Scheduler) []error {
 			v    *float64
 		}{{"queue", w.Queue}, {"kv_cache", w.KVCache}, {"prefix", w.Prefix}, {"lora", w.LoRA}, {"in_flight", w.InFlight}, {"session", w.Session}} {
 			if f.v != nil && (!(*f.v >= 0) || math.IsInf(*f.v, 1)) {
-				errs = append(errs, fieldErr(path+".weights."+f.name, "must be >= 0 and finite, got %v", *f.v))
+				errs = append(errs, FieldErrorf(path+".weights."+f.name, "must be >= 0 and finite, got %v", *f.v))
 			}
 		}
 		if w.Session != nil && *w.Session > 0 && s.SessionHeader == "" {
-			errs = append(errs, fieldErr(path+".weights.session", "needs session_header"))
+			errs = append(errs, FieldErrorf(path+".weights.session", "needs session_header"))
 		}
 	}
 	if sat := s.Saturation; sat != nil {
 		if q := sat.QueueDepth; q != nil && (!(*q >= 0) || math.IsInf(*q, 1)) {
-			errs = append(errs, fieldErr(path+".saturation.queue_depth", "must be >= 0, got %v", *q))
+			errs = append(errs, FieldErrorf(path+".saturation.queue_depth", "must be >= 0, got %v", *q))
 		}
 		if kv := sat.KVCacheUsage; kv != nil && !(*kv >= 0 && *kv <= 1) {
-			errs = append(errs, fieldErr(path+".saturation.kv_cache_usage", "must be between 0 and 1, got %v", *kv))
+			errs = append(errs, FieldErrorf(path+".saturation.kv_cache_usage", "must be between 0 and 1, got %v", *kv))
 		}
 	}
 	if f := s.Fallbacks; f != nil && (*f < 0 || *f > MaxFallbacks) {
-		errs = append(errs, fieldErr(path+".fallbacks", "must be between 0 and %d, got %d", MaxFallbacks, *f))
+		errs = append(errs, FieldErrorf(path+".fallbacks", "must be between 0 and %d, got %d", MaxFallbacks, *f))
 	}
 	if h := s.SessionHeader; h != "" && !isToken(h) {
-		errs = append(errs, fieldErr(path+".session_header", "%q is not a valid header name", h))
+		errs = append(errs, FieldErrorf(path+".session_header", "%q is not a valid header name", h))
 	}
 	if p := s.PrefixCache; p != nil {
 		errs = append(errs, checkRange(path+".prefix_cache.block_chars", p.BlockChars, MaxBlockChars)...)
@@ -309,7 +289,7 @@ func validateScheduler(path string, s *Scheduler) []error {
 	if l := s.LoRA; l != nil {
 		for i, a := range l.Adapters {
 			if a == "" {
-				errs = append(errs, fieldErr(fmt.Sprintf("%s.lora.adapters[%d]", path, i), "must not be empty"))
+				errs = append(errs, FieldErrorf(fmt.Sprintf("%s.lora.adapters[%d]", path, i), "must not be empty"))
 			}
 		}
 	}
@@ -319,7 +299,7 @@ func validateScheduler(path string, s *Scheduler) []error {
 // checkRange accepts 0 (default) through limit.
 func checkRange(field string, v, limit int) []error {
 	if v < 0 || v > limit {
-		return []error{fieldErr(field, "must be between 0 (default) and %d, got %d", limit, v)}
+		return []error{FieldErrorf(field, "must be between 0 (default) and %d, got %d", limit, v)}
 	}
 	return nil
 }

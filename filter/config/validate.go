@@ -14,7 +14,10 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
-func fieldErr(field, format string, args ...any) error {
+// FieldErrorf returns a *FieldError for field with a formatted reason; the
+// control plane's own validation uses it too, so every config error reads
+// the same.
+func FieldErrorf(field, format string, args ...any) error {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
@@ -32,24 +35,24 @@ func (c *Config) Validate() error {
 		field := fmt.Sprintf("backends[%d].name", i)
 		switch {
 		case b.Name == "":
-			errs = append(errs, fieldErr(field, "must not be empty"))
+			errs = append(errs, FieldErrorf(field, "must not be empty"))
 		case !validResourceName(b.Name):
-			errs = append(errs, fieldErr(field, "%q %s", b.Name, resourceNameRule))
+			errs = append(errs, FieldErrorf(field, "%q %s", b.Name, resourceNameRule))
 		case backends[b.Name]:
-			errs = append(errs, fieldErr(field, "duplicate backend %q", b.Name))
+			errs = append(errs, FieldErrorf(field, "duplicate backend %q", b.Name))
 		}
 		backends[b.Name] = true
 	}
 	errs = append(errs, validateObjectives(c.Objectives)...)
 	if len(c.Models) == 0 {
-		errs = append(errs, fieldErr("models", "at least one model is required"))
+		errs = append(errs, FieldErrorf("models", "at least one model is required"))
 	}
 	models := make(map[string]bool, len(c.Models))
 	for i, m := range c.Models {
 		errs = append(errs, validateModel(fmt.Sprintf("models[%d]", i), m, models, pools, backends)...)
 	}
 	if l := c.Limits.MaxRequestBodyBytes; l < 0 || l > MaxRequestBodyBytesCeiling {
-		errs = append(errs, fieldErr("limits.max_request_body_bytes", "must be between 0 (default %d) and %d, got %d",
+		errs = append(errs, FieldErrorf("limits.max_request_body_bytes", "must be between 0 (default %d) and %d, got %d",
 			DefaultMaxRequestBodyBytes, MaxRequestBodyBytesCeiling, l))
 	}
 	return errors.Join(errs...)
@@ -73,11 +76,11 @@ func validatePool(path string, p Pool, seen map[string]bool) []error {
 	var errs []error
 	switch {
 	case p.Name == "":
-		errs = append(errs, fieldErr(path+".name", "must not be empty"))
+		errs = append(errs, FieldErrorf(path+".name", "must not be empty"))
 	case !validResourceName(p.Name):
-		errs = append(errs, fieldErr(path+".name", "%q %s", p.Name, resourceNameRule))
+		errs = append(errs, FieldErrorf(path+".name", "%q %s", p.Name, resourceNameRule))
 	case seen[p.Name]:
-		errs = append(errs, fieldErr(path+".name", "duplicate pool %q", p.Name))
+		errs = append(errs, FieldErrorf(path+".name", "duplicate pool %q", p.Name))
 	}
 	seen[p.Name] = true
 	addrs := make(map[netip.AddrPort]bool, len(p.Endpoints))
@@ -85,11 +88,11 @@ func validatePool(path string, p Pool, seen map[string]bool) []error {
 		field := fmt.Sprintf("%s.endpoints[%d]", path, j)
 		ap, err := netip.ParseAddrPort(ep)
 		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
-			errs = append(errs, fieldErr(field, "%q is not an ip:port address", ep))
+			errs = append(errs, FieldErrorf(field, "%q is not an ip:port address", ep))
 			continue
 		}
 		if addrs[ap] {
-			errs = append(errs, fieldErr(field, "duplicate endpoint %q", ep))
+			errs = append(errs, FieldErrorf(field, "duplicate endpoint %q", ep))
 		}
 		addrs[ap] = true
 	}
@@ -100,31 +103,31 @@ func validateModel(path string, m Model, seen, pools, backends map[string]bool) 
 	var errs []error
 	switch {
 	case m.Name == "":
-		errs = append(errs, fieldErr(path+".name", "must not be empty"))
+		errs = append(errs, FieldErrorf(path+".name", "must not be empty"))
 	case seen[m.Name]:
-		errs = append(errs, fieldErr(path+".name", "duplicate model %q", m.Name))
+		errs = append(errs, FieldErrorf(path+".name", "duplicate model %q", m.Name))
 	}
 	seen[m.Name] = true
 	switch {
 	case m.Pool != "" && m.Backend != "":
-		errs = append(errs, fieldErr(path, "set either pool or backend, not both"))
+		errs = append(errs, FieldErrorf(path, "set either pool or backend, not both"))
 	case m.Pool == "" && m.Backend == "":
-		errs = append(errs, fieldErr(path, "one of pool or backend is required"))
+		errs = append(errs, FieldErrorf(path, "one of pool or backend is required"))
 	case m.Pool != "" && !pools[m.Pool]:
-		errs = append(errs, fieldErr(path+".pool", "pool %q is not defined in pools", m.Pool))
+		errs = append(errs, FieldErrorf(path+".pool", "pool %q is not defined in pools", m.Pool))
 	case m.Backend != "" && !backends[m.Backend]:
-		errs = append(errs, fieldErr(path+".backend", "backend %q is not defined in backends", m.Backend))
+		errs = append(errs, FieldErrorf(path+".backend", "backend %q is not defined in backends", m.Backend))
 	}
 	var total uint64
 	for j, t := range m.Rewrite {
 		field := fmt.Sprintf("%s.rewrite[%d]", path, j)
 		if t.Model == "" {
-			errs = append(errs, fieldErr(field+".model", "must not be empty"))
+			errs = append(errs, FieldErrorf(field+".model", "must not be empty"))
 		}
 		total += uint64(t.EffectiveWeight())
 	}
 	if len(m.Rewrite) > 0 && total == 0 {
-		errs = append(errs, fieldErr(path+".rewrite", "weights must not all be zero"))
+		errs = append(errs, FieldErrorf(path+".rewrite", "weights must not all be zero"))
 	}
 	return errs
 }

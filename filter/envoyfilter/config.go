@@ -5,22 +5,19 @@ package envoyfilter
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
-	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/router"
 )
 
-// Name is the plugin_name Envoy's golang filter config must use.
-const Name = protocol.PluginName
-
 // pools keeps every pool's endpoints, metrics scrapers and prefix index
 // for the life of the process, across config updates.
-var pools = pool.NewManager(nil)
+var pools = pool.NewManager()
 
 // filterConfig is one parsed plugin_config.
 type filterConfig struct {
@@ -54,6 +51,12 @@ func (Parser) Parse(a *anypb.Any, callbacks api.ConfigCallbackHandler) (interfac
 	cfg, err := config.FromAny(a)
 	if err != nil {
 		return nil, err
+	}
+	if ignored := cfg.Ignored(); len(ignored) > 0 {
+		// A control plane upgraded before this Envoy: serve what this
+		// version knows, and say what it cannot.
+		api.LogWarnf("inflow: the filter config is schema version %d, this filter reads up to %d; ignoring fields it does not know: %s",
+			cfg.Version, config.SchemaVersion, strings.Join(ignored, ", "))
 	}
 	r, err := router.New(cfg, pools)
 	if err != nil {

@@ -1,50 +1,40 @@
 package envoyfilter
 
 import (
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
+	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/router"
-	"github.com/inflow-gateway/inflow/filter/scheduler"
 )
 
 // exportInterval is how often pool counters reach Envoy's stats; Envoy
 // flushes stats to sinks every 5 s by default, so 1 s loses nothing.
 const exportInterval = time.Second
 
-// watermarks remember, per source counter (by identity), the value
-// already added to Envoy. Shared by every config's exporter, so while an old
-// and a new config both run, each increment is added once; a pool dropped
-// and re-created has new counters and so starts from zero.
-var watermarks sync.Map // *atomic.Uint64 or *pool.Endpoint -> *atomic.Uint64
-
 // poolStats are the Envoy stats of one pool, defined when the config is
-// parsed (the only time the metrics API can define them).
+// parsed (the only time the metrics API can define them). They belong to
+// the config: Envoy drops them with the config's stats scope, so an
+// endpoint that left the pool leaves no stat behind once the last config
+// naming it is gone.
 type poolStats struct {
 	sheds, failOpens, scrapeErrors api.CounterMetric
 	staleEndpoints                 api.GaugeMetric
-	picks                          map[string]api.CounterMetric // by endpoint address
+	picks                          map[string]api.CounterMetric // this config's endpoints, by address
 }
 
-// exporter copies the schedulers' counters into Envoy stats in the
-// background; Stop ends it.
+// exporter copies the pools' counters into Envoy stats in the background;
+// Stop ends it. It keeps nothing per endpoint beyond its config's stats:
+// which increments were already exported is tracked by the counters
+// themselves (pool.Counter), so exporters of an old and a new config that
+// run side by side add each increment once.
 type exporter struct {
-	stop chan struct{}
-	done chan struct{}
-}
-
-// statPart makes a pool name or address one segment of a dotted stat name.
-var statPart = strings.NewReplacer(".", "_", ":", "_", "[", "", "]", "")
-
-func statName(parts ...string) string {
-	for i := range parts {
-		parts[i] = statPart.Replace(parts[i])
-	}
-	return "inflow." + strings.Join(parts, ".")
+	router *router.Router
+	stats  map[string]*poolStats // by pool name
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 func definePoolStats(cb api.ConfigCallbackHandler, r *router.Router) map[string]*poolStats {
@@ -52,32 +42,33 @@ func definePoolStats(cb api.ConfigCallbackHandler, r *router.Router) map[string]
 	if cb == nil {
 		return out
 	}
+	now := time.Now()
 	for name, s := range r.Schedulers() {
 		ps := &poolStats{
-			sheds:          cb.DefineCounterMetric(statName("pool", name, "sheds_total")),
-			failOpens:      cb.DefineCounterMetric(statName("pool", name, "fail_opens_total")),
-			scrapeErrors:   cb.DefineCounterMetric(statName("pool", name, "scrape_errors_total")),
-			staleEndpoints: cb.DefineGaugeMetric(statName("pool", name, "stale_endpoints")),
-			picks:          make(map[string]api.CounterMetric),
+			sheds:          cb.DefineCounterMetric(protocol.PoolStat(name, protocol.PoolStatSheds)),
+			failOpens:      cb.DefineCounterMetric(protocol.PoolStat(name, protocol.PoolStatFailOpens)),
+			scrapeErrors:   cb.DefineCounterMetric(protocol.PoolStat(name, protocol.PoolStatScrapeErrors)),
+			staleEndpoints: cb.DefineGaugeMetric(protocol.PoolStat(name, protocol.PoolStatStaleEndpoints)),
+			picks:          make(map[string]api.CounterMetric, len(s.Pool().Endpoints)),
 		}
 		for _, ep := range s.Pool().Endpoints {
-			ps.picks[ep.Addr] = cb.DefineCounterMetric(statName("pool", name, "endpoint", ep.Addr, "picks_total"))
+			ps.picks[ep.Addr] = cb.DefineCounterMetric(protocol.EndpointStat(name, ep.Addr, protocol.EndpointStatPicks))
 		}
-		// Until the first export every endpoint counts as stale: a gauge
-		// left at 0 would claim fresh metrics nobody has scraped yet.
-		ps.staleEndpoints.Record(uint64(countStale(s, time.Now())))
+		// New endpoints are not scraped yet: a gauge left at 0 would claim
+		// fresh metrics nobody has seen.
+		ps.staleEndpoints.Record(uint64(s.Stats(now).StaleEndpoints))
 		out[name] = ps
 	}
 	return out
 }
 
 func startExporter(r *router.Router, stats map[string]*poolStats) *exporter {
-	e := &exporter{stop: make(chan struct{}), done: make(chan struct{})}
+	e := &exporter{router: r, stats: stats, stop: make(chan struct{}), done: make(chan struct{})}
 	if len(stats) == 0 {
 		close(e.done)
 		return e
 	}
-	go e.run(r, stats)
+	go e.run()
 	return e
 }
 
@@ -91,7 +82,7 @@ func (e *exporter) Stop() {
 	<-e.done
 }
 
-func (e *exporter) run(r *router.Router, stats map[string]*poolStats) {
+func (e *exporter) run() {
 	defer close(e.done)
 	// The metrics API panics once Envoy has dropped the config; that ends
 	// this exporter, never the process.
@@ -106,44 +97,35 @@ func (e *exporter) run(r *router.Router, stats map[string]*poolStats) {
 		select {
 		case <-e.stop:
 			return
-		case <-t.C:
-			for name, s := range r.Schedulers() {
-				if ps := stats[name]; ps != nil {
-					exportPool(ps, s)
-				}
-			}
+		case now := <-t.C:
+			e.export(now)
 		}
 	}
 }
 
-func exportPool(ps *poolStats, s *scheduler.Scheduler) {
-	c := s.Counters()
-	addDelta(ps.sheds, &c.Sheds, c.Sheds.Load())
-	addDelta(ps.failOpens, &c.FailOpens, c.FailOpens.Load())
-	addDelta(ps.scrapeErrors, &c.ScrapeErrors, c.ScrapeErrors.Load())
-	for _, ep := range s.Pool().Endpoints {
-		if pc := ps.picks[ep.Addr]; pc != nil {
-			addDelta(pc, ep, ep.Picks())
+// export adds what every pool counted since the last export to its stats.
+func (e *exporter) export(now time.Time) {
+	for name, s := range e.router.Schedulers() {
+		if ps := e.stats[name]; ps != nil {
+			ps.record(s.Export(now))
 		}
 	}
-	ps.staleEndpoints.Record(uint64(countStale(s, time.Now())))
 }
 
-func countStale(s *scheduler.Scheduler, now time.Time) int {
-	stale := 0
-	for _, ep := range s.Pool().Endpoints {
-		if !ep.Metrics().Fresh(now, s.Staleness()) {
-			stale++
+func (ps *poolStats) record(st pool.Stats) {
+	for _, ep := range st.Endpoints {
+		if c := ps.picks[ep.Addr]; c != nil {
+			add(c, ep.Picks)
 		}
 	}
-	return stale
+	add(ps.sheds, st.Sheds)
+	add(ps.failOpens, st.FailOpens)
+	add(ps.scrapeErrors, st.ScrapeErrors)
+	ps.staleEndpoints.Record(uint64(st.StaleEndpoints))
 }
 
-// addDelta adds to c what total gained since the last export of source.
-func addDelta(c api.CounterMetric, source any, total uint64) {
-	v, _ := watermarks.LoadOrStore(source, new(atomic.Uint64))
-	prev := v.(*atomic.Uint64).Swap(total)
-	if total > prev {
-		c.Increment(int64(total - prev))
+func add(c api.CounterMetric, n uint64) {
+	if n > 0 {
+		c.Increment(int64(n))
 	}
 }

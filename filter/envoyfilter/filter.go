@@ -12,6 +12,7 @@ import (
 	"github.com/inflow-gateway/inflow/filter/apierror"
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/request"
 )
 
@@ -38,7 +39,7 @@ func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) (status a
 	path, method := h.Path(), h.Method()
 	kind, inference := request.KindForPath(path)
 	switch {
-	case method == http.MethodGet && pathOnly(path) == pathModels:
+	case method == http.MethodGet && request.PathOnly(path) == pathModels:
 		return f.reply(http.StatusOK, f.cfg.router.ModelList())
 	case !inference || method != http.MethodPost:
 		f.stripRoutingHeaders(h)
@@ -93,14 +94,14 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 		}
 		inc(f.cfg.metrics.rewrites)
 	}
-	h.Set(HeaderModel, d.Model.Name)
+	h.Set(protocol.HeaderModel, d.Model.Name)
 	if len(d.Endpoints) > 0 {
 		// The header carries the primary alone; the metadata carries the
 		// ordered fallback list the endpoint-picker protocol defines.
-		h.Set(HeaderDestination, d.Endpoints[0].Addr)
-		f.callbacks.StreamInfo().DynamicMetadata().Set(MetadataNamespaceLB, MetadataKeyDestination, joinAddrs(d.Endpoints))
+		h.Set(protocol.HeaderDestination, d.Endpoints[0].Addr)
+		f.callbacks.StreamInfo().DynamicMetadata().Set(protocol.MetadataNamespaceLB, protocol.MetadataKeyDestination, joinAddrs(d.Endpoints))
 	} else {
-		h.Del(HeaderDestination)
+		h.Del(protocol.HeaderDestination)
 	}
 	// Routes match x-ai-eg-model, which did not exist when the route was
 	// first chosen.
@@ -125,11 +126,11 @@ func (f *filter) release() {
 }
 
 func (f *filter) stripRoutingHeaders(h api.RequestHeaderMap) {
-	_, hasModel := h.Get(HeaderModel)
-	_, hasDest := h.Get(HeaderDestination)
+	_, hasModel := h.Get(protocol.HeaderModel)
+	_, hasDest := h.Get(protocol.HeaderDestination)
 	if hasModel || hasDest {
-		h.Del(HeaderModel)
-		h.Del(HeaderDestination)
+		h.Del(protocol.HeaderModel)
+		h.Del(protocol.HeaderDestination)
 		f.callbacks.ClearRouteCache()
 	}
 }
@@ -163,15 +164,6 @@ func (f *filter) recoverPanic(status *api.StatusType) {
 	f.release()
 	f.headers = nil
 	*status = f.fail(apierror.ErrInternal)
-}
-
-func pathOnly(path string) string {
-	for i := 0; i < len(path); i++ {
-		if path[i] == '?' || path[i] == '#' {
-			return path[:i]
-		}
-	}
-	return path
 }
 
 // maxDestinations bounds the primary plus fallbacks (config.MaxFallbacks).

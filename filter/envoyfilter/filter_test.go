@@ -10,6 +10,8 @@ import (
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
 	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 var testLog = &fakeLog{}
@@ -92,7 +94,20 @@ func (h *harness) doWith(hdr *fakeHeaders, body string) result {
 	return r
 }
 
-func (r result) endpoint() string { return r.headers.m[HeaderDestination] }
+// endpoints are the pool endpoints of the named model.
+func (h *harness) endpoints(model string) []*pool.Endpoint {
+	h.t.Helper()
+	m, err := h.cfg.router.Lookup([]byte(model))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if m.Scheduler == nil {
+		h.t.Fatalf("model %s is not served by a pool", model)
+	}
+	return m.Scheduler.Pool().Endpoints
+}
+
+func (r result) endpoint() string { return r.headers.m[protocol.HeaderDestination] }
 
 func TestRoutesInferenceRequest(t *testing.T) {
 	h := newHarness(t, testConfig)
@@ -102,17 +117,17 @@ func TestRoutesInferenceRequest(t *testing.T) {
 	if r.status != api.Continue || r.reply != nil || !r.buffered {
 		t.Fatalf("status %v reply %+v buffered %v", r.status, r.reply, r.buffered)
 	}
-	if got := r.headers.m[HeaderModel]; got != "llama" {
-		t.Errorf("%s = %q, want the client-facing model", HeaderModel, got)
+	if got := r.headers.m[protocol.HeaderModel]; got != "llama" {
+		t.Errorf("%s = %q, want the client-facing model", protocol.HeaderModel, got)
 	}
 	ep := r.endpoint()
 	if ep != "127.0.0.1:9" && ep != "127.0.0.2:9" {
-		t.Errorf("%s = %q", HeaderDestination, ep)
+		t.Errorf("%s = %q", protocol.HeaderDestination, ep)
 	}
 	// Metadata: the primary first, then the other endpoint as fallback.
 	other := map[string]string{"127.0.0.1:9": "127.0.0.2:9", "127.0.0.2:9": "127.0.0.1:9"}[ep]
-	if md := r.cb.info.md.m[MetadataNamespaceLB][MetadataKeyDestination]; md != ep+","+other {
-		t.Errorf("metadata %s/%s = %v, want %q", MetadataNamespaceLB, MetadataKeyDestination, md, ep+","+other)
+	if md := r.cb.info.md.m[protocol.MetadataNamespaceLB][protocol.MetadataKeyDestination]; md != ep+","+other {
+		t.Errorf("metadata %s/%s = %v, want %q", protocol.MetadataNamespaceLB, protocol.MetadataKeyDestination, md, ep+","+other)
 	}
 	if r.cb.routeClears != 1 {
 		t.Errorf("route cache cleared %d times, want 1", r.cb.routeClears)
@@ -127,7 +142,7 @@ func TestRoutesInferenceRequest(t *testing.T) {
 	if cl := r.headers.m["content-length"]; cl != strconv.Itoa(len(r.body.b)) {
 		t.Errorf("content-length = %s, body is %d bytes", cl, len(r.body.b))
 	}
-	if got := h.metrics.counters["inflow_model_rewrites_total"].v.Load(); got != 1 {
+	if got := h.metrics.counters[protocol.StatModelRewrites].v.Load(); got != 1 {
 		t.Errorf("rewrites counter = %d", got)
 	}
 }
@@ -155,11 +170,11 @@ func TestNoRewriteKeepsBodyAndLength(t *testing.T) {
 
 func TestExternalBackendGetsNoEndpoint(t *testing.T) {
 	h := newHarness(t, testConfig)
-	r := h.do("POST", "/v1/responses", `{"model":"gpt-4o","input":"x"}`, HeaderDestination, "6.6.6.6:80")
-	if r.status != api.Continue || r.headers.m[HeaderModel] != "gpt-4o" {
+	r := h.do("POST", "/v1/responses", `{"model":"gpt-4o","input":"x"}`, protocol.HeaderDestination, "6.6.6.6:80")
+	if r.status != api.Continue || r.headers.m[protocol.HeaderModel] != "gpt-4o" {
 		t.Fatalf("status %v headers %v", r.status, r.headers.m)
 	}
-	if _, ok := r.headers.m[HeaderDestination]; ok {
+	if _, ok := r.headers.m[protocol.HeaderDestination]; ok {
 		t.Error("client-supplied destination header must be removed")
 	}
 }
@@ -174,16 +189,16 @@ func TestErrors(t *testing.T) {
 		code             string
 		counter          string
 	}{
-		{"invalid JSON", "/v1/chat/completions", `{"model":"llama",`, nil, 400, "invalid_json", "inflow_rejected_400_total"},
-		{"not an object", "/v1/chat/completions", `["llama"]`, nil, 400, "invalid_request_body", "inflow_rejected_400_total"},
-		{"missing model", "/v1/chat/completions", `{"messages":[]}`, nil, 400, "missing_model", "inflow_rejected_400_total"},
-		{"model not a string", "/v1/chat/completions", `{"model":7}`, nil, 400, "invalid_type", "inflow_rejected_400_total"},
-		{"no body", "/v1/chat/completions", ``, nil, 400, "missing_body", "inflow_rejected_400_total"},
-		{"unknown model", "/v1/completions", `{"model":"nope","prompt":"x"}`, nil, 404, "model_not_found", "inflow_rejected_404_total"},
-		{"model is case-sensitive", "/v1/completions", `{"model":"LLAMA","prompt":"x"}`, nil, 404, "model_not_found", "inflow_rejected_404_total"},
-		{"too large by content-length", "/v1/completions", big, []string{"content-length", strconv.Itoa(len(big))}, 413, "request_too_large", "inflow_rejected_413_total"},
-		{"too large chunked", "/v1/completions", big, nil, 413, "request_too_large", "inflow_rejected_413_total"},
-		{"pool without endpoints", "/v1/messages", `{"model":"empty","messages":[]}`, nil, 503, "no_healthy_upstream", "inflow_rejected_503_total"},
+		{"invalid JSON", "/v1/chat/completions", `{"model":"llama",`, nil, 400, "invalid_json", protocol.StatRejected400},
+		{"not an object", "/v1/chat/completions", `["llama"]`, nil, 400, "invalid_request_body", protocol.StatRejected400},
+		{"missing model", "/v1/chat/completions", `{"messages":[]}`, nil, 400, "missing_model", protocol.StatRejected400},
+		{"model not a string", "/v1/chat/completions", `{"model":7}`, nil, 400, "invalid_type", protocol.StatRejected400},
+		{"no body", "/v1/chat/completions", ``, nil, 400, "missing_body", protocol.StatRejected400},
+		{"unknown model", "/v1/completions", `{"model":"nope","prompt":"x"}`, nil, 404, "model_not_found", protocol.StatRejected404},
+		{"model is case-sensitive", "/v1/completions", `{"model":"LLAMA","prompt":"x"}`, nil, 404, "model_not_found", protocol.StatRejected404},
+		{"too large by content-length", "/v1/completions", big, []string{"content-length", strconv.Itoa(len(big))}, 413, "request_too_large", protocol.StatRejected413},
+		{"too large chunked", "/v1/completions", big, nil, 413, "request_too_large", protocol.StatRejected413},
+		{"pool without endpoints", "/v1/messages", `{"model":"empty","messages":[]}`, nil, 503, "no_healthy_upstream", protocol.StatRejected503},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,7 +211,7 @@ func TestErrors(t *testing.T) {
 			if got := h.metrics.counters[tt.counter].v.Load(); got != before+1 {
 				t.Errorf("%s = %d, want %d", tt.counter, got, before+1)
 			}
-			if _, ok := r.headers.m[HeaderDestination]; ok {
+			if _, ok := r.headers.m[protocol.HeaderDestination]; ok {
 				t.Error("a rejected request must not carry a destination")
 			}
 		})
@@ -262,7 +277,7 @@ func TestOtherPathsPassThroughWithoutRoutingHeaders(t *testing.T) {
 	for _, tc := range []struct{ method, path string }{
 		{"GET", "/healthz"}, {"GET", "/v1/chat/completions"}, {"POST", "/v1/audio/speech"}, {"DELETE", "/v1/models"},
 	} {
-		r := h.do(tc.method, tc.path, "", HeaderModel, "llama", HeaderDestination, "169.254.169.254:80")
+		r := h.do(tc.method, tc.path, "", protocol.HeaderModel, "llama", protocol.HeaderDestination, "169.254.169.254:80")
 		if r.status != api.Continue || r.buffered || r.reply != nil {
 			t.Errorf("%s %s: status %v buffered %v", tc.method, tc.path, r.status, r.buffered)
 		}
@@ -283,7 +298,7 @@ func TestLeastInFlightAndRelease(t *testing.T) {
 	if first.endpoint() == second.endpoint() {
 		t.Fatalf("both requests went to %s while the other endpoint was idle", first.endpoint())
 	}
-	gauge := h.metrics.gauges["inflow_requests_in_flight"]
+	gauge := h.metrics.gauges[protocol.StatInFlight]
 	if gauge.v.Load() != 2 {
 		t.Fatalf("in-flight gauge = %d, want 2", gauge.v.Load())
 	}
@@ -299,7 +314,7 @@ func TestLeastInFlightAndRelease(t *testing.T) {
 	if gauge.v.Load() != 0 {
 		t.Fatalf("in-flight gauge = %d after all streams ended", gauge.v.Load())
 	}
-	for _, ep := range h.cfg.router.Models()[2].Scheduler.Pool().Endpoints {
+	for _, ep := range h.endpoints("plain") {
 		if ep.InFlight() != 0 {
 			t.Errorf("%s in flight = %d", ep.Addr, ep.InFlight())
 		}
@@ -315,7 +330,7 @@ func TestPanicBecomes500AndReleases(t *testing.T) {
 		t.Fatalf("status %v, want a local reply", r.status)
 	}
 	checkOpenAIError(t, r.reply, 500, "internal_error")
-	for _, ep := range h.cfg.router.Models()[2].Scheduler.Pool().Endpoints {
+	for _, ep := range h.endpoints("plain") {
 		if ep.InFlight() != 0 {
 			t.Errorf("%s still has %d in flight after the panic", ep.Addr, ep.InFlight())
 		}

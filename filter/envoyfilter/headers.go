@@ -1,14 +1,8 @@
 package envoyfilter
 
-import "github.com/inflow-gateway/inflow/filter/protocol"
-
-// The keys the filter reads and writes live in filter/protocol.
+// HTTP names the filter uses; the keys Inflow shares with Envoy and the
+// gateway (routing headers, metadata, stat names) are in filter/protocol.
 const (
-	HeaderModel            = protocol.HeaderModel
-	HeaderDestination      = protocol.HeaderDestination
-	MetadataNamespaceLB    = protocol.MetadataNamespaceLB
-	MetadataKeyDestination = protocol.MetadataKeyDestination
-
 	headerContentLength = "content-length"
 	headerContentType   = "content-type"
 	contentTypeJSON     = "application/json"

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // metrics are Envoy stats defined through the golang filter's config
@@ -25,15 +27,15 @@ func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
 		return &metrics{}
 	}
 	return &metrics{
-		requests:      cb.DefineCounterMetric("inflow_requests_total"),
-		rewrites:      cb.DefineCounterMetric("inflow_model_rewrites_total"),
-		badRequest:    cb.DefineCounterMetric("inflow_rejected_400_total"),
-		notFound:      cb.DefineCounterMetric("inflow_rejected_404_total"),
-		shed:          cb.DefineCounterMetric("inflow_rejected_429_total"),
-		tooLarge:      cb.DefineCounterMetric("inflow_rejected_413_total"),
-		unavailable:   cb.DefineCounterMetric("inflow_rejected_503_total"),
-		internalError: cb.DefineCounterMetric("inflow_internal_errors_total"),
-		inFlight:      cb.DefineGaugeMetric("inflow_requests_in_flight"),
+		requests:      cb.DefineCounterMetric(protocol.StatRequests),
+		rewrites:      cb.DefineCounterMetric(protocol.StatModelRewrites),
+		badRequest:    cb.DefineCounterMetric(protocol.StatRejected400),
+		notFound:      cb.DefineCounterMetric(protocol.StatRejected404),
+		shed:          cb.DefineCounterMetric(protocol.StatRejected429),
+		tooLarge:      cb.DefineCounterMetric(protocol.StatRejected413),
+		unavailable:   cb.DefineCounterMetric(protocol.StatRejected503),
+		internalError: cb.DefineCounterMetric(protocol.StatInternalErrors),
+		inFlight:      cb.DefineGaugeMetric(protocol.StatInFlight),
 	}
 }
 

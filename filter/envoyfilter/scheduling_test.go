@@ -12,6 +12,8 @@ import (
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
 	"github.com/inflow-gateway/inflow/filter/pool"
+	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // modelServer serves vLLM-style /metrics with numbers the test sets.
@@ -49,26 +51,15 @@ func (m *modelServer) addr() string { return strings.TrimPrefix(m.srv.URL, "http
 // metrics matching want (the scrapers run in the background).
 func waitForMetrics(t *testing.T, h *harness, model string, want func(*pool.Metrics) bool) {
 	t.Helper()
-	m, err := h.cfg.router.Lookup([]byte(model))
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ready := true
-		for _, ep := range m.Scheduler.Pool().Endpoints {
+	eps := h.endpoints(model)
+	poll.Eventually(t, "scraped metrics of every endpoint", func() bool {
+		for _, ep := range eps {
 			if mt := ep.Metrics(); !mt.Fresh(time.Now(), time.Second) || !want(mt) {
-				ready = false
+				return false
 			}
 		}
-		if ready {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("scraped metrics did not arrive")
-		}
-		time.Sleep(5 * time.Millisecond) // polling a background scraper, with a deadline
-	}
+		return true
+	})
 }
 
 func schedulingConfig(pool string, addrs ...string) string {
@@ -88,7 +79,7 @@ func TestPicksTheLeastLoadedServerFromScrapedMetrics(t *testing.T) {
 		if r.endpoint() != idle.addr() {
 			t.Fatalf("request %d went to %s, want the idle server %s", i, r.endpoint(), idle.addr())
 		}
-		if md := r.cb.info.md.m[MetadataNamespaceLB][MetadataKeyDestination]; md != idle.addr()+","+busy.addr() {
+		if md := r.cb.info.md.m[protocol.MetadataNamespaceLB][protocol.MetadataKeyDestination]; md != idle.addr()+","+busy.addr() {
 			t.Fatalf("fallback list %v", md)
 		}
 		r.filter.OnDestroy(api.Normal)
@@ -101,16 +92,16 @@ func TestSheddableRequestGets429WhenSaturated(t *testing.T) {
 	t.Cleanup(h.cfg.Destroy)
 	waitForMetrics(t, h, "m", func(m *pool.Metrics) bool { return m.Waiting >= 50 })
 	body := `{"model":"m","prompt":"x"}`
-	r := h.do("POST", "/v1/completions", body, "x-gateway-inference-objective", "batch")
+	r := h.do("POST", "/v1/completions", body, protocol.HeaderObjective, "batch")
 	if r.reply == nil {
 		t.Fatalf("sheddable request was routed to %s", r.endpoint())
 	}
 	checkOpenAIError(t, r.reply, 429, "pool_saturated")
-	if got := h.metrics.counters["inflow_rejected_429_total"].v.Load(); got != 1 {
+	if got := h.metrics.counters[protocol.StatRejected429].v.Load(); got != 1 {
 		t.Errorf("429 counter = %d", got)
 	}
 	// The same request with a critical objective is still served.
-	r = h.do("POST", "/v1/completions", body, "x-gateway-inference-objective", "interactive")
+	r = h.do("POST", "/v1/completions", body, protocol.HeaderObjective, "interactive")
 	if r.reply != nil || r.endpoint() == "" {
 		t.Fatalf("non-sheddable request rejected: %+v", r.reply)
 	}
@@ -118,7 +109,7 @@ func TestSheddableRequestGets429WhenSaturated(t *testing.T) {
 	// Once a server has room again, sheddable requests flow.
 	a.set(0, 0.1)
 	waitForMetrics(t, h, "m", func(m *pool.Metrics) bool { return m.Waiting == 0 || m.Waiting == 60 })
-	r = h.do("POST", "/v1/completions", body, "x-gateway-inference-objective", "batch")
+	r = h.do("POST", "/v1/completions", body, protocol.HeaderObjective, "batch")
 	if r.reply != nil || r.endpoint() != a.addr() {
 		t.Fatalf("after recovery: reply %+v endpoint %s", r.reply, r.endpoint())
 	}
@@ -134,23 +125,16 @@ func TestPoolStatsReachEnvoyMetrics(t *testing.T) {
 		r.filter.OnDestroy(api.Normal)
 	}
 	// Nothing is scraped yet when the config is parsed: both count as stale.
-	if got := h.metrics.gauges[statName("pool", "sched-stats", "stale_endpoints")].v.Load(); got != 2 {
+	if got := h.metrics.gauges[protocol.PoolStat("sched-stats", protocol.PoolStatStaleEndpoints)].v.Load(); got != 2 {
 		t.Errorf("stale_endpoints at parse time = %d, want 2", got)
 	}
-	picks := statName("pool", "sched-stats", "endpoint", srv.addr(), "picks_total")
-	closed := statName("pool", "sched-stats", "endpoint", "127.0.0.1:9", "picks_total")
-	errors := statName("pool", "sched-stats", "scrape_errors_total")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		total := h.metrics.value(picks) + h.metrics.value(closed)
-		if total == 3 && h.metrics.value(errors) > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exported picks %d+%d, scrape errors %d", h.metrics.value(picks), h.metrics.value(closed), h.metrics.value(errors))
-		}
-		time.Sleep(50 * time.Millisecond) // the exporter runs once a second
-	}
+	picks := protocol.EndpointStat("sched-stats", srv.addr(), protocol.EndpointStatPicks)
+	closed := protocol.EndpointStat("sched-stats", "127.0.0.1:9", protocol.EndpointStatPicks)
+	errors := protocol.PoolStat("sched-stats", protocol.PoolStatScrapeErrors)
+	// The exporter runs once a second.
+	poll.Eventually(t, "3 picks and a scrape error exported", func() bool {
+		return h.metrics.value(picks)+h.metrics.value(closed) == 3 && h.metrics.value(errors) > 0
+	})
 }
 
 func TestSessionHeaderPinsAnEndpoint(t *testing.T) {
@@ -160,9 +144,12 @@ func TestSessionHeaderPinsAnEndpoint(t *testing.T) {
 	h := newHarness(t, cfg)
 	t.Cleanup(h.cfg.Destroy)
 	waitForMetrics(t, h, "m", func(m *pool.Metrics) bool { return m.Waiting == 0 })
+	// 64 sessions over 2 endpoints: hashing that works puts them all on one
+	// endpoint with probability 2^-63.
+	const sessions = 64
 	seen := map[string]map[string]bool{}
-	for i := range 40 {
-		session := fmt.Sprintf("user-%d", i%4)
+	for i := range 3 * sessions {
+		session := fmt.Sprintf("user-%d", i%sessions)
 		r := h.do("POST", "/v1/completions", fmt.Sprintf(`{"model":"m","prompt":"question %d"}`, i), "x-session-id", session)
 		if seen[session] == nil {
 			seen[session] = map[string]bool{}
@@ -173,13 +160,13 @@ func TestSessionHeaderPinsAnEndpoint(t *testing.T) {
 	used := map[string]bool{}
 	for session, eps := range seen {
 		if len(eps) != 1 {
-			t.Errorf("session %s went to %d endpoints", session, len(eps))
+			t.Errorf("session %s went to %d endpoints, want it pinned to one", session, len(eps))
 		}
 		for ep := range eps {
 			used[ep] = true
 		}
 	}
 	if len(used) != 2 {
-		t.Logf("4 sessions all hashed to one endpoint: %v", used)
+		t.Errorf("%d sessions all went to %v: sessions must spread over the pool", sessions, used)
 	}
 }

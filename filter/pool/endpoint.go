@@ -14,9 +14,9 @@ type Endpoint struct {
 
 	inFlight atomic.Int64
 	// picks counts how often the scheduler chose e as primary.
-	picks atomic.Uint64
+	picks Counter
 	// scrapeErrors counts failed /metrics scrapes of e.
-	scrapeErrors atomic.Uint64
+	scrapeErrors Counter
 	// metrics is the latest scrape, replaced whole so readers never see a
 	// half-written one; nil until the first successful scrape.
 	metrics atomic.Pointer[Metrics]

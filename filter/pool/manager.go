@@ -15,8 +15,6 @@ import (
 // new config before destroying the old one, a pool both configs name keeps
 // everything across the update.
 type Manager struct {
-	client *http.Client
-
 	mu    sync.Mutex
 	pools map[string]*poolState
 }
@@ -25,12 +23,12 @@ type Manager struct {
 // updates. The filter exports them through Envoy's metrics API.
 type Counters struct {
 	// Sheds counts sheddable requests refused because the pool was saturated.
-	Sheds atomic.Uint64
+	Sheds Counter
 	// FailOpens counts picks made by least-in-flight because no endpoint had
 	// fresh metrics.
-	FailOpens atomic.Uint64
+	FailOpens Counter
 	// ScrapeErrors counts failed scrapes over all the pool's endpoints.
-	ScrapeErrors atomic.Uint64
+	ScrapeErrors Counter
 }
 
 type poolState struct {
@@ -49,17 +47,18 @@ type poolState struct {
 type member struct {
 	ep   *Endpoint
 	refs int
-	stop context.CancelFunc // nil when not scraping
-	done chan struct{}
+	// client is the endpoint's own scrape client (newScrapeClient), so
+	// what net/http keeps per host goes away with the endpoint: one
+	// process-wide Transport keeps an entry for every address whose dial
+	// ever failed (golang/go#76784), i.e. for every pod that went away.
+	client *http.Client
+	stop   context.CancelFunc // nil when not scraping
+	done   chan struct{}
 }
 
-// NewManager returns a Manager whose scrapers use client, or
-// NewScrapeClient() when client is nil.
-func NewManager(client *http.Client) *Manager {
-	if client == nil {
-		client = NewScrapeClient()
-	}
-	return &Manager{client: client, pools: make(map[string]*poolState)}
+// NewManager returns an empty Manager.
+func NewManager() *Manager {
+	return &Manager{pools: make(map[string]*poolState)}
 }
 
 // Lease is one config's hold on a pool. Its Pool snapshot lists exactly the
@@ -98,9 +97,12 @@ func (m *Manager) Retain(name string, addrs []string, opts ScrapeOptions, prefix
 		}
 		mb.refs++
 		if mb.stop == nil && !opts.Disabled {
+			if mb.client == nil {
+				mb.client = newScrapeClient()
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			mb.stop, mb.done = cancel, make(chan struct{})
-			go st.scrapeLoop(ctx, m.client, mb.ep, mb.done)
+			go st.scrapeLoop(ctx, mb.client, mb.ep, mb.done)
 		}
 		p.Endpoints = append(p.Endpoints, mb.ep)
 	}
@@ -125,7 +127,13 @@ func (l *Lease) Release() {
 	if l.released.Swap(true) {
 		return
 	}
-	var waits []chan struct{}
+	// Scrapers to wait for (nil done: none ran) and clients to close once
+	// they have stopped.
+	type leaving struct {
+		done   chan struct{}
+		client *http.Client
+	}
+	var gone []leaving
 	l.m.mu.Lock()
 	st := l.st
 	for _, ep := range l.pool.Endpoints {
@@ -136,10 +144,12 @@ func (l *Lease) Release() {
 		if mb.refs--; mb.refs > 0 {
 			continue
 		}
+		lv := leaving{client: mb.client}
 		if mb.stop != nil {
 			mb.stop()
-			waits = append(waits, mb.done)
+			lv.done = mb.done
 		}
+		gone = append(gone, lv)
 		slot := ep.Slot()
 		ep.slot.Store(0)
 		st.prefix.Purge(slot)
@@ -150,8 +160,13 @@ func (l *Lease) Release() {
 		delete(l.m.pools, st.name)
 	}
 	l.m.mu.Unlock()
-	for _, d := range waits {
-		<-d
+	for _, lv := range gone {
+		if lv.done != nil {
+			<-lv.done
+		}
+		if lv.client != nil {
+			lv.client.CloseIdleConnections()
+		}
 	}
 }
 
@@ -190,15 +205,17 @@ type EndpointStats struct {
 
 // Stats reads the pool's counters and the lease's endpoints at now. It
 // allocates; call it from a stats flush, not per request.
-func (l *Lease) Stats(now time.Time) Stats {
-	c := &l.st.counters
-	s := Stats{
-		Pool:         l.pool.Name,
-		Sheds:        c.Sheds.Load(),
-		FailOpens:    c.FailOpens.Load(),
-		ScrapeErrors: c.ScrapeErrors.Load(),
-		Endpoints:    make([]EndpointStats, 0, len(l.pool.Endpoints)),
-	}
+func (l *Lease) Stats(now time.Time) Stats { return l.read(now, (*Counter).Load) }
+
+// Export is Stats for the sink of increments, Envoy's stats: its counter
+// fields hold what each counter gained since the previous Export of the
+// pool by any lease (see Counter.TakeUnexported); gauges are as in Stats.
+// Only the filter's one Envoy exporter may call it: a second caller would
+// take increments away from it.
+func (l *Lease) Export(now time.Time) Stats { return l.read(now, (*Counter).TakeUnexported) }
+
+func (l *Lease) read(now time.Time, count func(*Counter) uint64) Stats {
+	s := Stats{Pool: l.pool.Name, Endpoints: make([]EndpointStats, 0, len(l.pool.Endpoints))}
 	staleness := l.Staleness()
 	for _, ep := range l.pool.Endpoints {
 		fresh := ep.Metrics().Fresh(now, staleness)
@@ -206,11 +223,26 @@ func (l *Lease) Stats(now time.Time) Stats {
 			s.StaleEndpoints++
 		}
 		s.Endpoints = append(s.Endpoints, EndpointStats{
-			Addr: ep.Addr, Picks: ep.Picks(), ScrapeErrors: ep.ScrapeErrors(),
+			Addr: ep.Addr, Picks: count(&ep.picks), ScrapeErrors: count(&ep.scrapeErrors),
 			InFlight: ep.InFlight(), Fresh: fresh,
 		})
 	}
+	// Pool counters after the endpoints': a fail-open is counted before its
+	// pick, so every pick read here has its fail-open read too.
+	c := &l.st.counters
+	s.Sheds, s.FailOpens, s.ScrapeErrors = count(&c.Sheds), count(&c.FailOpens), count(&c.ScrapeErrors)
 	return s
+}
+
+// Retained counts the pools and endpoints m keeps state for: those some
+// live lease names, so churn leaves nothing behind.
+func (m *Manager) Retained() (pools, endpoints int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, st := range m.pools {
+		endpoints += len(st.members)
+	}
+	return len(m.pools), endpoints
 }
 
 // Close releases nothing by itself; it stops every scraper, for tests and

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // metricsServer serves testdata/vllm.txt on /metrics, or fails with the
@@ -38,31 +40,18 @@ func newMetricsServer(t *testing.T, page []byte) *metricsServer {
 
 func (s *metricsServer) addr() string { return strings.TrimPrefix(s.URL, "http://") }
 
-// eventually polls cond until it holds or a generous deadline passes; the
-// machine is shared, so no test depends on how fast it gets there.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // a poll interval, not a readiness guess
-	}
-}
-
 func fastScrape() ScrapeOptions {
 	return ScrapeOptions{Interval: 5 * time.Millisecond, Timeout: time.Second, Staleness: time.Second, Names: VLLM}
 }
 
 func TestScrapePublishesMetrics(t *testing.T) {
 	srv := newMetricsServer(t, readTestdata(t, "vllm.txt"))
-	m := NewManager(nil)
+	m := NewManager()
 	defer m.Close()
 	l := m.Retain("gpu", []string{srv.addr()}, fastScrape(), 0)
 	defer l.Release()
 	ep := l.Pool().Endpoints[0]
-	eventually(t, "first scrape", func() bool { return ep.Metrics() != nil })
+	poll.Eventually(t, "first scrape", func() bool { return ep.Metrics() != nil })
 	got := ep.Metrics()
 	if got.Waiting != 3 || got.Running != 12 || got.KVCacheUsage != 0.375 || got.BlockSize != 32 || got.MaxLoRA != 4 {
 		t.Errorf("metrics %+v", got)
@@ -70,21 +59,21 @@ func TestScrapePublishesMetrics(t *testing.T) {
 	if !got.Fresh(got.ScrapedAt.Add(time.Second), time.Second) || got.Fresh(got.ScrapedAt.Add(time.Second+1), time.Second) {
 		t.Error("Fresh must hold up to the staleness threshold and not after")
 	}
-	eventually(t, "scrapes to repeat", func() bool { return ep.Metrics() != got })
+	poll.Eventually(t, "scrapes to repeat", func() bool { return ep.Metrics() != got })
 }
 
 func TestScrapeErrorsAndStaleness(t *testing.T) {
 	srv := newMetricsServer(t, readTestdata(t, "vllm.txt"))
-	m := NewManager(nil)
+	m := NewManager()
 	defer m.Close()
 	opts := fastScrape()
 	l := m.Retain("gpu", []string{srv.addr()}, opts, 0)
 	defer l.Release()
 	ep := l.Pool().Endpoints[0]
-	eventually(t, "first scrape", func() bool { return ep.Metrics() != nil })
+	poll.Eventually(t, "first scrape", func() bool { return ep.Metrics() != nil })
 
 	srv.fail.Store(http.StatusInternalServerError)
-	eventually(t, "errors counted", func() bool { return ep.ScrapeErrors() >= 2 })
+	poll.Eventually(t, "errors counted", func() bool { return ep.ScrapeErrors() >= 2 })
 	// The last good scrape happened before the errors just seen, so past
 	// the staleness threshold from now the endpoint is stale for certain.
 	later := time.Now().Add(opts.Staleness + time.Millisecond)
@@ -101,7 +90,7 @@ func TestScrapeErrorsAndStaleness(t *testing.T) {
 
 	srv.fail.Store(0)
 	before := ep.Metrics()
-	eventually(t, "recovery", func() bool { return ep.Metrics() != before })
+	poll.Eventually(t, "recovery", func() bool { return ep.Metrics() != before })
 }
 
 func TestScrapeTimeoutCounted(t *testing.T) {
@@ -114,13 +103,13 @@ func TestScrapeTimeoutCounted(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(block)
-	m := NewManager(nil)
+	m := NewManager()
 	defer m.Close()
 	opts := fastScrape()
 	opts.Timeout = 20 * time.Millisecond
 	l := m.Retain("gpu", []string{strings.TrimPrefix(srv.URL, "http://")}, opts, 0)
 	defer l.Release()
-	eventually(t, "timeouts counted", func() bool { return l.Counters().ScrapeErrors.Load() >= 2 })
+	poll.Eventually(t, "timeouts counted", func() bool { return l.Counters().ScrapeErrors.Load() >= 2 })
 	if l.Pool().Endpoints[0].Metrics() != nil {
 		t.Error("no metrics expected from a server that never answers")
 	}
@@ -128,11 +117,11 @@ func TestScrapeTimeoutCounted(t *testing.T) {
 
 func TestScrapeRejectsNonFinite(t *testing.T) {
 	srv := newMetricsServer(t, []byte("vllm:num_requests_waiting 1\nvllm:kv_cache_usage_perc NaN\n"))
-	m := NewManager(nil)
+	m := NewManager()
 	defer m.Close()
 	l := m.Retain("gpu", []string{srv.addr()}, fastScrape(), 0)
 	defer l.Release()
-	eventually(t, "error counted", func() bool { return l.Counters().ScrapeErrors.Load() >= 1 })
+	poll.Eventually(t, "error counted", func() bool { return l.Counters().ScrapeErrors.Load() >= 1 })
 	if l.Pool().Endpoints[0].Metrics() != nil {
 		t.Error("NaN metrics must not be published")
 	}
@@ -142,11 +131,11 @@ func TestScrapeRejectsNonFinite(t *testing.T) {
 // it: the new config retains before the old one releases.
 func TestLeasesSurviveConfigUpdate(t *testing.T) {
 	a, b, c := newMetricsServer(t, readTestdata(t, "vllm.txt")), newMetricsServer(t, readTestdata(t, "vllm.txt")), newMetricsServer(t, readTestdata(t, "vllm.txt"))
-	m := NewManager(nil)
+	m := NewManager()
 	defer m.Close()
 	old := m.Retain("gpu", []string{a.addr(), b.addr()}, fastScrape(), 0)
 	epB := old.Pool().Endpoints[1]
-	eventually(t, "b scraped", func() bool { return epB.Metrics() != nil })
+	poll.Eventually(t, "b scraped", func() bool { return epB.Metrics() != nil })
 	epB.Acquire()
 	old.Prefix().Record(epB.Slot(), []uint64{1, 2, 3}, nil)
 
@@ -173,7 +162,7 @@ func TestLeasesSurviveConfigUpdate(t *testing.T) {
 	if members != 2 {
 		t.Errorf("%d endpoints tracked, want 2 (b and c)", members)
 	}
-	eventually(t, "c scraped", func() bool { return next.Pool().Endpoints[1].Metrics() != nil })
+	poll.Eventually(t, "c scraped", func() bool { return next.Pool().Endpoints[1].Metrics() != nil })
 
 	next.Release()
 	m.mu.Lock()
@@ -191,7 +180,7 @@ func TestLeasesSurviveConfigUpdate(t *testing.T) {
 
 func TestRetainDisabledDoesNotScrape(t *testing.T) {
 	srv := newMetricsServer(t, readTestdata(t, "vllm.txt"))
-	m := NewManager(nil)
+	m := NewManager()
 	opts := fastScrape()
 	opts.Disabled = true
 	l := m.Retain("gpu", []string{srv.addr()}, opts, 0)

@@ -3,6 +3,8 @@ package pool
 import (
 	"slices"
 	"time"
+
+	"github.com/inflow-gateway/inflow/filter/config"
 )
 
 // Metrics is one scrape of a model server's /metrics, reduced to what the
@@ -93,15 +95,15 @@ var (
 	}
 )
 
-// MetricNamesFor returns the built-in set for a server format ("vllm",
-// "sglang", "trtllm"); ok is false for any other name.
+// MetricNamesFor returns the built-in set of a metrics format (one of
+// config.BuiltinMetricsFormats); ok is false for any other name.
 func MetricNamesFor(format string) (names MetricNames, ok bool) {
 	switch format {
-	case "vllm":
+	case config.MetricsFormatVLLM:
 		return VLLM, true
-	case "sglang":
+	case config.MetricsFormatSGLang:
 		return SGLang, true
-	case "trtllm":
+	case config.MetricsFormatTRTLLM:
 		return TRTLLM, true
 	}
 	return MetricNames{}, false

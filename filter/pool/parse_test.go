@@ -104,7 +104,10 @@ func TestParseMatchesExpfmt(t *testing.T) {
 // FuzzParseMatchesExpfmt: whenever expfmt accepts a page, the fast parser
 // must accept it and extract the same numbers.
 func FuzzParseMatchesExpfmt(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.txt")
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no seed pages in testdata (%v)", err)
+	}
 	for _, file := range files {
 		f.Add(readTestdata(f, filepath.Base(file)))
 	}

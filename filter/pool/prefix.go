@@ -3,12 +3,9 @@ package pool
 import (
 	"sync"
 	"sync/atomic"
-)
 
-// DefaultPrefixCapacity is the per-server LRU size of the prefix index, the
-// EPP's figure: ~64 GB of HBM left for KV cache on an 80 GB GPU serving an
-// 8B model holds ~500K tokens, i.e. ~31K blocks of 16 tokens.
-const DefaultPrefixCapacity = 31250
+	"github.com/inflow-gateway/inflow/filter/config"
+)
 
 // prefixShards stripes the hash -> servers map so that workers looking up
 // and recording different blocks rarely meet on a lock. A power of two so
@@ -72,10 +69,10 @@ type PrefixMatch struct {
 }
 
 // NewPrefixIndex returns an empty index whose servers remember at most
-// capacity block hashes each (DefaultPrefixCapacity when capacity <= 0).
+// capacity block hashes each (config.DefaultLRUCapacity when capacity <= 0).
 func NewPrefixIndex(capacity int) *PrefixIndex {
 	if capacity <= 0 {
-		capacity = DefaultPrefixCapacity
+		capacity = config.DefaultLRUCapacity
 	}
 	ix := &PrefixIndex{capacity: capacity}
 	for i := range ix.shards {

@@ -11,26 +11,20 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/inflow-gateway/inflow/filter/config"
 )
 
-// Scrape defaults, the EPP's: scrape every 50 ms and distrust numbers older
-// than 200 ms, i.e. after about three missed scrapes.
-const (
-	DefaultScrapeInterval = 50 * time.Millisecond
-	DefaultScrapeTimeout  = 100 * time.Millisecond
-	DefaultStaleness      = 200 * time.Millisecond
-	// DefaultJitter spreads scrapes of many endpoints over the interval so
-	// they do not fire in lockstep.
-	DefaultJitter = 0.1
-	// DefaultMetricsPath is where vLLM, SGLang and trtllm-serve serve metrics.
-	DefaultMetricsPath = "/metrics"
-)
+// DefaultJitter spreads scrapes of many endpoints over the interval so they
+// do not fire in lockstep. It is not a config setting; the configurable
+// scrape defaults live in filter/config.
+const DefaultJitter = 0.1
 
 // maxMetricsBytes bounds one /metrics response; a vLLM page is ~100 KB.
 const maxMetricsBytes = 8 << 20
 
 // ScrapeOptions says how a pool's endpoints are scraped. Zero fields take
-// the defaults above.
+// the defaults of filter/config (and DefaultJitter).
 type ScrapeOptions struct {
 	Interval  time.Duration
 	Timeout   time.Duration
@@ -46,19 +40,19 @@ type ScrapeOptions struct {
 
 func (o ScrapeOptions) withDefaults() ScrapeOptions {
 	if o.Interval <= 0 {
-		o.Interval = DefaultScrapeInterval
+		o.Interval = config.DefaultScrapeInterval
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = DefaultScrapeTimeout
+		o.Timeout = config.DefaultScrapeTimeout
 	}
 	if o.Staleness <= 0 {
-		o.Staleness = DefaultStaleness
+		o.Staleness = config.DefaultStaleness
 	}
 	if o.Jitter < 0 || o.Jitter > 1 {
 		o.Jitter = DefaultJitter
 	}
 	if o.Path == "" {
-		o.Path = DefaultMetricsPath
+		o.Path = config.DefaultMetricsPath
 	}
 	if o.Names.Waiting == nil && o.Names.KVCacheUsage == nil {
 		o.Names = VLLM
@@ -66,11 +60,11 @@ func (o ScrapeOptions) withDefaults() ScrapeOptions {
 	return o
 }
 
-// NewScrapeClient returns the HTTP client scrapers use by default: no proxy
-// (pod addresses must not go through one from the environment), no
+// newScrapeClient returns the HTTP client of one endpoint's scraper: no
+// proxy (pod addresses must not go through one from the environment), no
 // compression (decompressing costs more CPU than the bytes saved on a pod
-// network), and one kept-alive connection per endpoint.
-func NewScrapeClient() *http.Client {
+// network), and one kept-alive connection.
+func newScrapeClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,

@@ -1,8 +1,9 @@
 // Package protocol is the one home of the names Inflow shares with Envoy,
 // Envoy AI Gateway and the Gateway API Inference Extension's endpoint-picker
-// protocol: request headers, dynamic-metadata namespaces and keys, and the
-// plugin name. The filter, the control plane and the tests import these;
-// none of them spells the strings itself.
+// protocol: request headers, dynamic-metadata namespaces and keys, the
+// plugin name, and the names of the stats the filter defines in Envoy. The
+// filter, the control plane and the tests import these; none of them spells
+// the strings itself.
 package protocol
 
 // Request headers.

@@ -32,15 +32,19 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// KindForPath maps a request path (query string allowed) to its Kind.
-func KindForPath(path string) (Kind, bool) {
+// PathOnly is an HTTP :path without its query string or fragment.
+func PathOnly(path string) string {
 	for i := 0; i < len(path); i++ {
 		if path[i] == '?' || path[i] == '#' {
-			path = path[:i]
-			break
+			return path[:i]
 		}
 	}
-	switch path {
+	return path
+}
+
+// KindForPath maps a request path (query string allowed) to its Kind.
+func KindForPath(path string) (Kind, bool) {
+	switch PathOnly(path) {
 	case "/v1/chat/completions":
 		return ChatCompletions, true
 	case "/v1/completions":

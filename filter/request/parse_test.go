@@ -130,7 +130,10 @@ func TestRewriteModel(t *testing.T) {
 	if err := Parse(ChatCompletions, body, &r); err != nil {
 		t.Fatal(err)
 	}
-	quoted, _ := json.Marshal("served-\"name\"")
+	quoted, err := json.Marshal("served-\"name\"")
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := RewriteModel(body, &r, quoted)
 	var got map[string]json.RawMessage
 	if err := json.Unmarshal(out, &got); err != nil {

@@ -22,10 +22,6 @@ import (
 // ErrModelNotFound: the body names a model the gateway does not serve.
 var ErrModelNotFound = errors.New("model not found")
 
-// HeaderObjective names the inference objective of a request; Config
-// objectives map it to a priority (< 0 is sheddable).
-const HeaderObjective = protocol.HeaderObjective
-
 // maxQuotedModel caps how much of an unknown model name an error repeats.
 const maxQuotedModel = 256
 
@@ -211,6 +207,6 @@ func (r *Router) priority(h Headers) int {
 	if len(r.cfg.Objectives) == 0 {
 		return 0
 	}
-	objective, _ := h.Get(HeaderObjective)
+	objective, _ := h.Get(protocol.HeaderObjective)
 	return r.cfg.PriorityFor(objective)
 }

@@ -11,7 +11,7 @@ import (
 
 // pools scrapes nothing reachable: the test endpoints are closed loopback
 // ports, so picks fail open to least-in-flight.
-var pools = pool.NewManager(nil)
+var pools = pool.NewManager()
 
 func weight(w uint32) *uint32 { return &w }
 
@@ -56,7 +56,10 @@ func TestWeightedSplit(t *testing.T) {
 
 func TestRewriteToSameNameIsNoRewrite(t *testing.T) {
 	r := newRouter(t)
-	m, _ := r.Lookup([]byte("same"))
+	m, err := r.Lookup([]byte("same"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, _, rewrite := m.Served(); rewrite {
 		t.Fatal("rewriting a model to its own name must not touch the body")
 	}

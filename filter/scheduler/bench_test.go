@@ -28,7 +28,7 @@ func chatPrompt(id, size int) []byte {
 // metrics. Scraping is off; metrics never go stale during the run.
 func benchPool(tb testing.TB, n int) (*Scheduler, func()) {
 	tb.Helper()
-	m := pool.NewManager(nil)
+	m := pool.NewManager()
 	addrs := make([]string, n)
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("10.0.%d.%d:8000", i/250, i%250+1)

@@ -42,12 +42,14 @@ func BenchmarkPicker(b *testing.B) {
 		scores := make([]float64, n)
 		out := make([]*pool.Endpoint, 0, 3)
 		b.Run(fmt.Sprintf("one-pass/%d", n), func(b *testing.B) {
+			b.ReportAllocs()
 			for b.Loop() {
 				copy(scores, base)
 				out = (MaxScorePicker{}).Pick(cs, scores, 3, out[:0])
 			}
 		})
 		b.Run(fmt.Sprintf("three-pass/%d", n), func(b *testing.B) {
+			b.ReportAllocs()
 			for b.Loop() {
 				copy(scores, base)
 				out = threePass(cs, scores, 3, out[:0])

@@ -140,8 +140,15 @@ func (s *Scheduler) SessionHeader() string { return s.session }
 // Pool is the endpoint snapshot the scheduler picks from.
 func (s *Scheduler) Pool() *pool.Pool { return s.pool }
 
-// Stats reads the pool's counters and endpoint states for export.
+// Prefix is the pool's prefix index (shared by every config on the pool).
+func (s *Scheduler) Prefix() *pool.PrefixIndex { return s.lease.Prefix() }
+
+// Stats reads the pool's counters and endpoint states (pool.Lease.Stats).
 func (s *Scheduler) Stats(now time.Time) pool.Stats { return s.lease.Stats(now) }
+
+// Export is Stats with counters as increments since the last export
+// (pool.Lease.Export), for the filter's Envoy stats exporter.
+func (s *Scheduler) Export(now time.Time) pool.Stats { return s.lease.Export(now) }
 
 // Pick chooses endpoints for in into out. It returns ErrSaturated or
 // ErrNoEndpoints (out.Endpoints then empty), else nil with at least one

@@ -14,7 +14,7 @@ import (
 // metrics itself.
 func testPool(t *testing.T, n int, cfg *config.Scheduler) (*Scheduler, []*pool.Endpoint) {
 	t.Helper()
-	m := pool.NewManager(nil)
+	m := pool.NewManager()
 	addrs := make([]string, n)
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("10.0.0.%d:8000", i+1)
@@ -205,7 +205,7 @@ func TestOpenSurvivesConfigUpdate(t *testing.T) {
 		}
 		return c
 	}
-	m := pool.NewManager(nil)
+	m := pool.NewManager()
 	defer m.Close()
 	old := Open(m, parse(`"127.0.0.1:1","127.0.0.1:2"`))
 	s := old.Scheduler("gpu")

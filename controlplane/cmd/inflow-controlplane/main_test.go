@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inflow-gateway/inflow/controlplane/internal/golden"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
+	"github.com/inflow-gateway/inflow/internal/golden"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 var example = filepath.Join("..", "..", "example.yaml")
@@ -61,7 +62,9 @@ func TestPrintExample(t *testing.T) {
 	if strings.Contains(b.String(), key) {
 		t.Fatal("--print leaked the API key")
 	}
-	golden.Assert(t, filepath.Join("testdata", "example.out.yaml"), b.Bytes())
+	out := filepath.Join("testdata", "example.out.yaml")
+	golden.Assert(t, out, b.Bytes())
+	golden.Orphans(t, "testdata", map[string]bool{out: true})
 }
 
 // serve, as main runs it: ready after the first snapshot, ADS answers, and
@@ -87,22 +90,16 @@ func TestServeBecomesReadyAndStops(t *testing.T) {
 	}()
 
 	ready := "http://" + adminLis.Addr().String() + "/readyz"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Eventually(t, "/readyz to answer 200", func() bool {
 		resp, err := http.Get(ready)
-		if err == nil {
-			if cerr := resp.Body.Close(); cerr != nil {
-				t.Fatal(cerr)
-			}
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", err)
+		if cerr := resp.Body.Close(); cerr != nil {
+			t.Fatal(cerr)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return resp.StatusCode == http.StatusOK
+	})
 	e, err := xdstest.Connect(xdsLis.Addr().String(), "envoy-main-test")
 	if err != nil {
 		t.Fatal(err)

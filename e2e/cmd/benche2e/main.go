@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 const sectionTitle = "## ABI host load benchmark"
@@ -72,7 +73,7 @@ func main() {
 	}{
 		{"direct (no host)", nil},
 		{"host + passthrough.so", &harness.HostOptions{PluginName: harness.PassthroughPlugin, DefaultUpstream: backend.Addr}},
-		{"host + inflow.so", &harness.HostOptions{PluginName: harness.InflowPlugin, Config: map[string]any{
+		{"host + inflow.so", &harness.HostOptions{PluginName: protocol.PluginName, Config: map[string]any{
 			"models": []any{map[string]any{"name": "llama", "pool": "p1",
 				"rewrite": []any{map[string]any{"model": "llama-3-8b", "weight": 1}}}},
 			"pools": []any{map[string]any{"name": "p1", "endpoints": []string{backend.Addr}}},

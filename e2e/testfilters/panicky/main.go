@@ -33,6 +33,8 @@ import (
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 	"github.com/envoyproxy/envoy/contrib/golang/filters/http/source/go/pkg/http"
+
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 const (
@@ -66,7 +68,7 @@ func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) api.Statu
 		}
 	}
 	if ep, ok := h.Get("x-lb-endpoint"); ok {
-		f.cb.StreamInfo().DynamicMetadata().Set("envoy.lb", "x-gateway-destination-endpoint", ep)
+		f.cb.StreamInfo().DynamicMetadata().Set(protocol.MetadataNamespaceLB, protocol.MetadataKeyDestination, ep)
 	}
 	if f.body != "" && !endStream {
 		return api.StopAndBufferWatermark

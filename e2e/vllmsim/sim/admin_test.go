@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 const completionBody = `{"model":"m","prompt":"hello","max_tokens":2}`
@@ -97,7 +99,7 @@ func TestHangFault(t *testing.T) {
 		t.Errorf("err = %v, want the client's deadline", err)
 	}
 
-	waitFor(t, "the abandoned request to end", func() bool { return s.hanging.Load() == 0 })
+	poll.Eventually(t, "the abandoned request to end", func() bool { return s.hanging.Load() == 0 })
 
 	// Close must end requests that are still hanging.
 	done := make(chan error, 1)
@@ -108,7 +110,7 @@ func TestHangFault(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "request to hang in the server", func() bool { return s.hanging.Load() == 1 })
+	poll.Eventually(t, "request to hang in the server", func() bool { return s.hanging.Load() == 1 })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

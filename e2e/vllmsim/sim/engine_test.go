@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 func newTestEngine(mod func(*Options)) *engine {
@@ -65,7 +67,7 @@ func TestQueueIsFIFO(t *testing.T) {
 			s.finish(finishLength)
 		}()
 		// Queue them one at a time so their arrival order is known.
-		waitFor(t, fmt.Sprintf("%d waiting", i+1), func() bool { return e.snapshot().waiting == i+1 })
+		poll.Eventually(t, fmt.Sprintf("%d waiting", i+1), func() bool { return e.snapshot().waiting == i+1 })
 	}
 	if st := e.snapshot(); st.running != 1 {
 		t.Fatalf("running = %d with max-num-seqs 1", st.running)
@@ -89,7 +91,7 @@ func TestCancelledWaiterLeavesQueue(t *testing.T) {
 		_, err := e.admit(ctx, textReq("quitter", 1))
 		errc <- err
 	}()
-	waitFor(t, "quitter waiting", func() bool { return e.snapshot().waiting == 1 })
+	poll.Eventually(t, "quitter waiting", func() bool { return e.snapshot().waiting == 1 })
 	cancel()
 	if err := receive(t, "admit to give up", errc); err == nil {
 		t.Fatal("admit succeeded after its context was cancelled")
@@ -201,7 +203,7 @@ func TestLoRASlotLimit(t *testing.T) {
 		}
 		bAdmitted <- s
 	}()
-	waitFor(t, "b waiting for a LoRA slot", func() bool { return e.snapshot().waiting == 1 })
+	poll.Eventually(t, "b waiting for a LoRA slot", func() bool { return e.snapshot().waiting == 1 })
 
 	// A request for the active adapter, and one for the base model, pass the waiting b.
 	a2 := mustAdmit(t, e, loraReq("a"))
@@ -238,7 +240,7 @@ func TestHeadBlockedByKVCapacity(t *testing.T) {
 		}
 		admitted <- s
 	}()
-	waitFor(t, "second request waiting for KV space", func() bool { return e.snapshot().waiting == 1 })
+	poll.Eventually(t, "second request waiting for KV space", func() bool { return e.snapshot().waiting == 1 })
 	if st := e.snapshot(); st.running != 1 {
 		t.Fatalf("running = %d, want 1: the second request does not fit", st.running)
 	}

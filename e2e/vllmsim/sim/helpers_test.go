@@ -74,21 +74,6 @@ func send(t *testing.T, method, url, body string) *http.Response {
 	return resp
 }
 
-// waitFor polls cond until it holds, failing the test after a generous deadline (the
-// machine may be loaded; nothing here should take more than milliseconds normally).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	tick := time.NewTicker(200 * time.Microsecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // post sends a JSON body and returns the status and the whole response body.
 func post(t *testing.T, url, body string) (int, string) {
 	t.Helper()

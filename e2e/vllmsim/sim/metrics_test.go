@@ -11,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 func parseMetrics(t *testing.T, text []byte) map[string]*dto.MetricFamily {
@@ -72,7 +74,7 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	a := mustAdmit(t, e, lreq("a"))
 	go func() { _, _ = e.admit(testCtx(t), lreq("b")) }() // waits for the single LoRA slot
-	waitFor(t, "b waiting", func() bool { return e.snapshot().waiting == 1 })
+	poll.Eventually(t, "b waiting", func() bool { return e.snapshot().waiting == 1 })
 
 	fams := parseMetrics(t, r.render(e.snapshot(), time.Now()))
 	wantTypes := map[string]dto.MetricType{
@@ -128,7 +130,7 @@ func TestMetricsExposition(t *testing.T) {
 	}
 
 	run(t, a) // b gets the slot
-	waitFor(t, "b running", func() bool { return e.snapshot().running == 1 && e.snapshot().waiting == 0 })
+	poll.Eventually(t, "b running", func() bool { return e.snapshot().running == 1 && e.snapshot().waiting == 0 })
 	fams = parseMetrics(t, r.render(e.snapshot(), time.Now().Add(time.Second)))
 	if n := len(fams["vllm:lora_requests_info"].GetMetric()); n != 2 {
 		t.Errorf("lora_requests_info series = %d, want the old and the new one", n)

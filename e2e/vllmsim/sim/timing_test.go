@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // timeToFirstChunk streams a completion and returns when its first token arrived.
@@ -59,7 +61,7 @@ func TestQueueWaitCountsInTTFT(t *testing.T) {
 		defer close(done)
 		post(t, s.URL()+"/v1/completions", `{"model":"m","prompt":"first","max_tokens":10}`) // >= 45ms of decode
 	}()
-	waitFor(t, "first request running", func() bool { return s.Stats().Running == 1 })
+	poll.Eventually(t, "first request running", func() bool { return s.Stats().Running == 1 })
 	ttft := timeToFirstChunk(t, s, `{"model":"m","prompt":"second","max_tokens":1,"stream":true}`)
 	receive(t, "the first request", done)
 	if ttft < 40*time.Millisecond {

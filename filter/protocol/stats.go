@@ -1,0 +1,46 @@
+package protocol
+
+import "strings"
+
+// Envoy stats the filter defines through the golang filter's metrics API,
+// as Envoy's /stats shows them. Dashboards and alerts depend on them: a
+// rename is a breaking change.
+const (
+	StatRequests       = "inflow_requests_total"
+	StatModelRewrites  = "inflow_model_rewrites_total"
+	StatRejected400    = "inflow_rejected_400_total"
+	StatRejected404    = "inflow_rejected_404_total"
+	StatRejected413    = "inflow_rejected_413_total"
+	StatRejected429    = "inflow_rejected_429_total"
+	StatRejected503    = "inflow_rejected_503_total"
+	StatInternalErrors = "inflow_internal_errors_total"
+	StatInFlight       = "inflow_requests_in_flight"
+)
+
+// Per-pool stats, named by PoolStat, and per-endpoint stats, named by
+// EndpointStat.
+const (
+	PoolStatSheds          = "sheds_total"
+	PoolStatFailOpens      = "fail_opens_total"
+	PoolStatScrapeErrors   = "scrape_errors_total"
+	PoolStatStaleEndpoints = "stale_endpoints" // a gauge
+	EndpointStatPicks      = "picks_total"
+)
+
+// PoolStat is the name of stat of pool: inflow.pool.<pool>.<stat>.
+func PoolStat(pool, stat string) string {
+	return "inflow.pool." + StatSegment(pool) + "." + stat
+}
+
+// EndpointStat is the name of stat of the endpoint addr ("ip:port",
+// "[v6]:port") of pool: inflow.pool.<pool>.endpoint.<addr>.<stat>.
+func EndpointStat(pool, addr, stat string) string {
+	return "inflow.pool." + StatSegment(pool) + ".endpoint." + StatSegment(addr) + "." + stat
+}
+
+// StatSegment makes s one segment of a dotted stat name: Envoy splits stat
+// names on '.', and ':' and brackets would make IPv6 addresses ambiguous,
+// so 10.0.0.1:8000 becomes 10_0_0_1_8000 and [fd00::1]:8000 fd00__1_8000.
+func StatSegment(s string) string { return statSegment.Replace(s) }
+
+var statSegment = strings.NewReplacer(".", "_", ":", "_", "[", "", "]", "")
