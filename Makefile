@@ -5,7 +5,7 @@ GO    ?= go
 export CGO_ENABLED := 1
 
 # Go packages with unit tests that need nothing but Go.
-UNIT_PKGS = ./filter/... ./controlplane/... ./e2e/vllmsim/...
+UNIT_PKGS = ./filter/... ./controlplane/... ./e2e/vllmsim/... ./internal/...
 FUZZTIME ?= 60s
 
 .DEFAULT_GOAL := help

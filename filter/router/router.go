@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/inflow-gateway/inflow/filter/config"
@@ -123,16 +121,6 @@ func (r *Router) Lookup(name []byte) (*Model, error) {
 		name = name[:maxQuotedModel]
 	}
 	return nil, fmt.Errorf("%w: %q", ErrModelNotFound, name)
-}
-
-// Models lists the configured models in name order.
-func (r *Router) Models() []*Model {
-	out := make([]*Model, 0, len(r.models))
-	for _, m := range r.models {
-		out = append(out, m)
-	}
-	slices.SortFunc(out, func(a, b *Model) int { return strings.Compare(a.Name, b.Name) })
-	return out
 }
 
 // Served picks the name the model server should see. rewrite is false
