@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Inflow's build and tests need, if missing.
 # The ABI test host links libevent and jansson; pkg-config finds them.
+# build/check runs build/k8s/xds-certs.sh, which needs openssl.
 set -euo pipefail
-packages=(pkg-config libevent-dev libjansson-dev)
+packages=(pkg-config libevent-dev libjansson-dev openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -93,7 +93,7 @@ func TestControlPlaneConfigRoutesThroughFilter(t *testing.T) {
 			if err := e.Await(xdsAwait, xdstest.AllAt(s.version)); err != nil {
 				t.Fatal(err)
 			}
-			lf, err := harness.FromListener(e.State.Listeners["public"])
+			lf, err := harness.FromListener(e.State.Listeners["public"], e.State.Extensions)
 			if err != nil {
 				t.Fatal(err)
 			}

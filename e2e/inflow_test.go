@@ -171,7 +171,9 @@ func TestInflowErrors(t *testing.T) {
 }
 
 // Envoy's own per-stream buffer limit answers 413 before the filter sees the
-// body when the filter buffers (StopAndBuffer) more than it.
+// body when the filter buffers (StopAndBuffer) more than it. That reply
+// passes the filter's encode path, and the filter counts it with its own
+// 413s.
 func TestInflowEnvoyBufferLimit413(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, "b1")
@@ -188,6 +190,12 @@ func TestInflowEnvoyBufferLimit413(t *testing.T) {
 	}
 	if len(b.Requests()) != 1 {
 		t.Errorf("backend got %d requests, want only the small one", len(b.Requests()))
+	}
+	if got := stat(t, h, protocol.StatRejected413); got != 1 {
+		t.Errorf("%s = %d, want Envoy's 413 counted", protocol.StatRejected413, got)
+	}
+	if got := stat(t, h, protocol.StatEnvoyReplies4xx); got != 1 {
+		t.Errorf("%s = %d", protocol.StatEnvoyReplies4xx, got)
 	}
 }
 

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -270,4 +272,76 @@ func flagShort(args []string, flag string) (string, bool) {
 		return args[i+1], true
 	}
 	return "", false
+}
+
+// TestComposeBackendKeys: every backend key of the demo config is an SDS
+// file in a directory mounted (read-only, whole, so a replaced file is
+// seen) into Envoy at the secret file's directory; the secret has the
+// name Envoy asks for and reads the key from a file beside it that git
+// ignores, so no key is ever part of the repository.
+func TestComposeBackendKeys(t *testing.T) {
+	p := loadCompose(t)
+	envoy := service(t, p, "envoy")
+	cfg := demoConfig(t)
+	var checked int
+	for _, b := range cfg.Spec.Backends {
+		if b.APIKey == nil {
+			continue
+		}
+		checked++
+		dir := path.Dir(b.APIKey.SecretFile)
+		var src string
+		for _, v := range envoy.Volumes {
+			if v.Target == dir {
+				src = v.Source
+				if !v.ReadOnly || v.Type != types.VolumeTypeBind {
+					t.Errorf("%s: want a read-only bind mount, got %s read-only %v", dir, v.Type, v.ReadOnly)
+				}
+			}
+		}
+		if src == "" {
+			t.Errorf("backend %s: nothing is mounted at %s", b.Name, dir)
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(src, path.Base(b.APIKey.SecretFile)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := SDSFile(data)
+		if err != nil {
+			t.Fatalf("%s: %v", b.APIKey.SecretFile, err)
+		}
+		if s.GetName() != b.EffectiveSecretName() {
+			t.Errorf("backend %s: the SDS file holds secret %q, Envoy asks for %q", b.Name, s.GetName(), b.EffectiveSecretName())
+		}
+		key := s.GetGenericSecret().GetSecret().GetFilename()
+		if path.Dir(key) != dir {
+			t.Errorf("backend %s: key file %q is outside the mounted directory %s", b.Name, key, dir)
+		}
+		if !gitIgnores(t, src, path.Base(key)) {
+			t.Errorf("backend %s: %s is not git-ignored in %s", b.Name, path.Base(key), src)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("the demo has no backend with a key: nothing shows the wiring")
+	}
+}
+
+// gitIgnores reports whether dir/.gitignore has a pattern matching name.
+func gitIgnores(t *testing.T, dir, name string) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, ".gitignore"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if ok, _ := filepath.Match(line, name); ok {
+			return true
+		}
+	}
+	return false
 }

@@ -138,14 +138,12 @@ func checkPod(t *testing.T, name string, p corev1.PodSpec) {
 	}
 }
 
-// checkControlPlaneWiring: Envoy's bootstrap (the image's envoy.yaml) dials
-// the Service that fronts the control plane's xDS port, and the control
-// plane's --config is the mounted ConfigMap's file, which it accepts.
+// checkControlPlaneWiring: Envoy's bootstrap (its -c file, from a
+// ConfigMap) dials the Service that fronts the control plane's xDS port,
+// and the control plane's --config is the mounted ConfigMap's file, which
+// it accepts.
 func checkControlPlaneWiring(t *testing.T, objs []runtime.Object) {
-	b, err := Bootstrap(filepath.Join(root(t), "envoy.yaml"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := kubeBootstrap(t, objs)
 	host, port, err := ControlPlaneAddress(b)
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +322,14 @@ func checkGolangFilter(t *testing.T, raw []byte) {
 	if g.GetLibraryPath() != spec.DefaultLibraryPath || g.GetPluginName() != protocol.PluginName {
 		t.Errorf("library %q plugin %q: want the image's %s and plugin %s", g.GetLibraryPath(), g.GetPluginName(), spec.DefaultLibraryPath, protocol.PluginName)
 	}
-	if _, err := config.FromAny(g.GetPluginConfig()); err != nil {
-		t.Errorf("the filter would refuse its plugin_config: %v", err)
+	fc, err := config.FromAny(g.GetPluginConfig())
+	if err != nil {
+		t.Fatalf("the filter would refuse its plugin_config: %v", err)
+	}
+	// The patch adds ORIGINAL_DST clusters, which parse a single address.
+	for _, p := range fc.Pools {
+		if p.Destination.Effective() != config.DestinationOriginalDst {
+			t.Errorf("pool %s: destination %q, but its cluster is ORIGINAL_DST", p.Name, p.Destination.Effective())
+		}
 	}
 }

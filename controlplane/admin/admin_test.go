@@ -54,7 +54,7 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 	m.Reload(admin.ReloadApplied)
 	m.Reload(admin.ReloadRejected)
 	m.Reload(admin.ReloadRejected)
-	m.Snapshot(7, 1, 1, 3)
+	m.Snapshot(7, admin.ResourceCounts{Listeners: 1, Routes: 1, Clusters: 3, Endpoints: 2, Extensions: 1})
 	m.StreamOpened()
 	m.NACK()
 	h := admin.NewHandler(m, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -26,7 +26,7 @@ type Metrics struct {
 	lastReloadOK                                      atomic.Bool
 	lastAppliedUnixMilli                              atomic.Int64
 	snapshotVersion                                   atomic.Uint64
-	listeners, routes, clusters                       atomic.Int64
+	resources                                         atomic.Pointer[ResourceCounts]
 	streamsActive                                     atomic.Int64
 	streamsTotal                                      atomic.Uint64
 	nacks                                             atomic.Uint64
@@ -61,12 +61,15 @@ func (m *Metrics) Reloads(result string) uint64 {
 	return 0
 }
 
+// ResourceCounts are a snapshot's resources by type.
+type ResourceCounts struct {
+	Listeners, Routes, Clusters, Endpoints, Extensions int
+}
+
 // Snapshot records the version now served and its resource counts.
-func (m *Metrics) Snapshot(version uint64, listeners, routes, clusters int) {
+func (m *Metrics) Snapshot(version uint64, counts ResourceCounts) {
 	m.snapshotVersion.Store(version)
-	m.listeners.Store(int64(listeners))
-	m.routes.Store(int64(routes))
-	m.clusters.Store(int64(clusters))
+	m.resources.Store(&counts)
 }
 
 // StreamOpened and StreamClosed track xDS streams (one per Envoy with ADS).
@@ -92,9 +95,15 @@ func (m *Metrics) WriteText(w io.Writer) error {
 	p.family("inflow_controlplane_snapshot_version", "gauge", "Version of the xDS snapshot being served.")
 	p.sample("inflow_controlplane_snapshot_version", float64(m.snapshotVersion.Load()))
 	p.family("inflow_controlplane_resources", "gauge", "xDS resources in the served snapshot, by type.")
-	p.sample(`inflow_controlplane_resources{type="listener"}`, float64(m.listeners.Load()))
-	p.sample(`inflow_controlplane_resources{type="route"}`, float64(m.routes.Load()))
-	p.sample(`inflow_controlplane_resources{type="cluster"}`, float64(m.clusters.Load()))
+	var rc ResourceCounts
+	if c := m.resources.Load(); c != nil {
+		rc = *c
+	}
+	p.sample(`inflow_controlplane_resources{type="listener"}`, float64(rc.Listeners))
+	p.sample(`inflow_controlplane_resources{type="route"}`, float64(rc.Routes))
+	p.sample(`inflow_controlplane_resources{type="cluster"}`, float64(rc.Clusters))
+	p.sample(`inflow_controlplane_resources{type="endpoint"}`, float64(rc.Endpoints))
+	p.sample(`inflow_controlplane_resources{type="extension_config"}`, float64(rc.Extensions))
 	p.family("inflow_controlplane_xds_streams_active", "gauge", "Open xDS streams.")
 	p.sample("inflow_controlplane_xds_streams_active", float64(m.streamsActive.Load()))
 	p.family("inflow_controlplane_xds_streams_total", "counter", "xDS streams opened.")

@@ -14,8 +14,6 @@ import (
 	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
-const secret = "sk-secret-value-987"
-
 func write(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -31,108 +29,71 @@ backends: [{name: b, base_url: "https://api.example.com/v1", api_key: ` + ref + 
 `
 }
 
-func env(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
-}
-
-func TestLoadResolvesKeys(t *testing.T) {
+// The control plane reads no key: a backend names Envoy's secret file,
+// and the old forms that made it read keys are refused with the way out,
+// without the file or variable being read.
+func TestLoadReadsNoKeys(t *testing.T) {
 	dir := t.TempDir()
-	write(t, filepath.Join(dir, "key"), secret+"\n")
-	tests := []struct {
-		name, ref string
-		env       map[string]string
-		keyFiles  int
-	}{
-		{"relative file", "{file: key}", nil, 1},
-		{"absolute file", "{file: " + filepath.Join(dir, "key") + "}", nil, 1},
-		{"env", "{env: K}", map[string]string{"K": " " + secret + " "}, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(dir, "c.yaml")
-			write(t, path, configWithKey(tt.ref))
-			l, err := configfile.Load(path, env(tt.env))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := l.Config.Backends[0].APIKeyValue.Reveal(); got != secret {
-				t.Errorf("key %q", got)
-			}
-			if len(l.KeyFiles) != tt.keyFiles {
-				t.Errorf("key files %v", l.KeyFiles)
-			}
-		})
-	}
-}
-
-func TestLoadErrorsNameTheSourceNotTheKey(t *testing.T) {
-	dir := t.TempDir()
-	write(t, filepath.Join(dir, "two-lines"), secret+"\nsecond\n")
-	write(t, filepath.Join(dir, "empty"), "\n")
-	tests := []struct {
-		name, ref string
-		env       map[string]string
-		want      string
-	}{
-		{"missing env", "{env: NOPE}", nil, "backends[0].api_key: api key: environment variable NOPE is not set"},
-		{"missing file", "{file: absent}", nil, "absent"},
-		{"empty file", "{file: empty}", nil, "is empty"},
-		{"two lines", "{file: two-lines}", nil, "holds more than one line"},
-		{"empty env", "{env: E}", map[string]string{"E": ""}, "environment variable E is empty"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(dir, "c.yaml")
-			write(t, path, configWithKey(tt.ref))
-			_, err := configfile.Load(path, env(tt.env))
-			if !errors.Is(err, configfile.ErrSecret) {
-				t.Fatalf("want ErrSecret, got %v", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not mention %q", err, tt.want)
-			}
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("error leaks the key: %v", err)
-			}
-		})
-	}
-}
-
-func TestLoadDigestCoversKeys(t *testing.T) {
-	dir := t.TempDir()
+	const secret = "sk-secret-value-987"
+	write(t, filepath.Join(dir, "key"), secret)
+	t.Setenv("INFLOW_TEST_KEY", secret)
 	path := filepath.Join(dir, "c.yaml")
-	write(t, path, configWithKey("{env: K}"))
-	a, err := configfile.Load(path, env(map[string]string{"K": "one"}))
+
+	write(t, path, configWithKey("{secret_file: /etc/inflow/secrets/b.yaml}"))
+	l, err := configfile.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := configfile.Load(path, env(map[string]string{"K": "two"}))
+	if k := l.Config.Backends[0].APIKey; k.SecretFile != "/etc/inflow/secrets/b.yaml" || l.Config.Backends[0].EffectiveSecretName() != "b" {
+		t.Errorf("api_key %+v", k)
+	}
+	for _, old := range []string{"{file: key}", "{env: INFLOW_TEST_KEY}"} {
+		write(t, path, configWithKey(old))
+		_, err := configfile.Load(path)
+		if !errors.Is(err, spec.ErrInvalid) || !strings.Contains(err.Error(), "api_key.secret_file") {
+			t.Errorf("%s: %v, want the migration message", old, err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: the error holds the key", old)
+		}
+	}
+}
+
+func TestLoadDigestFollowsTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	write(t, path, configWithKey("{secret_file: /s/a.yaml}"))
+	a, err := configfile.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, path, configWithKey("{secret_file: /s/b.yaml}"))
+	b, err := configfile.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.Digest == b.Digest {
-		t.Error("a rotated key does not change the digest, so it would never be pushed")
+		t.Error("an edit did not change the digest, so it would never be pushed")
 	}
 }
 
 func TestLoadRejectsInvalid(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	write(t, path, "listeners: []\nmodels: []\n")
-	if _, err := configfile.Load(path, env(nil)); !errors.Is(err, spec.ErrInvalid) {
+	if _, err := configfile.Load(path); !errors.Is(err, spec.ErrInvalid) {
 		t.Fatalf("want ErrInvalid, got %v", err)
 	}
 }
 
-func TestWatcherSeesEditsRenamesAndKeyFiles(t *testing.T) {
+func TestWatcherSeesEditsRenamesAndEveryFollowedFile(t *testing.T) {
 	dir := t.TempDir()
-	cfg, key := filepath.Join(dir, "c.yaml"), filepath.Join(dir, "key")
+	cfg, other := filepath.Join(dir, "c.yaml"), filepath.Join(dir, "other")
 	write(t, cfg, "a")
-	write(t, key, "k")
+	write(t, other, "k")
 	w, err := configfile.NewWatcher()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Follow(cfg, key); err != nil {
+	if err := w.Follow(cfg, other); err != nil {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
@@ -158,7 +119,7 @@ func TestWatcherSeesEditsRenamesAndKeyFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"key file", func() { write(t, key, "k2") }},
+		{"second followed file", func() { write(t, other, "k2") }},
 	}
 	for _, s := range steps {
 		before := calls.Load()

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 
 	"github.com/inflow-gateway/inflow/controlplane/admin"
 	"github.com/inflow-gateway/inflow/controlplane/reload"
@@ -31,7 +30,7 @@ func Start(ctx context.Context, path string, log *slog.Logger) (*Server, error) 
 	ctx, cancel := context.WithCancel(ctx)
 	m := &admin.Metrics{}
 	srv := xds.New(ctx, log, m)
-	r := &reload.Reloader{Path: path, Getenv: os.LookupEnv, Publisher: srv, Metrics: m, Log: log}
+	r := &reload.Reloader{Path: path, Publisher: srv, Metrics: m, Log: log}
 	if err := r.Reload(ctx); err != nil {
 		cancel()
 		return nil, err

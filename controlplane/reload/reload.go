@@ -23,17 +23,15 @@ type Publisher interface {
 // Reloader applies the config file at Path.
 type Reloader struct {
 	Path      string
-	Getenv    func(string) (string, bool)
 	Publisher Publisher
 	Metrics   *admin.Metrics
 	Log       *slog.Logger
 	// OnApplied, if set, runs after each successful publish (readiness).
 	OnApplied func(version uint64)
 
-	mu       sync.Mutex
-	digest   [sha256.Size]byte
-	applied  bool
-	keyFiles []string
+	mu      sync.Mutex
+	digest  [sha256.Size]byte
+	applied bool
 }
 
 // Reload applies the file once. An invalid file is refused with one log
@@ -42,11 +40,10 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
-	loaded, err := configfile.Load(r.Path, r.Getenv)
+	loaded, err := configfile.Load(r.Path)
 	if err != nil {
 		return r.reject(err)
 	}
-	r.keyFiles = loaded.KeyFiles
 	if r.applied && loaded.Digest == r.digest {
 		r.Metrics.Reload(admin.ReloadUnchanged)
 		return nil
@@ -81,22 +78,14 @@ func (r *Reloader) reject(err error) error {
 	return fmt.Errorf("reload %s: %w", r.Path, err)
 }
 
-// KeyFiles are the API key files the last load read.
-func (r *Reloader) KeyFiles() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.keyFiles...)
-}
-
-// Watch reloads on every change to the config file or a key file it names,
-// until ctx ends. Errors of single reloads are logged and counted, not
+// Watch reloads on every change to the config file, until ctx ends. Errors of single reloads are logged and counted, not
 // returned: the watch goes on.
 func (r *Reloader) Watch(ctx context.Context) error {
 	w, err := configfile.NewWatcher()
 	if err != nil {
 		return err
 	}
-	if err := w.Follow(append([]string{r.Path}, r.KeyFiles()...)...); err != nil {
+	if err := w.Follow(r.Path); err != nil {
 		return err
 	}
 	// Catch an edit made between the caller's first load and the watch
@@ -107,11 +96,8 @@ func (r *Reloader) Watch(ctx context.Context) error {
 	}
 	return w.Run(ctx, func() {
 		if err := r.Reload(ctx); err != nil {
-			return // already logged and counted by Reload
-		}
-		// A newly named key file must be watched too.
-		if err := w.Follow(r.KeyFiles()...); err != nil {
-			r.Log.Warn("cannot watch API key files; edits to them need a config change to apply", "err", err)
+			// Already logged as an error and counted by Reload.
+			r.Log.Debug("reload after a file event failed", "err", err)
 		}
 	})
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/inflow-gateway/inflow/controlplane/admin"
 	"github.com/inflow-gateway/inflow/controlplane/reload"
 	"github.com/inflow-gateway/inflow/controlplane/spec"
@@ -69,7 +71,7 @@ func start(t *testing.T, initial string) *harness {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	h.srv = xds.New(ctx, log, h.metrics)
-	h.r = &reload.Reloader{Path: h.path, Getenv: os.LookupEnv, Publisher: h.srv, Metrics: h.metrics, Log: log}
+	h.r = &reload.Reloader{Path: h.path, Publisher: h.srv, Metrics: h.metrics, Log: log}
 	if err := h.r.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +115,8 @@ func TestEditIsPushedAndBadEditIsRefused(t *testing.T) {
 	h := start(t, configYAML(`{name: m1, pool: vllm}`, `"10.0.0.1:8000"`))
 	e := connect(t, h.addr)
 
-	// Subscribe like Envoy: CDS and LDS, then RDS for the listener's route.
+	// Subscribe like Envoy: CDS and LDS, then RDS and ECDS for the
+	// listener's route and filter, EDS for the pool.
 	if err := e.Await(await, xdstest.AllAt("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +126,7 @@ func TestEditIsPushedAndBadEditIsRefused(t *testing.T) {
 	if _, ok := e.State.Routes["public"]; !ok {
 		t.Fatalf("routes %v", e.State.Routes)
 	}
+	listenerV1 := e.State.Listeners["public"]
 
 	// A valid edit: a new model and endpoint, pushed within the budget.
 	t0 := time.Now()
@@ -131,7 +135,7 @@ func TestEditIsPushedAndBadEditIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	latency := time.Since(t0)
-	t.Logf("edit -> LDS+RDS+CDS version 2 received and ACKed in %v", latency)
+	t.Logf("edit -> LDS+ECDS+RDS+CDS+EDS version 2 received and ACKed in %v", latency)
 	if latency > pushBudget {
 		t.Errorf("push took %v, budget %v", latency, pushBudget)
 	}
@@ -139,8 +143,13 @@ func TestEditIsPushedAndBadEditIsRefused(t *testing.T) {
 	if len(fc.Models) != 2 || len(fc.Pools[0].Endpoints) != 2 {
 		t.Errorf("filter config after edit: %+v", fc)
 	}
-	if n := len(e.State.Routes["public"].GetVirtualHosts()[0].GetRoutes()); n != 3 {
-		t.Errorf("%d routes, want 2 models + catch-all", n)
+	if n := len(e.State.Routes["public"].GetVirtualHosts()[0].GetRoutes()); n != 2 {
+		t.Errorf("%d routes, want one per model", n)
+	}
+	// The models and endpoints reached Envoy over ECDS, RDS and EDS: the
+	// listener it received again is the same, so nothing drains.
+	if !proto.Equal(e.State.Listeners["public"], listenerV1) {
+		t.Error("the edit changed the listener: Envoy would drain its connections")
 	}
 
 	// A bad edit (undefined pool) is refused and counted; nothing is sent.
@@ -179,7 +188,7 @@ func TestInvalidStartIsRefused(t *testing.T) {
 	replace(t, path, "listeners: []\n")
 	m := &admin.Metrics{}
 	srv := xds.New(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), m)
-	r := &reload.Reloader{Path: path, Getenv: os.LookupEnv, Publisher: srv, Metrics: m, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := &reload.Reloader{Path: path, Publisher: srv, Metrics: m, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	err := r.Reload(context.Background())
 	if !errors.Is(err, spec.ErrInvalid) {
 		t.Fatalf("want ErrInvalid, got %v", err)
@@ -193,7 +202,7 @@ func TestInvalidStartIsRefused(t *testing.T) {
 // filter's own parser, as Envoy's filter would.
 func pluginConfig(t *testing.T, e *xdstest.Envoy) *config.Config {
 	t.Helper()
-	g, err := translator.GolangFilter(e.State.Listeners["public"])
+	g, err := translator.GolangFilter(e.State.Listeners["public"], e.State.Extensions)
 	if err != nil {
 		t.Fatal(err)
 	}

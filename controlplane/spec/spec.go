@@ -4,11 +4,14 @@
 // (filter/config) so that whatever the filter learns to read, such as
 // per-pool scheduler settings, flows through without being redefined here.
 //
-// Parsing is pure; reading API keys from files or the environment is done by
-// the configfile package, which fills Backend.APIKeyValue.
+// Parsing is pure. The control plane never reads API keys: a backend's
+// config only says where, inside the Envoy container, Envoy finds its key
+// (an SDS secret file), so no key passes through the control plane or xDS.
 package spec
 
 import (
+	"strings"
+
 	"github.com/inflow-gateway/inflow/filter/config"
 )
 
@@ -78,47 +81,63 @@ type Backend struct {
 	// BaseURL is the OpenAI-style base, e.g. https://api.openai.com/v1.
 	// Client paths under /v1/ are forwarded below its path.
 	BaseURL string `json:"base_url"`
-	// APIKey, when set, is sent as "Authorization: Bearer <key>" on this
-	// backend's routes, replacing any client Authorization header.
-	APIKey *SecretRef `json:"api_key,omitempty"`
+	// APIKey, when set, is injected by Envoy into every request to this
+	// backend, replacing whatever the client sent in that header. The
+	// control plane only says where Envoy reads it.
+	APIKey *APIKey `json:"api_key,omitempty"`
 	// CAFile verifies the backend's certificate (https only); defaults to
 	// DefaultCAFile, a path inside the Envoy container.
 	CAFile string `json:"ca_file,omitempty"`
-
-	// APIKeyValue is the resolved key, filled by the loader, never
-	// serialized.
-	APIKeyValue Secret `json:"-"`
 }
 
-// SecretRef says where a secret is read from: exactly one of File (a path
-// on the control plane's machine, relative to the config file) or Env.
-type SecretRef struct {
+// APIKey locates a backend's key inside the Envoy container: an SDS file
+// (a DiscoveryResponse holding one Secret with a generic_secret), which
+// Envoy reads and re-reads when it is replaced. The key never reaches the
+// control plane, so it is in no xDS resource.
+type APIKey struct {
+	// SecretFile is the SDS file's absolute path inside the Envoy
+	// container (a mounted Kubernetes Secret or compose volume).
+	SecretFile string `json:"secret_file"`
+	// SecretName is the Secret's name inside that file; default the
+	// backend's name.
+	SecretName string `json:"secret_name,omitempty"`
+	// Header carries the key; default "authorization", sent as
+	// "Bearer <key>". Any other header (e.g. Azure's "api-key") gets the
+	// key alone.
+	Header string `json:"header,omitempty"`
+
+	// File and Env are the old forms, which sent the key over xDS. They
+	// are refused with the way to migrate rather than as unknown fields.
 	File string `json:"file,omitempty"`
 	Env  string `json:"env,omitempty"`
 }
 
-// Secret is a credential. Every way of printing it redacts it, so a log
-// line or an error that includes a Backend cannot leak the key.
-type Secret string
+// DefaultAPIKeyHeader is the header an API key goes in by default.
+const DefaultAPIKeyHeader = "authorization"
 
-// Redacted is what a Secret prints as.
-const Redacted = "<redacted>"
-
-// Reveal returns the secret itself; call it only where it is put on the wire.
-func (s Secret) Reveal() string { return string(s) }
-
-func (s Secret) String() string {
-	if s == "" {
-		return ""
+// EffectiveSecretName is the Secret name with its default, the backend's name.
+func (b Backend) EffectiveSecretName() string {
+	if b.APIKey != nil && b.APIKey.SecretName != "" {
+		return b.APIKey.SecretName
 	}
-	return Redacted
+	return b.Name
 }
 
-// GoString keeps %#v from printing the key.
-func (s Secret) GoString() string { return s.String() }
+// EffectiveHeader is the key's header, lower case, with its default.
+func (k APIKey) EffectiveHeader() string {
+	if k.Header == "" {
+		return DefaultAPIKeyHeader
+	}
+	return strings.ToLower(k.Header)
+}
 
-// MarshalText keeps encoders from printing the key.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// Prefix goes before the key in the header: "Bearer " in Authorization.
+func (k APIKey) Prefix() string {
+	if k.EffectiveHeader() == DefaultAPIKeyHeader {
+		return "Bearer "
+	}
+	return ""
+}
 
 // FilterConfig is the filter's view of c: exactly the config the golang
 // filter receives as its plugin_config.

@@ -2,7 +2,6 @@ package spec_test
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -19,7 +18,7 @@ models:
 pools:
 - {name: p, endpoints: ["10.0.0.1:8000"]}
 backends:
-- {name: openai, base_url: "https://api.openai.com/v1", api_key: {env: OPENAI_API_KEY}}
+- {name: openai, base_url: "https://api.openai.com/v1", api_key: {secret_file: /etc/inflow/secrets/openai.yaml}}
 `
 
 func TestParseValid(t *testing.T) {
@@ -83,9 +82,12 @@ func TestParseRejects(t *testing.T) {
 		{"bad endpoint", `"10.0.0.1:8000"`, `"pod-a:8000"`, []string{`pools[0].endpoints[0]: "pod-a:8000" is not an ip:port`}},
 		{"bad scheme", "https://api.openai.com/v1", "ftp://api.openai.com/v1", []string{"backends[0].base_url", "scheme must be http or https"}},
 		{"empty base url", `base_url: "https://api.openai.com/v1", `, "", []string{"backends[0].base_url: must not be empty"}},
-		{"api key both", "{env: OPENAI_API_KEY}", "{env: A, file: /k}", []string{"backends[0].api_key: set exactly one of file or env"}},
-		{"api key neither", "{env: OPENAI_API_KEY}", "{}", []string{"backends[0].api_key: set exactly one"}},
-		{"relative ca", "{env: OPENAI_API_KEY}}", "{env: OPENAI_API_KEY}, ca_file: ca.pem}", []string{"backends[0].ca_file"}},
+		{"old api key from env", "{secret_file: /etc/inflow/secrets/openai.yaml}", "{env: OPENAI_API_KEY}", []string{"backends[0].api_key: API keys no longer pass through the control plane", "backends[0].api_key.secret_file: must name"}},
+		{"old api key from file", "{secret_file: /etc/inflow/secrets/openai.yaml}", "{file: keys/openai.key}", []string{"api_key.secret_file"}},
+		{"relative secret file", "/etc/inflow/secrets/openai.yaml", "secrets/openai.yaml", []string{"backends[0].api_key.secret_file: must be a clean absolute path"}},
+		{"secret file at the root", "/etc/inflow/secrets/openai.yaml", "/openai.yaml", []string{"backends[0].api_key.secret_file"}},
+		{"bad key header", "openai.yaml}", "openai.yaml, header: \"api key\"}", []string{`backends[0].api_key.header: "api key" is not a header name`}},
+		{"relative ca", "openai.yaml}}", "openai.yaml}, ca_file: ca.pem}", []string{"backends[0].ca_file"}},
 		{"body limit", "", "limits: {max_request_body_bytes: -1}", []string{"limits.max_request_body_bytes"}},
 		{"filter scheduler settings are validated", `endpoints: ["10.0.0.1:8000"]}`, `endpoints: ["10.0.0.1:8000"], scheduler: {metrics_format: tgi}}`, []string{"pools[0].scheduler.metrics_format"}},
 		{"unknown scheduler field", `endpoints: ["10.0.0.1:8000"]}`, `endpoints: ["10.0.0.1:8000"], scheduler: {speed: 3}}`, []string{`unknown field "speed"`}},
@@ -129,16 +131,21 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestSecretNeverPrints(t *testing.T) {
-	s := spec.Secret("sk-very-secret")
-	b := spec.Backend{APIKeyValue: s}
-	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s %q", s, b, b, s, s)} {
-		if strings.Contains(out, "sk-very-secret") {
-			t.Errorf("secret printed: %s", out)
-		}
+func TestAPIKeyDefaults(t *testing.T) {
+	tests := []struct {
+		key                  spec.APIKey
+		name, header, prefix string
+	}{
+		{spec.APIKey{SecretFile: "/s/k.yaml"}, "openai", "authorization", "Bearer "},
+		{spec.APIKey{SecretFile: "/s/k.yaml", SecretName: "team-key", Header: "Authorization"}, "team-key", "authorization", "Bearer "},
+		{spec.APIKey{SecretFile: "/s/k.yaml", Header: "api-key"}, "openai", "api-key", ""},
 	}
-	if s.Reveal() != "sk-very-secret" {
-		t.Error("Reveal lost the secret")
+	for _, tt := range tests {
+		b := spec.Backend{APIKey: &tt.key}
+		b.Name = "openai"
+		if b.EffectiveSecretName() != tt.name || tt.key.EffectiveHeader() != tt.header || tt.key.Prefix() != tt.prefix {
+			t.Errorf("%+v: name %q header %q prefix %q", tt.key, b.EffectiveSecretName(), tt.key.EffectiveHeader(), tt.key.Prefix())
+		}
 	}
 }
 

@@ -102,11 +102,36 @@ func validateBackend(p string, b Backend) []error {
 	if _, err := ParseBaseURL(b.BaseURL); err != nil {
 		errs = append(errs, config.FieldErrorf(p+".base_url", "%v", err))
 	}
-	if r := b.APIKey; r != nil && (r.File == "") == (r.Env == "") {
-		errs = append(errs, config.FieldErrorf(p+".api_key", "set exactly one of file or env"))
+	if k := b.APIKey; k != nil {
+		errs = append(errs, validateAPIKey(p+".api_key", *k)...)
 	}
 	if b.CAFile != "" && !path.IsAbs(b.CAFile) {
 		errs = append(errs, config.FieldErrorf(p+".ca_file", "must be an absolute path inside the Envoy container, got %q", b.CAFile))
+	}
+	return errs
+}
+
+// migrateAPIKey is the answer to the old api_key forms.
+const migrateAPIKey = "API keys no longer pass through the control plane (they reached every xDS client): " +
+	"put the key in an SDS secret file mounted into the Envoy container and set api_key.secret_file " +
+	"(controlplane/README.md, \"API keys\")"
+
+func validateAPIKey(p string, k APIKey) []error {
+	var errs []error
+	if k.File != "" || k.Env != "" {
+		errs = append(errs, config.FieldErrorf(p, "%s", migrateAPIKey))
+	}
+	switch {
+	case k.SecretFile == "":
+		errs = append(errs, config.FieldErrorf(p+".secret_file", "must name the SDS secret file inside the Envoy container"))
+	case !path.IsAbs(k.SecretFile) || path.Clean(k.SecretFile) != k.SecretFile || path.Dir(k.SecretFile) == "/":
+		errs = append(errs, config.FieldErrorf(p+".secret_file", "must be a clean absolute path below a directory (Envoy watches that directory), got %q", k.SecretFile))
+	}
+	if n := k.SecretName; n != "" && strings.ContainsAny(n, " \t\r\n") {
+		errs = append(errs, config.FieldErrorf(p+".secret_name", "%q must not contain white space", n))
+	}
+	if h := k.Header; h != "" && !config.IsHeaderName(h) {
+		errs = append(errs, config.FieldErrorf(p+".header", "%q is not a header name", h))
 	}
 	return errs
 }

@@ -7,39 +7,108 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
+	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
+	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
-// makePoolCluster is the Endpoint Picker protocol's cluster: Envoy connects
-// to whichever ip:port the filter picked, read from envoy.lb metadata or,
-// failing that, the x-gateway-destination-endpoint header.
-func makePoolCluster(pool string, bufferLimit uint32) *clusterv3.Cluster {
-	return &clusterv3.Cluster{
-		Name:                 PoolClusterName(pool),
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
-		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
-		LbConfig: &clusterv3.Cluster_OriginalDstLbConfig_{OriginalDstLbConfig: &clusterv3.Cluster_OriginalDstLbConfig{
-			UseHttpHeader:  true,
-			HttpHeaderName: protocol.HeaderDestination,
-			MetadataKey: &metadatav3.MetadataKey{
-				Key: protocol.MetadataNamespaceLB,
-				Path: []*metadatav3.MetadataKey_PathSegment{{
-					Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: protocol.MetadataKeyDestination},
-				}},
-			},
-		}},
+// makePoolCluster is the cluster of a pool's destination mode.
+func makePoolCluster(p config.Pool, bufferLimit uint32) (*clusterv3.Cluster, error) {
+	c := &clusterv3.Cluster{
+		Name:                          PoolClusterName(p.Name),
 		ConnectTimeout:                durationpb.New(poolConnectTimeout),
-		CleanupInterval:               durationpb.New(originalDstCleanup),
 		CircuitBreakers:               raisedCircuitBreakers(),
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(bufferLimit),
 	}
+	if p.Destination.Effective() == config.DestinationOriginalDst {
+		setOriginalDst(c)
+		return c, nil
+	}
+	policy, err := overrideHostPolicy()
+	if err != nil {
+		return nil, err
+	}
+	// The pool's endpoints are its members (served by EDS), so OverrideHost
+	// can only ever pick one of them: an address the filter names that is
+	// not a member is skipped.
+	c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+	c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()}
+	c.LoadBalancingPolicy = policy
+	return c, nil
+}
+
+// setOriginalDst makes c the Endpoint Picker protocol's classic cluster:
+// Envoy connects to whichever ip:port the filter picked, read from envoy.lb
+// metadata or, failing that, the x-gateway-destination-endpoint header. It
+// takes one address, and a retry goes to the same one.
+func setOriginalDst(c *clusterv3.Cluster) {
+	c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+	c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
+	c.LbConfig = &clusterv3.Cluster_OriginalDstLbConfig_{OriginalDstLbConfig: &clusterv3.Cluster_OriginalDstLbConfig{
+		UseHttpHeader:  true,
+		HttpHeaderName: protocol.HeaderDestination,
+		MetadataKey:    destinationMetadataKey(),
+	}}
+	c.CleanupInterval = durationpb.New(originalDstCleanup)
+}
+
+func destinationMetadataKey() *metadatav3.MetadataKey {
+	return &metadatav3.MetadataKey{
+		Key:  protocol.MetadataNamespaceLB,
+		Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: protocol.MetadataKeyDestination}}},
+	}
+}
+
+// overrideHostPolicy reads the filter's ordered list from metadata alone:
+// OverrideHost concatenates every source it is given, so adding the header
+// (the primary again) would repeat the primary. Each pick (first try and
+// every retry) takes the next listed member; past the list, least request
+// picks, as Envoy Gateway's endpointOverride does.
+func overrideHostPolicy() (*clusterv3.LoadBalancingPolicy, error) {
+	fallback, err := typed("least request", &leastrequestv3.LeastRequest{})
+	if err != nil {
+		return nil, err
+	}
+	override, err := typed("override host", &overridehostv3.OverrideHost{
+		OverrideHostSources: []*overridehostv3.OverrideHost_OverrideHostSource{{Metadata: destinationMetadataKey()}},
+		FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: leastRequestPolicyName, TypedConfig: fallback},
+		}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+		TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: overrideHostPolicyName, TypedConfig: override},
+	}}}, nil
+}
+
+// makePoolEndpoints lists a pool's endpoints as its EDS cluster's members.
+func makePoolEndpoints(p config.Pool) (*endpointv3.ClusterLoadAssignment, error) {
+	lbs := make([]*endpointv3.LbEndpoint, 0, len(p.Endpoints))
+	for _, ep := range p.Endpoints {
+		ap, err := netip.ParseAddrPort(ep)
+		if err != nil {
+			return nil, fmt.Errorf("%w: pool %q: endpoint %q: %w", ErrTranslate, p.Name, ep, err)
+		}
+		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: socketAddress(ap.Addr().String(), uint32(ap.Port())),
+		}}})
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: PoolClusterName(p.Name)}
+	if len(lbs) > 0 {
+		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
+	}
+	return cla, nil
 }
 
 // makeBackendCluster reaches an external OpenAI-compatible service by DNS.
@@ -84,6 +153,13 @@ func makeBackendCluster(b spec.Backend, bufferLimit uint32) (*clusterv3.Cluster,
 			return nil, err
 		}
 		c.TransportSocket = ts
+	}
+	if b.APIKey != nil {
+		opts, err := credentialOptions(b)
+		if err != nil {
+			return nil, err
+		}
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: opts}
 	}
 	return c, nil
 }

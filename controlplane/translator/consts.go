@@ -9,6 +9,14 @@ const (
 	routerFilterName = "envoy.filters.http.router"
 	hcmFilterName    = "envoy.filters.network.http_connection_manager"
 	tlsSocketName    = "envoy.transport_sockets.tls"
+	// Upstream (cluster) HTTP filters: the credential injector, then the
+	// codec every upstream filter chain must end with.
+	credentialInjectorName  = "envoy.filters.http.credential_injector"
+	genericCredentialName   = "envoy.http.injected_credentials.generic"
+	upstreamCodecName       = "envoy.filters.http.upstream_codec"
+	httpProtocolOptionsName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	overrideHostPolicyName  = "envoy.load_balancing_policies.override_host"
+	leastRequestPolicyName  = "envoy.load_balancing_policies.least_request"
 	// libraryID lets Envoy load the .so once for every listener.
 	libraryID = "inflow"
 )
@@ -46,3 +54,6 @@ const (
 	// filter has seen the body it buffers (StopAndBuffer) and headers.
 	bufferHeadroom = 1 << 20
 )
+
+// retryOn is when a pool route retries on the next listed endpoint.
+const retryOn = "connect-failure,reset,retriable-status-codes"

@@ -12,15 +12,9 @@ import (
 	"github.com/inflow-gateway/inflow/internal/golden"
 )
 
-// testEnv stands in for the environment so goldens do not depend on it.
-func testEnv(name string) (string, bool) {
-	v, ok := map[string]string{"AZURE_OPENAI_KEY": "azure-test-key-42"}[name]
-	return v, ok
-}
-
 func load(t *testing.T, path string) *spec.Config {
 	t.Helper()
-	loaded, err := configfile.Load(path, testEnv)
+	loaded, err := configfile.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +22,7 @@ func load(t *testing.T, path string) *spec.Config {
 }
 
 // TestGolden translates every testdata/in/*.yaml and compares the printed
-// resources with testdata/out/. Regenerate with -update.
+// resources with testdata/out/. Regenerate with make update-goldens.
 func TestGolden(t *testing.T) {
 	inputs, err := filepath.Glob(filepath.Join("testdata", "in", "*.yaml"))
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -16,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
-	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // typed validates a message that goes inside an Any (protoc-gen-validate
@@ -39,8 +37,11 @@ func typed(what string, m interface {
 	return a, nil
 }
 
-func makeListener(l spec.Listener, libraryPath string, pluginConfig *anypb.Any, bufferLimit uint32) (*listenerv3.Listener, error) {
-	hcm, err := makeHCM(l, libraryPath, pluginConfig)
+// makeListener builds a listener that depends on nothing a model, pool,
+// endpoint or objective edit changes: those reach Envoy over ECDS, EDS, RDS
+// and CDS, and a listener whose bytes stay the same is never drained.
+func makeListener(l spec.Listener, bufferLimit uint32) (*listenerv3.Listener, error) {
+	hcm, err := makeHCM(l)
 	if err != nil {
 		return nil, err
 	}
@@ -68,17 +69,12 @@ func makeListener(l spec.Listener, libraryPath string, pluginConfig *anypb.Any, 
 	}, nil
 }
 
-func makeHCM(l spec.Listener, libraryPath string, pluginConfig *anypb.Any) (*anypb.Any, error) {
-	golang, err := typed("golang filter", &golangv3alpha.Config{
-		LibraryId:    libraryID,
-		LibraryPath:  libraryPath,
-		PluginName:   protocol.PluginName,
-		PluginConfig: pluginConfig,
-	})
+func makeHCM(l spec.Listener) (*anypb.Any, error) {
+	router, err := typed("router", &routerv3.Router{})
 	if err != nil {
 		return nil, err
 	}
-	router, err := typed("router", &routerv3.Router{})
+	replies, err := localReplyConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -90,9 +86,10 @@ func makeHCM(l spec.Listener, libraryPath string, pluginConfig *anypb.Any) (*any
 			ConfigSource:    adsConfigSource(),
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
-			{Name: golangFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: golang}},
+			filterFromECDS(),
 			{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
 		},
+		LocalReplyConfig: replies,
 		// A stream (SSE) may be quiet for minutes; request_timeout 0 keeps
 		// Envoy from cutting a long generation.
 		StreamIdleTimeout:     durationpb.New(streamIdleTimeout),

@@ -2,21 +2,17 @@ package translator
 
 import (
 	"fmt"
+	"net/http"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 )
-
-// notFoundBody is the catch-all answer, shaped like an OpenAI error so SDKs
-// surface the message. Known models never get here: the filter sets
-// x-ai-eg-model (or answers unknown models itself) before routing.
-const notFoundBody = `{"error":{"message":"no route for this request: use an OpenAI-style /v1/ path and a configured model","type":"invalid_request_error","param":null,"code":"not_found"}}`
 
 // makeRouteConfig gives each listener its own routes so hostnames can
 // differ per listener; the model routes are the same everywhere.
@@ -29,15 +25,20 @@ func makeRouteConfig(l spec.Listener, c *spec.Config) (*routev3.RouteConfigurati
 	for _, b := range c.Backends {
 		backends[b.Name] = b
 	}
-	routes := make([]*routev3.Route, 0, len(c.Models)+1)
+	pools := make(map[string]config.Pool, len(c.Pools))
+	for _, p := range c.Pools {
+		pools[p.Name] = p
+	}
+	// No catch-all: a request no model route takes gets Envoy's "no route"
+	// 404, which local_reply_config turns into an OpenAI error.
+	routes := make([]*routev3.Route, 0, len(c.Models))
 	for _, m := range c.Models {
-		r, err := modelRoute(m, backends)
+		r, err := modelRoute(m, pools, backends)
 		if err != nil {
 			return nil, err
 		}
 		routes = append(routes, r)
 	}
-	routes = append(routes, notFoundRoute())
 	return &routev3.RouteConfiguration{
 		Name: RouteConfigName(l.Name),
 		VirtualHosts: []*routev3.VirtualHost{{
@@ -48,7 +49,7 @@ func makeRouteConfig(l spec.Listener, c *spec.Config) (*routev3.RouteConfigurati
 	}, nil
 }
 
-func modelRoute(m config.Model, backends map[string]spec.Backend) (*routev3.Route, error) {
+func modelRoute(m config.Model, pools map[string]config.Pool, backends map[string]spec.Backend) (*routev3.Route, error) {
 	action := &routev3.RouteAction{
 		Timeout:     durationpb.New(routeTimeout),
 		IdleTimeout: durationpb.New(streamIdleTimeout),
@@ -62,7 +63,12 @@ func modelRoute(m config.Model, backends map[string]spec.Backend) (*routev3.Rout
 		Action: &routev3.Route_Route{Route: action},
 	}
 	if m.Pool != "" {
+		p, ok := pools[m.Pool]
+		if !ok {
+			return nil, fmt.Errorf("%w: model %q: pool %q is not defined", ErrTranslate, m.Name, m.Pool)
+		}
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: PoolClusterName(m.Pool)}
+		action.RetryPolicy = poolRetryPolicy(p)
 		return r, nil
 	}
 	b, ok := backends[m.Backend]
@@ -81,14 +87,6 @@ func modelRoute(m config.Model, backends map[string]spec.Backend) (*routev3.Rout
 		r.Match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/v1/"}
 		action.PrefixRewrite = u.PathPrefix
 	}
-	if key := b.APIKeyValue; key != "" {
-		// The key lives only here, in RDS; it replaces whatever the
-		// client sent so the gateway's clients never need the upstream key.
-		r.RequestHeadersToAdd = []*corev3.HeaderValueOption{{
-			Header:       &corev3.HeaderValue{Key: "authorization", Value: "Bearer " + key.Reveal()},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}}
-	}
 	return r, nil
 }
 
@@ -101,17 +99,20 @@ func exactHeader(name, value string) *routev3.HeaderMatcher {
 	}
 }
 
-func notFoundRoute() *routev3.Route {
-	return &routev3.Route{
-		Name:  "not-found",
-		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-			Status: 404,
-			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: notFoundBody}},
-		}},
-		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
-			Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}},
+// poolRetryPolicy walks the fallback list of an override_host pool: each
+// retry is a new pick, and OverrideHost gives it the next endpoint the
+// filter listed. Retries cover what a dead or restarting pod produces:
+// refused or failed connections, resets before the response started, and
+// 503. One retry per fallback; none for ORIGINAL_DST, which would only
+// retry the same address.
+func poolRetryPolicy(p config.Pool) *routev3.RetryPolicy {
+	n := p.Scheduler.Resolve().Fallbacks
+	if p.Destination.Effective() != config.DestinationOverrideHost || n == 0 {
+		return nil
+	}
+	return &routev3.RetryPolicy{
+		RetryOn:              retryOn,
+		NumRetries:           wrapperspb.UInt32(uint32(n)),
+		RetriableStatusCodes: []uint32{http.StatusServiceUnavailable},
 	}
 }

@@ -3,10 +3,16 @@
 // input always gives the same output (golden-tested in testdata/).
 //
 // Per listener: a Listener whose HTTP connection manager runs the Inflow
-// golang filter then the router, with routes from RDS. Per listener a
-// RouteConfiguration matching x-ai-eg-model exactly per model. Per pool an
-// ORIGINAL_DST cluster the filter steers with x-gateway-destination-endpoint;
-// per external backend a LOGICAL_DNS cluster, over TLS for https.
+// golang filter, its config taken over ECDS, then the router, with routes
+// from RDS and Envoy's own error replies mapped to OpenAI's error shape.
+// One ECDS resource carries the filter config (models, pools, endpoints,
+// objectives), so editing those never touches a listener and never drains
+// a connection. Per listener a RouteConfiguration matching x-ai-eg-model
+// exactly per model. Per pool a cluster of its destination mode: EDS with
+// Envoy's OverrideHost policy walking the filter's fallback list (served
+// with a ClusterLoadAssignment of the pool's endpoints), or ORIGINAL_DST.
+// Per external backend a LOGICAL_DNS cluster, over TLS for https, whose API
+// key Envoy injects from a secret file it reads itself.
 package translator
 
 import (
@@ -14,6 +20,8 @@ import (
 	"fmt"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -32,25 +40,30 @@ type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
+	// Endpoints are the members of the EDS (override_host) pool clusters.
+	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Extensions are the ECDS resources the listeners' filters reference:
+	// the one Inflow filter config.
+	Extensions []*corev3.TypedExtensionConfig
 }
 
 // ByType is the form go-control-plane's snapshot takes.
 func (r *Resources) ByType() map[resource.Type][]types.Resource {
-	m := map[resource.Type][]types.Resource{
-		resource.ListenerType: make([]types.Resource, 0, len(r.Listeners)),
-		resource.RouteType:    make([]types.Resource, 0, len(r.Routes)),
-		resource.ClusterType:  make([]types.Resource, 0, len(r.Clusters)),
+	return map[resource.Type][]types.Resource{
+		resource.ListenerType:        asResources(r.Listeners),
+		resource.RouteType:           asResources(r.Routes),
+		resource.ClusterType:         asResources(r.Clusters),
+		resource.EndpointType:        asResources(r.Endpoints),
+		resource.ExtensionConfigType: asResources(r.Extensions),
 	}
-	for _, l := range r.Listeners {
-		m[resource.ListenerType] = append(m[resource.ListenerType], l)
+}
+
+func asResources[T types.Resource](in []T) []types.Resource {
+	out := make([]types.Resource, 0, len(in))
+	for _, r := range in {
+		out = append(out, r)
 	}
-	for _, rc := range r.Routes {
-		m[resource.RouteType] = append(m[resource.RouteType], rc)
-	}
-	for _, c := range r.Clusters {
-		m[resource.ClusterType] = append(m[resource.ClusterType], c)
-	}
-	return m
+	return out
 }
 
 // validator is what every generated resource implements (protoc-gen-validate).
@@ -66,26 +79,21 @@ func check(kind, name string, v validator) error {
 }
 
 // Translate builds the resources for c, validating it first so every
-// source (the file today, Kubernetes later) gets the same checks. API keys
-// are read from Backend.APIKeyValue.
+// source (the file today, Kubernetes later) gets the same checks.
 func Translate(c *spec.Config) (*Resources, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	fc := c.FilterConfig()
-	pluginConfig, err := config.ToAny(fc)
+	filter, err := makeFilterExtension(fc, c.Filter.EffectiveLibraryPath())
 	if err != nil {
 		return nil, fmt.Errorf("%w: plugin config: %w", ErrTranslate, err)
 	}
-	// Refuse what the filter itself would refuse: same parser, same code.
-	if _, err := config.FromAny(pluginConfig); err != nil {
-		return nil, fmt.Errorf("%w: the filter rejects its config: %w", ErrTranslate, err)
-	}
 	bufferLimit := uint32(fc.Limits.EffectiveMaxRequestBodyBytes() + bufferHeadroom)
+	out := Resources{Extensions: []*corev3.TypedExtensionConfig{filter}}
 
-	var out Resources
 	for _, l := range c.Listeners {
-		lis, err := makeListener(l, c.Filter.EffectiveLibraryPath(), pluginConfig, bufferLimit)
+		lis, err := makeListener(l, bufferLimit)
 		if err != nil {
 			return nil, err
 		}
@@ -104,11 +112,25 @@ func Translate(c *spec.Config) (*Resources, error) {
 		out.Routes = append(out.Routes, rc)
 	}
 	for _, p := range c.Pools {
-		cl := makePoolCluster(p.Name, bufferLimit)
+		cl, err := makePoolCluster(p, bufferLimit)
+		if err != nil {
+			return nil, err
+		}
 		if err := check("cluster", cl.GetName(), cl); err != nil {
 			return nil, err
 		}
 		out.Clusters = append(out.Clusters, cl)
+		if p.Destination.Effective() != config.DestinationOverrideHost {
+			continue
+		}
+		cla, err := makePoolEndpoints(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := check("cluster load assignment", cla.GetClusterName(), cla); err != nil {
+			return nil, err
+		}
+		out.Endpoints = append(out.Endpoints, cla)
 	}
 	for _, b := range c.Backends {
 		cl, err := makeBackendCluster(b, bufferLimit)
@@ -124,7 +146,8 @@ func Translate(c *spec.Config) (*Resources, error) {
 }
 
 // PoolClusterName and BackendClusterName keep pools and backends in
-// separate namespaces so a pool and a backend may share a name.
+// separate namespaces so a pool and a backend may share a name. A pool's
+// ClusterLoadAssignment has its cluster's name.
 func PoolClusterName(pool string) string { return "pool/" + pool }
 
 // BackendClusterName is the cluster of an external backend.

@@ -1,6 +1,6 @@
 // Package xds serves translated resources to Envoy over ADS, in both the
 // state-of-the-world and the delta protocol, from go-control-plane's
-// snapshot cache.
+// snapshot cache, in plain text or requiring mutual TLS.
 package xds
 
 import (
@@ -17,11 +17,15 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	extensionservice "github.com/envoyproxy/go-control-plane/envoy/service/extension/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
@@ -99,11 +103,18 @@ func (s *Server) Publish(ctx context.Context, res *translator.Resources) (versio
 	if err := snap.Consistent(); err != nil {
 		return 0, false, fmt.Errorf("%w: %w", ErrSnapshot, err)
 	}
+	// Consistent checks RDS and EDS names only.
+	if err := res.CheckExtensionReferences(); err != nil {
+		return 0, false, fmt.Errorf("%w: %w", ErrSnapshot, err)
+	}
 	if err := s.cache.SetSnapshot(ctx, nodeKey, snap); err != nil {
 		return 0, false, fmt.Errorf("%w: %w", ErrSnapshot, err)
 	}
 	s.version, s.digest = next, digest
-	s.metrics.Snapshot(next, len(res.Listeners), len(res.Routes), len(res.Clusters))
+	s.metrics.Snapshot(next, admin.ResourceCounts{
+		Listeners: len(res.Listeners), Routes: len(res.Routes), Clusters: len(res.Clusters),
+		Endpoints: len(res.Endpoints), Extensions: len(res.Extensions),
+	})
 	return next, true, nil
 }
 
@@ -117,42 +128,63 @@ func (s *Server) Version() uint64 {
 func digestOf(res *translator.Resources) ([sha256.Size]byte, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
-	var all []proto.Message
-	for _, l := range res.Listeners {
-		all = append(all, l)
-	}
-	for _, r := range res.Routes {
-		all = append(all, r)
-	}
-	for _, c := range res.Clusters {
-		all = append(all, c)
-	}
 	var d [sha256.Size]byte
-	for _, m := range all {
-		b, err := opts.Marshal(m)
-		if err != nil {
-			return d, fmt.Errorf("%w: %w", ErrSnapshot, err)
+	byType := res.ByType()
+	for _, typ := range resourceTypes {
+		h.Write([]byte(typ))
+		for _, m := range byType[typ] {
+			b, err := opts.Marshal(m)
+			if err != nil {
+				return d, fmt.Errorf("%w: %w", ErrSnapshot, err)
+			}
+			h.Write([]byte(strconv.Itoa(len(b))))
+			h.Write(b)
 		}
-		h.Write([]byte(strconv.Itoa(len(b))))
-		h.Write(b)
 	}
 	h.Sum(d[:0])
 	return d, nil
 }
 
-// Serve answers xDS on lis until ctx ends. ADS streams never finish on
-// their own, so shutdown stops the server at once; Envoy reconnects.
+// resourceTypes are the types a snapshot holds, in a fixed order.
+var resourceTypes = []string{
+	resource.ListenerType, resource.ExtensionConfigType, resource.RouteType,
+	resource.ClusterType, resource.EndpointType,
+}
+
+// Serve answers xDS on lis in plain text until ctx ends. Anyone who
+// reaches lis gets the configuration (which holds no credentials: API
+// keys stay in Envoy's secret files); ServeMTLS admits only clients with a
+// certificate.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	g := grpc.NewServer(
+	return s.serve(ctx, lis)
+}
+
+// ServeMTLS answers xDS on lis over TLS, requiring a client certificate
+// that chains to files.ClientCAFile. The files are re-read when they
+// change, so rotated certificates apply to new connections.
+func (s *Server) ServeMTLS(ctx context.Context, lis net.Listener, files MTLSFiles) error {
+	cfg, err := files.ServerConfig(s.log)
+	if err != nil {
+		return err
+	}
+	return s.serve(ctx, lis, grpc.Creds(credentials.NewTLS(cfg)))
+}
+
+// serve runs until ctx ends. ADS streams never finish on their own, so
+// shutdown stops the server at once; Envoy reconnects.
+func (s *Server) serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
+	g := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
-	)
+	}, opts...)...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 	// The per-type services let a client without ADS subscribe too.
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(g, s.xds)
 
 	stop := context.AfterFunc(ctx, g.Stop)
 	defer stop()

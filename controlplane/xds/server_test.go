@@ -2,6 +2,7 @@ package xds_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -96,13 +97,25 @@ func TestPublishVersionsAreMonotonicAndSkipNoOps(t *testing.T) {
 
 func TestPublishRefusesInconsistentSnapshot(t *testing.T) {
 	f := serve(t)
-	res := resources(t, "10.0.0.1:8000")
-	res.Routes = nil // the listener's RDS name now points nowhere
-	if _, _, err := f.srv.Publish(context.Background(), res); err == nil {
-		t.Fatal("inconsistent snapshot accepted")
-	}
-	if f.srv.Version() != 0 {
-		t.Errorf("version %d after a refused publish", f.srv.Version())
+	for name, breakIt := range map[string]func(*translator.Resources){
+		// The listener's RDS name points nowhere (Consistent catches it).
+		"no routes": func(r *translator.Resources) { r.Routes = nil },
+		// The pool's EDS name points nowhere (Consistent catches it).
+		"no endpoints": func(r *translator.Resources) { r.Endpoints = nil },
+		// The listener's filter config is missing: Consistent does not
+		// check ECDS, the server must, or Envoy warms the listener forever.
+		"no filter config": func(r *translator.Resources) { r.Extensions = nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			res := resources(t, "10.0.0.1:8000")
+			breakIt(res)
+			if _, _, err := f.srv.Publish(context.Background(), res); !errors.Is(err, xds.ErrSnapshot) {
+				t.Fatalf("inconsistent snapshot: %v, want ErrSnapshot", err)
+			}
+			if f.srv.Version() != 0 {
+				t.Errorf("version %d after a refused publish", f.srv.Version())
+			}
+		})
 	}
 }
 
@@ -235,7 +248,7 @@ func TestDeltaADS(t *testing.T) {
 	if err := second.GetResources()[0].GetResource().UnmarshalTo(&c); err != nil {
 		t.Fatal(err)
 	}
-	if c.GetType() != clusterv3.Cluster_ORIGINAL_DST {
+	if c.GetType() != clusterv3.Cluster_EDS {
 		t.Errorf("cluster type %v", c.GetType())
 	}
 }

@@ -113,7 +113,7 @@ func fromLDS(addr, listener string) (lf harness.ListenerFilter, err error) {
 	if !ok {
 		return lf, fmt.Errorf("LDS has no listener %q", listener)
 	}
-	return harness.FromListener(l)
+	return harness.FromListener(l, e.State.Extensions)
 }
 
 // Close stops the host, the control plane and the simulators.

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -18,9 +19,10 @@ type ListenerFilter struct {
 	BufferLimit int
 }
 
-// FromListener takes the golang filter config of l as Envoy received it.
-func FromListener(l *listenerv3.Listener) (ListenerFilter, error) {
-	g, err := translator.GolangFilter(l)
+// FromListener takes the golang filter config of l as Envoy assembles it:
+// from the listener and the ECDS resource (of extensions) it names.
+func FromListener(l *listenerv3.Listener, extensions map[string]*corev3.TypedExtensionConfig) (ListenerFilter, error) {
+	g, err := translator.GolangFilter(l, extensions)
 	if err != nil {
 		return ListenerFilter{}, err
 	}

@@ -18,6 +18,8 @@ var (
 	ErrBodyTooLarge = errors.New("request body too large")
 	ErrNoBody       = errors.New("request has no body")
 	ErrInternal     = errors.New("internal error")
+	// ErrMethodNotAllowed: the path exists but not with this method.
+	ErrMethodNotAllowed = errors.New("method not allowed")
 )
 
 // Error is an HTTP error response in OpenAI's shape.
@@ -74,6 +76,8 @@ func From(err error) *Error {
 		return invalid(http.StatusBadRequest, "invalid_json", "", "we could not parse the JSON body of your request: "+err.Error())
 	case errors.Is(err, ErrNoBody):
 		return invalid(http.StatusBadRequest, "missing_body", "", "this endpoint requires a JSON request body")
+	case errors.Is(err, ErrMethodNotAllowed):
+		return invalid(http.StatusMethodNotAllowed, "method_not_allowed", "", err.Error())
 	case errors.Is(err, router.ErrModelNotFound):
 		return invalid(http.StatusNotFound, "model_not_found", "model", "the model does not exist: "+err.Error())
 	case errors.Is(err, ErrBodyTooLarge):

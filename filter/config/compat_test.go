@@ -34,8 +34,9 @@ func compatReference() *Config {
 			{Name: "gpt", Backend: "openai"},
 		},
 		Pools: []Pool{{
-			Name:      "gpu",
-			Endpoints: []string{"10.0.0.1:8000", "[fd00::1]:8000"},
+			Name:        "gpu",
+			Endpoints:   []string{"10.0.0.1:8000", "[fd00::1]:8000"},
+			Destination: DestinationOriginalDst,
 			Scheduler: &Scheduler{
 				MetricsFormat: MetricsFormatVLLM,
 				MetricNames: &MetricNames{

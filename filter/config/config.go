@@ -64,6 +64,36 @@ type Pool struct {
 	Endpoints []string `json:"endpoints"`
 	// Scheduler tunes endpoint picking; nil means the defaults.
 	Scheduler *Scheduler `json:"scheduler,omitempty"`
+	// Destination says how Envoy reaches the endpoint the filter picked:
+	// DestinationOverrideHost (the default) or DestinationOriginalDst.
+	// Schema version 2. Empty (and a version-1 filter, which ignores it)
+	// writes the ordered list, as version 1 always did; an ORIGINAL_DST
+	// cluster then falls back to the header's primary.
+	Destination Destination `json:"destination,omitempty" since:"2"`
+}
+
+// Destination is how a pool's cluster turns the filter's pick into an
+// upstream connection. The filter writes the pick in the form its mode's
+// cluster reads; the control plane builds the matching cluster.
+type Destination string
+
+const (
+	// DestinationOverrideHost: the pool is an EDS cluster whose members are
+	// its endpoints, and Envoy's OverrideHost load balancer reads the
+	// filter's ordered list (primary, then fallbacks) from metadata; each
+	// retry takes the next entry. Addresses outside the pool are skipped.
+	DestinationOverrideHost Destination = "override_host"
+	// DestinationOriginalDst: an ORIGINAL_DST cluster connects to the one
+	// address the filter names (the primary); retries go to it again.
+	DestinationOriginalDst Destination = "original_dst"
+)
+
+// Effective is the mode with its default applied.
+func (d Destination) Effective() Destination {
+	if d == "" {
+		return DefaultDestination
+	}
+	return d
 }
 
 // Backend is an external OpenAI-compatible service. The filter only needs

@@ -46,6 +46,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"undefined backend", `{"models":[{"name":"m","backend":"x"}]}`, `models[0].backend: backend "x" is not defined`},
 		{"hostname endpoint", `{"models":[{"name":"m","pool":"p"}],"pools":[{"name":"p","endpoints":["vllm:8000"]}]}`, "pools[0].endpoints[0]"},
 		{"port zero", `{"models":[{"name":"m","pool":"p"}],"pools":[{"name":"p","endpoints":["10.0.0.1:0"]}]}`, "pools[0].endpoints[0]"},
+		{"non-canonical IPv6", `{"models":[{"name":"m","pool":"p"}],"pools":[{"name":"p","endpoints":["[FD00:0::1]:8000"]}]}`, `pools[0].endpoints[0]: write "[FD00:0::1]:8000" as "[fd00::1]:8000"`},
 		{"duplicate endpoint", `{"models":[{"name":"m","pool":"p"}],"pools":[{"name":"p","endpoints":["10.0.0.1:1","10.0.0.1:1"]}]}`, "pools[0].endpoints[1]: duplicate"},
 		{"duplicate pool", `{"models":[{"name":"m","pool":"p"}],"pools":[{"name":"p","endpoints":[]},{"name":"p","endpoints":[]}]}`, "pools[1].name: duplicate"},
 		{"pool name with a slash", `{"models":[{"name":"m","pool":"a/b"}],"pools":[{"name":"a/b","endpoints":[]}]}`, "pools[0].name"},
@@ -54,6 +55,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"empty rewrite target", `{"models":[{"name":"m","backend":"b","rewrite":[{"model":""}]}],"backends":[{"name":"b"}]}`, "models[0].rewrite[0].model"},
 		{"zero weights", `{"models":[{"name":"m","backend":"b","rewrite":[{"model":"x","weight":0}]}],"backends":[{"name":"b"}]}`, "models[0].rewrite: weights must not all be zero"},
 		{"negative weight", `{"models":[{"name":"m","backend":"b","rewrite":[{"model":"x","weight":-1}]}],"backends":[{"name":"b"}]}`, "models.rewrite.weight"},
+		{"unknown destination", `{"models":[{"name":"m","pool":"p"}],"pools":[{"name":"p","endpoints":[],"destination":"dns"}]}`, `pools[0].destination: must be "override_host" or "original_dst", got "dns"`},
 		{"body limit too big", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"limits":{"max_request_body_bytes":1073741824}}`, "limits.max_request_body_bytes"},
 	}
 	for _, tt := range tests {
@@ -140,6 +142,22 @@ func TestFromAnyForms(t *testing.T) {
 	for name, a := range map[string]*anypb.Any{"nil": nil, "StringValue": str, "garbage": {TypeUrl: typedStructURL, Value: []byte{0xff}}} {
 		if _, err := FromAny(a); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestDestinationDefaultsToOverrideHost(t *testing.T) {
+	c, err := Parse([]byte(`{"models":[{"name":"m","pool":"a"}],"pools":[
+		{"name":"a","endpoints":[]},
+		{"name":"b","endpoints":[],"destination":"original_dst"},
+		{"name":"c","endpoints":[],"destination":"override_host"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Destination{DestinationOverrideHost, DestinationOriginalDst, DestinationOverrideHost}
+	for i, p := range c.Pools {
+		if got := p.Destination.Effective(); got != want[i] {
+			t.Errorf("pool %s: destination %q, want %q", p.Name, got, want[i])
 		}
 	}
 }

@@ -51,6 +51,10 @@ const (
 	DefaultKVCacheUsage = 0.8
 )
 
+// DefaultDestination is the destination mode of a pool that names none:
+// OverrideHost is the only mode whose retries use the fallback list.
+const DefaultDestination = DestinationOverrideHost
+
 // DefaultWeights: queue, KV and prefix are the EPP's default profile
 // (2, 2, 3). LoRA affinity only separates endpoints for adapter requests.
 // In-flight counts what this Envoy sent since the last scrape, which the

@@ -278,7 +278,7 @@ func validateScheduler(path string, s *Scheduler) []error {
 	if f := s.Fallbacks; f != nil && (*f < 0 || *f > MaxFallbacks) {
 		errs = append(errs, FieldErrorf(path+".fallbacks", "must be between 0 and %d, got %d", MaxFallbacks, *f))
 	}
-	if h := s.SessionHeader; h != "" && !isToken(h) {
+	if h := s.SessionHeader; h != "" && !IsHeaderName(h) {
 		errs = append(errs, FieldErrorf(path+".session_header", "%q is not a valid header name", h))
 	}
 	if p := s.PrefixCache; p != nil {
@@ -304,8 +304,9 @@ func checkRange(field string, v, limit int) []error {
 	return nil
 }
 
-// isToken reports whether s is an HTTP header name (RFC 9110 token).
-func isToken(s string) bool {
+// IsHeaderName reports whether s is an HTTP header name (an RFC 9110
+// token), as Envoy accepts them.
+func IsHeaderName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0

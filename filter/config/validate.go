@@ -83,12 +83,24 @@ func validatePool(path string, p Pool, seen map[string]bool) []error {
 		errs = append(errs, FieldErrorf(path+".name", "duplicate pool %q", p.Name))
 	}
 	seen[p.Name] = true
+	switch p.Destination {
+	case "", DestinationOverrideHost, DestinationOriginalDst:
+	default:
+		errs = append(errs, FieldErrorf(path+".destination", "must be %q or %q, got %q",
+			DestinationOverrideHost, DestinationOriginalDst, p.Destination))
+	}
 	addrs := make(map[netip.AddrPort]bool, len(p.Endpoints))
 	for j, ep := range p.Endpoints {
 		field := fmt.Sprintf("%s.endpoints[%d]", path, j)
 		ap, err := netip.ParseAddrPort(ep)
 		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
 			errs = append(errs, FieldErrorf(field, "%q is not an ip:port address", ep))
+			continue
+		}
+		if canonical := ap.String(); canonical != ep {
+			// Envoy names hosts in this form, and OverrideHost matches the
+			// filter's list against those names as strings.
+			errs = append(errs, FieldErrorf(field, "write %q as %q", ep, canonical))
 			continue
 		}
 		if addrs[ap] {

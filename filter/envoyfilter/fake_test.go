@@ -103,10 +103,21 @@ func (d *fakeDecoder) SendLocalReply(status int, body string, headers map[string
 
 type fakeStreamInfo struct {
 	api.StreamInfo
-	md fakeMetadata
+	md      fakeMetadata
+	details string // response code details; "" means not set yet
 }
 
 func (i *fakeStreamInfo) DynamicMetadata() api.DynamicMetadata { return &i.md }
+func (i *fakeStreamInfo) ResponseCodeDetails() (string, bool) {
+	return i.details, i.details != ""
+}
+
+type fakeResponseHeaders struct {
+	api.ResponseHeaderMap
+	status int
+}
+
+func (h *fakeResponseHeaders) Status() (int, bool) { return h.status, h.status != 0 }
 
 type fakeMetadata struct {
 	api.DynamicMetadata

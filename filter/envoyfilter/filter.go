@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
-	"strings"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
@@ -29,19 +28,24 @@ type filter struct {
 	headers  api.RequestHeaderMap
 	kind     request.Kind
 	endpoint *pool.Endpoint
+	// repliedLocally: the filter sent this stream's response itself.
+	repliedLocally bool
 }
 
-// DecodeHeaders answers GET /v1/models, buffers inference POSTs and lets
-// everything else through without the routing headers a client could use
-// to pick an arbitrary upstream.
+// DecodeHeaders answers the models API and wrong methods, buffers
+// inference POSTs and lets everything else through without the routing
+// headers a client could use to pick an arbitrary upstream.
 func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) (status api.StatusType) {
 	defer f.recoverPanic(&status)
 	path, method := h.Path(), h.Method()
 	kind, inference := request.KindForPath(path)
+	if status, handled := f.serveModels(method, path); handled {
+		return status
+	}
 	switch {
-	case method == http.MethodGet && request.PathOnly(path) == pathModels:
-		return f.reply(http.StatusOK, f.cfg.router.ModelList())
-	case !inference || method != http.MethodPost:
+	case inference && method != http.MethodPost:
+		return f.methodNotAllowed(inferenceAllow)
+	case !inference:
 		f.stripRoutingHeaders(h)
 		return api.Continue
 	}
@@ -95,14 +99,7 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 		inc(f.cfg.metrics.rewrites)
 	}
 	h.Set(protocol.HeaderModel, d.Model.Name)
-	if len(d.Endpoints) > 0 {
-		// The header carries the primary alone; the metadata carries the
-		// ordered fallback list the endpoint-picker protocol defines.
-		h.Set(protocol.HeaderDestination, d.Endpoints[0].Addr)
-		f.callbacks.StreamInfo().DynamicMetadata().Set(protocol.MetadataNamespaceLB, protocol.MetadataKeyDestination, joinAddrs(d.Endpoints))
-	} else {
-		h.Del(protocol.HeaderDestination)
-	}
+	f.setDestination(h, &d)
 	// Routes match x-ai-eg-model, which did not exist when the route was
 	// first chosen.
 	f.callbacks.ClearRouteCache()
@@ -140,17 +137,9 @@ func (f *filter) tooLarge(n int64) error {
 }
 
 // fail answers with the error's status and OpenAI-shaped body.
-func (f *filter) fail(err error) api.StatusType {
-	e := apierror.From(err)
-	f.cfg.metrics.countRejection(e.Status)
-	return f.reply(e.Status, e.Body())
-}
+func (f *filter) fail(err error) api.StatusType { return f.failWith(err, nil) }
 
-func (f *filter) reply(status int, body []byte) api.StatusType {
-	f.callbacks.DecoderFilterCallbacks().SendLocalReply(status, string(body),
-		map[string][]string{headerContentType: {contentTypeJSON}}, 0, "inflow")
-	return api.LocalReply
-}
+func (f *filter) reply(status int, body []byte) api.StatusType { return f.replyWith(status, body, nil) }
 
 // recoverPanic turns a panic in the filter into a 500 for this request. If
 // even the reply fails, the panic goes on to the SDK's own recovery, which
@@ -168,25 +157,6 @@ func (f *filter) recoverPanic(status *api.StatusType) {
 
 // maxDestinations bounds the primary plus fallbacks (config.MaxFallbacks).
 const maxDestinations = 1 + config.MaxFallbacks
-
-func joinAddrs(eps []*pool.Endpoint) string {
-	if len(eps) == 1 {
-		return eps[0].Addr
-	}
-	n := len(eps) - 1
-	for _, ep := range eps {
-		n += len(ep.Addr)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for i, ep := range eps {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(ep.Addr)
-	}
-	return b.String()
-}
 
 func endpointAddr(ep *pool.Endpoint) string {
 	if ep == nil {

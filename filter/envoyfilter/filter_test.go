@@ -275,7 +275,7 @@ func TestModelsList(t *testing.T) {
 func TestOtherPathsPassThroughWithoutRoutingHeaders(t *testing.T) {
 	h := newHarness(t, testConfig)
 	for _, tc := range []struct{ method, path string }{
-		{"GET", "/healthz"}, {"GET", "/v1/chat/completions"}, {"POST", "/v1/audio/speech"}, {"DELETE", "/v1/models"},
+		{"GET", "/healthz"}, {"POST", "/v1/audio/speech"}, {"GET", "/v1/chat"}, {"POST", "/v1/modelsx"},
 	} {
 		r := h.do(tc.method, tc.path, "", protocol.HeaderModel, "llama", protocol.HeaderDestination, "169.254.169.254:80")
 		if r.status != api.Continue || r.buffered || r.reply != nil {

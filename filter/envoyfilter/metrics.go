@@ -15,10 +15,13 @@ type metrics struct {
 	rewrites      api.CounterMetric
 	badRequest    api.CounterMetric
 	notFound      api.CounterMetric
+	wrongMethod   api.CounterMetric
 	shed          api.CounterMetric
 	tooLarge      api.CounterMetric
 	unavailable   api.CounterMetric
 	internalError api.CounterMetric
+	envoy4xx      api.CounterMetric
+	envoy5xx      api.CounterMetric
 	inFlight      api.GaugeMetric
 }
 
@@ -31,10 +34,13 @@ func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
 		rewrites:      cb.DefineCounterMetric(protocol.StatModelRewrites),
 		badRequest:    cb.DefineCounterMetric(protocol.StatRejected400),
 		notFound:      cb.DefineCounterMetric(protocol.StatRejected404),
+		wrongMethod:   cb.DefineCounterMetric(protocol.StatRejected405),
 		shed:          cb.DefineCounterMetric(protocol.StatRejected429),
 		tooLarge:      cb.DefineCounterMetric(protocol.StatRejected413),
 		unavailable:   cb.DefineCounterMetric(protocol.StatRejected503),
 		internalError: cb.DefineCounterMetric(protocol.StatInternalErrors),
+		envoy4xx:      cb.DefineCounterMetric(protocol.StatEnvoyReplies4xx),
+		envoy5xx:      cb.DefineCounterMetric(protocol.StatEnvoyReplies5xx),
 		inFlight:      cb.DefineGaugeMetric(protocol.StatInFlight),
 	}
 }
@@ -53,6 +59,8 @@ func (m *metrics) countRejection(status int) {
 		inc(m.tooLarge)
 	case status == http.StatusNotFound:
 		inc(m.notFound)
+	case status == http.StatusMethodNotAllowed:
+		inc(m.wrongMethod)
 	case status == http.StatusTooManyRequests:
 		inc(m.shed)
 	case status == http.StatusServiceUnavailable:
@@ -61,6 +69,20 @@ func (m *metrics) countRejection(status int) {
 		inc(m.internalError)
 	case status >= http.StatusBadRequest:
 		inc(m.badRequest)
+	}
+}
+
+// countEnvoyReply counts an error reply Envoy sent to an inference
+// request. A 413 also counts as a rejected 413: to the client it is the
+// same refusal as the filter's own, whichever limit was hit first.
+func (m *metrics) countEnvoyReply(status int) {
+	if status == http.StatusRequestEntityTooLarge {
+		inc(m.tooLarge)
+	}
+	if status >= http.StatusInternalServerError {
+		inc(m.envoy5xx)
+	} else {
+		inc(m.envoy4xx)
 	}
 }
 

@@ -29,6 +29,18 @@ const (
 	MetadataKeyDestination = "x-gateway-destination-endpoint"
 )
 
+// Inflow's own dynamic metadata.
+const (
+	// MetadataNamespaceInflow is the namespace of what the filter tells the
+	// rest of Envoy's config about a stream.
+	MetadataNamespaceInflow = "io.inflow"
+	// MetadataKeyOpenAIReply is set (true) just before the filter sends its
+	// own local reply, which is already in the OpenAI shape: the HCM's
+	// local_reply_config matches it first and leaves that reply alone, and
+	// rewrites only Envoy's own replies.
+	MetadataKeyOpenAIReply = "openai_reply"
+)
+
 // PluginName is the plugin_name the .so registers its filter under. A name
 // the library does not know silently becomes a pass-through filter.
 const PluginName = "inflow"

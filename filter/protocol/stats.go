@@ -10,11 +10,17 @@ const (
 	StatModelRewrites  = "inflow_model_rewrites_total"
 	StatRejected400    = "inflow_rejected_400_total"
 	StatRejected404    = "inflow_rejected_404_total"
+	StatRejected405    = "inflow_rejected_405_total"
 	StatRejected413    = "inflow_rejected_413_total"
 	StatRejected429    = "inflow_rejected_429_total"
 	StatRejected503    = "inflow_rejected_503_total"
 	StatInternalErrors = "inflow_internal_errors_total"
 	StatInFlight       = "inflow_requests_in_flight"
+	// Envoy's own error replies to inference requests (no healthy
+	// upstream, connect failure, timeouts, its buffer limit's 413), seen on
+	// the filter's encode path; a 413 also counts in StatRejected413.
+	StatEnvoyReplies4xx = "inflow_envoy_replies_4xx_total"
+	StatEnvoyReplies5xx = "inflow_envoy_replies_5xx_total"
 )
 
 // Per-pool stats, named by PoolStat, and per-endpoint stats, named by

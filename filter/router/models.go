@@ -8,7 +8,11 @@ import (
 	"github.com/inflow-gateway/inflow/filter/config"
 )
 
-// modelObject is one entry of OpenAI's GET /v1/models list.
+// defaultOwner is the owned_by of a model whose config names none.
+const defaultOwner = "inflow"
+
+// modelObject is OpenAI's model object: an entry of GET /v1/models and the
+// answer to GET /v1/models/{id}.
 type modelObject struct {
 	ID      string `json:"id"`
 	Object  string `json:"object"`
@@ -21,16 +25,23 @@ type modelList struct {
 	Data   []modelObject `json:"data"`
 }
 
-// renderModelList renders the client-facing models once per config.
-func renderModelList(models []config.Model, created int64) ([]byte, error) {
-	list := modelList{Object: "list", Data: make([]modelObject, 0, len(models))}
+// renderModels renders, once per config, the list and each model's object
+// (by name), so serving them costs no encoding.
+func renderModels(models []config.Model, created int64) (list []byte, objects map[string][]byte, err error) {
+	l := modelList{Object: "list", Data: make([]modelObject, 0, len(models))}
+	objects = make(map[string][]byte, len(models))
 	for _, m := range models {
 		owner := m.OwnedBy
 		if owner == "" {
-			owner = "inflow"
+			owner = defaultOwner
 		}
-		list.Data = append(list.Data, modelObject{ID: m.Name, Object: "model", Created: created, OwnedBy: owner})
+		o := modelObject{ID: m.Name, Object: "model", Created: created, OwnedBy: owner}
+		if objects[m.Name], err = json.Marshal(o); err != nil {
+			return nil, nil, err
+		}
+		l.Data = append(l.Data, o)
 	}
-	slices.SortFunc(list.Data, func(a, b modelObject) int { return strings.Compare(a.ID, b.ID) })
-	return json.Marshal(list)
+	slices.SortFunc(l.Data, func(a, b modelObject) int { return strings.Compare(a.ID, b.ID) })
+	list, err = json.Marshal(l)
+	return list, objects, err
 }

@@ -44,8 +44,12 @@ type Model struct {
 	Backend string
 	// Scheduler picks endpoints of the model's pool; nil for a backend.
 	Scheduler *scheduler.Scheduler
+	// Destination is the pool's destination mode (with its default
+	// applied): how the filter must hand the pick to Envoy.
+	Destination config.Destination
 
 	sessionHeader string
+	object        []byte
 	targets       []target
 	totalWeight   uint64
 }
@@ -62,7 +66,7 @@ type target struct {
 // config.FromAny do that), retaining its pools on pools (which keeps their
 // metrics, in-flight counts and prefix index across configs).
 func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
-	list, err := renderModelList(cfg.Models, time.Now().Unix())
+	list, objects, err := renderModels(cfg.Models, time.Now().Unix())
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +77,7 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 		cfg:            cfg,
 	}
 	for _, m := range cfg.Models {
-		cm := &Model{Name: m.Name, Backend: m.Backend}
+		cm := &Model{Name: m.Name, Backend: m.Backend, object: objects[m.Name]}
 		for _, t := range m.Rewrite {
 			if t.EffectiveWeight() == 0 {
 				continue
@@ -89,11 +93,16 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 	}
 	// Retain pools last: nothing above can fail after scrapers start.
 	r.schedulers = scheduler.Open(pools, cfg)
+	destinations := make(map[string]config.Destination, len(cfg.Pools))
+	for _, p := range cfg.Pools {
+		destinations[p.Name] = p.Destination.Effective()
+	}
 	for _, m := range cfg.Models {
 		if m.Pool != "" {
 			cm := r.models[m.Name]
 			cm.Scheduler = r.schedulers.Scheduler(m.Pool)
 			cm.sessionHeader = cm.Scheduler.SessionHeader()
+			cm.Destination = destinations[m.Pool]
 		}
 	}
 	return r, nil
@@ -111,6 +120,9 @@ func (r *Router) MaxRequestBodyBytes() int64 { return r.maxRequestBody }
 
 // ModelList is the GET /v1/models response body.
 func (r *Router) ModelList() []byte { return r.modelList }
+
+// Object is the model's GET /v1/models/{id} response body.
+func (m *Model) Object() []byte { return m.object }
 
 // Lookup finds the configured model; the byte slice is not retained.
 func (r *Router) Lookup(name []byte) (*Model, error) {

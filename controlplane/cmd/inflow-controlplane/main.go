@@ -29,6 +29,7 @@ import (
 type options struct {
 	config   string
 	xdsAddr  string
+	xdsTLS   xds.MTLSFiles
 	admin    string
 	print    bool
 	logLevel slog.Level
@@ -39,9 +40,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("inflow-controlplane", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.config, "config", "", "YAML config file (required); watched for changes")
-	fs.StringVar(&o.xdsAddr, "xds-address", ":18000", "gRPC address serving ADS to Envoy")
+	fs.StringVar(&o.xdsAddr, "xds-address", ":18000", "gRPC address serving ADS to Envoy (e.g. the pod IP, or 127.0.0.1:18000 for a local Envoy)")
+	fs.StringVar(&o.xdsTLS.CertFile, "xds-tls-cert", "", "PEM certificate (chain) of the xDS server; with --xds-tls-key and --xds-client-ca, ADS requires mutual TLS")
+	fs.StringVar(&o.xdsTLS.KeyFile, "xds-tls-key", "", "PEM private key of --xds-tls-cert")
+	fs.StringVar(&o.xdsTLS.ClientCAFile, "xds-client-ca", "", "PEM CA certificates an Envoy's client certificate must chain to")
 	fs.StringVar(&o.admin, "admin-address", ":18001", "HTTP address for /metrics, /healthz and /readyz")
-	fs.BoolVar(&o.print, "print", false, "print the generated xDS resources as YAML (API keys redacted) and exit")
+	fs.BoolVar(&o.print, "print", false, "print the generated xDS resources as YAML and exit")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -51,6 +55,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := o.xdsTLS.Check(); err != nil {
+		return o, fmt.Errorf("--xds-tls-cert, --xds-tls-key, --xds-client-ca: %w", err)
 	}
 	return o, nil
 }
@@ -78,7 +85,7 @@ func main() {
 }
 
 func printResources(w io.Writer, path string) error {
-	loaded, err := configfile.Load(path, os.LookupEnv)
+	loaded, err := configfile.Load(path)
 	if err != nil {
 		return err
 	}
@@ -99,29 +106,39 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("admin listen: %w", err), xdsLis.Close())
 	}
-	return serve(ctx, o.config, xdsLis, adminLis, log)
+	return serve(ctx, o.config, xdsLis, o.xdsTLS, adminLis, log)
 }
 
 // serve applies the config and serves ADS and the admin endpoints until
 // ctx ends. The first load must succeed: starting with no configuration
 // would only hide the mistake behind a not-ready probe.
-func serve(ctx context.Context, config string, xdsLis, adminLis net.Listener, log *slog.Logger) error {
+func serve(ctx context.Context, config string, xdsLis net.Listener, xdsTLS xds.MTLSFiles, adminLis net.Listener, log *slog.Logger) error {
 	metrics := &admin.Metrics{}
 	health := admin.NewHandler(metrics, log)
 	srv := xds.New(ctx, log, metrics)
 	r := &reload.Reloader{
-		Path: config, Getenv: os.LookupEnv, Publisher: srv, Metrics: metrics, Log: log,
+		Path: config, Publisher: srv, Metrics: metrics, Log: log,
 		OnApplied: func(uint64) { health.SetReady() },
 	}
 	if err := r.Reload(ctx); err != nil {
 		return errors.Join(err, xdsLis.Close(), adminLis.Close())
 	}
-	log.Info("serving", "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(), "config", config)
+	log.Info("serving", "xds", xdsLis.Addr().String(), "mtls", xdsTLS.Set(), "admin", adminLis.Addr().String(), "config", config)
+	if !xdsTLS.Set() && !isLoopback(xdsLis.Addr()) {
+		log.Warn("xDS is served without TLS: any client that reaches " + xdsLis.Addr().String() +
+			" gets the configuration (it holds no API keys); set --xds-tls-cert, --xds-tls-key and --xds-client-ca to require client certificates")
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 3)
-	go func() { errc <- srv.Serve(ctx, xdsLis) }()
+	go func() {
+		if xdsTLS.Set() {
+			errc <- srv.ServeMTLS(ctx, xdsLis, xdsTLS)
+		} else {
+			errc <- srv.Serve(ctx, xdsLis)
+		}
+	}()
 	go func() { errc <- r.Watch(ctx) }()
 	go func() { errc <- serveAdmin(ctx, adminLis, health) }()
 
@@ -137,6 +154,11 @@ func serve(ctx context.Context, config string, xdsLis, adminLis net.Listener, lo
 		cancel()
 	}
 	return errors.Join(errs...)
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // adminShutdown bounds how long a scrape in flight may delay exit.

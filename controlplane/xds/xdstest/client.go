@@ -12,6 +12,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -28,9 +29,14 @@ type ADS struct {
 	cancel context.CancelFunc
 }
 
-// Dial opens an ADS stream to addr as node nodeID.
+// Dial opens a plain-text ADS stream to addr as node nodeID.
 func Dial(addr, nodeID string) (*ADS, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return DialWith(addr, nodeID, insecure.NewCredentials())
+}
+
+// DialWith opens an ADS stream over creds (e.g. credentials.NewTLS).
+func DialWith(addr, nodeID string, creds credentials.TransportCredentials) (*ADS, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("xdstest: dial: %w", err)
 	}
