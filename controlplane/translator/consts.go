@@ -5,7 +5,6 @@ import "time"
 // Names Envoy knows the filters by. The keys shared with the filter (headers,
 // metadata, the plugin name) are in filter/protocol.
 const (
-	golangFilterName = "envoy.filters.http.golang"
 	routerFilterName = "envoy.filters.http.router"
 	hcmFilterName    = "envoy.filters.network.http_connection_manager"
 	tlsSocketName    = "envoy.transport_sockets.tls"
