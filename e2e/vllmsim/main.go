@@ -65,6 +65,8 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&o.MaxTokensDefault, "max-tokens-default", sim.DefaultMaxTokens, "completion tokens when a request sets no max_tokens")
 	fs.Float64Var(&o.FailRate, "fail-rate", 0, "fraction of inference requests answered with 500")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed for --fail-rate draws (0: from the clock)")
+	fs.BoolVar(&o.Gzip, "gzip", false, "gzip inference responses for clients that accept it (vLLM does not)")
+	fs.BoolVar(&o.DeterministicIDs, "deterministic-ids", false, "ids and created derived from the request: equal requests, equal bytes")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if cfg.isCluster {
 		fs.IntVar(&cfg.n, "n", 2, "number of servers")

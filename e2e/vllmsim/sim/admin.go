@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -15,7 +16,17 @@ const (
 	FaultSlow FaultMode = "slow" // add Fault.Delay (to TTFT for inference, to the reply otherwise)
 	FaultFail FaultMode = "fail" // answer 500 with a vLLM error body
 	FaultHang FaultMode = "hang" // never answer, until the client gives up or the server closes
+	// FaultStreamError ends a stream after Fault.AfterTokens tokens with the
+	// API's streaming error event (vLLM: data: {"error": ...} then
+	// data: [DONE], status already 200); a non-streaming request gets a 500.
+	FaultStreamError FaultMode = "stream_error"
 )
+
+// streamErrorMessage is what the stream_error fault reports.
+const streamErrorMessage = "vllmsim: injected engine failure mid-stream"
+
+// errStreamFault is the engine error the stream_error fault raises.
+var errStreamFault = errors.New(streamErrorMessage)
 
 // Fault is the injected misbehaviour; the zero value is a healthy server.
 type Fault struct {
@@ -25,6 +36,8 @@ type Fault struct {
 	Delay time.Duration
 	// Rate in (0,1] is the fraction of inference requests Mode hits; 0 means all.
 	Rate float64
+	// AfterTokens is when FaultStreamError strikes; 0 means after 1 token.
+	AfterTokens int
 	// Metrics and Health apply to /metrics and /health, so scrape staleness and
 	// health-check paths can be provoked separately from inference.
 	Metrics FaultMode
@@ -36,13 +49,14 @@ type faultWire struct {
 	Mode    FaultMode `json:"mode"`
 	Delay   string    `json:"delay,omitempty"`
 	Rate    float64   `json:"rate,omitempty"`
+	After   int       `json:"after_tokens,omitempty"`
 	Metrics FaultMode `json:"metrics,omitempty"`
 	Health  FaultMode `json:"health,omitempty"`
 }
 
 func validMode(m FaultMode) bool {
 	switch m {
-	case "", FaultNone, FaultSlow, FaultFail, FaultHang:
+	case "", FaultNone, FaultSlow, FaultFail, FaultHang, FaultStreamError:
 		return true
 	}
 	return false
@@ -51,7 +65,7 @@ func validMode(m FaultMode) bool {
 func (f Fault) validate() error {
 	for _, m := range []FaultMode{f.Mode, f.Metrics, f.Health} {
 		if !validMode(m) {
-			return fmt.Errorf("unknown fault mode %q (want none, slow, fail or hang)", m)
+			return fmt.Errorf("unknown fault mode %q (want none, slow, fail, hang or stream_error)", m)
 		}
 	}
 	if f.Delay < 0 {
@@ -60,32 +74,46 @@ func (f Fault) validate() error {
 	if f.Rate < 0 || f.Rate > 1 {
 		return fmt.Errorf("rate must be in [0,1], got %v", f.Rate)
 	}
+	if f.AfterTokens < 0 {
+		return fmt.Errorf("after_tokens must not be negative, got %d", f.AfterTokens)
+	}
+	if f.Metrics == FaultStreamError || f.Health == FaultStreamError {
+		return fmt.Errorf("stream_error applies to inference only")
+	}
 	return nil
 }
 
 func active(m FaultMode) bool { return m != "" && m != FaultNone }
 
+// faultEffect is what the injected fault does to a request that is served.
+type faultEffect struct {
+	extraDelay time.Duration // added to the time to first token
+	failAfter  int           // > 0: end the stream with an error after this many tokens
+}
+
 // inferenceFault applies the injected fault and --fail-rate to an inference request.
 // handled means the response has been written (or the request hung until it ended).
-func (s *Server) inferenceFault(w http.ResponseWriter, r *http.Request) (extra time.Duration, handled bool) {
+func (s *Server) inferenceFault(w http.ResponseWriter, r *http.Request) (fe faultEffect, handled bool) {
 	f := s.Fault()
 	if active(f.Mode) && (f.Rate == 0 || s.chance(f.Rate)) {
 		switch f.Mode {
 		case FaultFail:
 			writeError(w, http.StatusInternalServerError, "vllmsim: injected failure")
-			return 0, true
+			return fe, true
 		case FaultHang:
 			s.hang(r.Context())
-			return 0, true
+			return fe, true
 		case FaultSlow:
-			extra = f.Delay
+			fe.extraDelay = f.Delay
+		case FaultStreamError:
+			fe.failAfter = max(f.AfterTokens, 1)
 		}
 	}
 	if s.opts.FailRate > 0 && s.chance(s.opts.FailRate) {
 		writeError(w, http.StatusInternalServerError, "vllmsim: random failure (--fail-rate)")
-		return 0, true
+		return fe, true
 	}
-	return extra, false
+	return fe, false
 }
 
 // endpointFault applies mode to /metrics or /health; true means the response is done.
@@ -123,7 +151,7 @@ func (s *Server) hang(ctx context.Context) {
 
 func (s *Server) handleGetFault(w http.ResponseWriter, _ *http.Request) {
 	f := s.Fault()
-	fw := faultWire{Mode: f.Mode, Rate: f.Rate, Metrics: f.Metrics, Health: f.Health}
+	fw := faultWire{Mode: f.Mode, Rate: f.Rate, After: f.AfterTokens, Metrics: f.Metrics, Health: f.Health}
 	if fw.Mode == "" {
 		fw.Mode = FaultNone
 	}
@@ -143,7 +171,7 @@ func (s *Server) handleSetFault(w http.ResponseWriter, r *http.Request) {
 		replyError(w, err)
 		return
 	}
-	f := Fault{Mode: fw.Mode, Rate: fw.Rate, Metrics: fw.Metrics, Health: fw.Health}
+	f := Fault{Mode: fw.Mode, Rate: fw.Rate, AfterTokens: fw.After, Metrics: fw.Metrics, Health: fw.Health}
 	if fw.Delay != "" {
 		d, err := time.ParseDuration(fw.Delay)
 		if err != nil {

@@ -16,8 +16,22 @@
 //
 // POST /v1/chat/completions, POST /v1/completions (stream or not; with stream_options
 // {"include_usage":true} a final chunk with empty choices carries usage, then
-// "data: [DONE]"), POST /v1/embeddings, GET /v1/models (base model and adapters),
+// "data: [DONE]"; continuous_usage_stats adds usage to every chunk), POST
+// /v1/embeddings, POST /v1/responses (the Responses API: usage in the response object
+// and in the final response.completed / response.incomplete event), POST /v1/messages
+// (Anthropic: input usage in message_start, output in message_delta; input_tokens
+// excludes cache_read_input_tokens), GET /v1/models (base model and adapters),
 // GET /health, GET /metrics. Usage always includes prompt_tokens_details.cached_tokens.
+//
+// A non-streaming chat or completions request with the header
+// endpoint-load-metrics-format: TEXT (or JSON) gets vLLM's ORCA load report in the
+// response header endpoint-load-metrics, in vLLM's exact text (orca_metrics.py):
+//
+//	TEXT named_metrics.num_requests_waiting=2.0, named_metrics.kv_cache_usage_perc=0.25
+//	JSON {"named_metrics": {"num_requests_waiting": 2.0, "kv_cache_usage_perc": 0.25}}
+//
+// Options.Gzip compresses responses for clients that accept gzip (flushed per event);
+// Options.DeterministicIDs makes equal requests give byte-identical responses.
 // Errors use vLLM's body (vllm/entrypoints/openai/engine/protocol.py ErrorResponse):
 //
 //	{"error":{"message":"The model `x` does not exist.","type":"NotFoundError","param":null,"code":404}}
@@ -107,12 +121,16 @@
 // # Admin API (fault injection and metric overrides)
 //
 //	GET  /admin/fault    current fault
-//	POST /admin/fault    {"mode":"none|slow|fail|hang","delay":"250ms","rate":0.5,
+//	POST /admin/fault    {"mode":"none|slow|fail|hang|stream_error","delay":"250ms","rate":0.5,
+//	                      "after_tokens":2,
 //	                      "metrics":"none|slow|fail|hang","health":"none|slow|fail|hang"}
 //
 // mode applies to the inference endpoints: slow adds delay to the time to first token
 // (the request holds its engine slot meanwhile), fail answers 500 InternalServerError,
-// hang never answers until the client disconnects or the server closes. rate (default
+// hang never answers until the client disconnects or the server closes, stream_error ends a
+// stream after after_tokens tokens (default 1) with the API's streaming error (vLLM's
+// data: {"error": {...}} then data: [DONE], status already 200; a non-streaming request
+// gets a 500). rate (default
 // 1) is the fraction of inference requests hit. metrics and health apply the same modes
 // to /metrics and /health (slow delays the reply by delay). POST replaces the whole
 // fault; {"mode":"none"} heals. --fail-rate (Options.FailRate) fails a random fraction

@@ -1,11 +1,8 @@
 package sim
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // fillerWords is the deterministic output: token i is fillerWords[i % len]. Real text
@@ -17,15 +14,48 @@ var fillerWords = []string{
 
 func fillerToken(i int) string { return fillerWords[i%len(fillerWords)] }
 
-// genJob is a parsed chat or completions request, ready for the engine.
+// api is the response shape a generation is written in.
+type api uint8
+
+const (
+	apiCompletions api = iota
+	apiChat
+	apiResponses
+	apiMessages
+)
+
+// genJob is a parsed generation request, ready for the engine.
 type genJob struct {
-	chat            bool
+	api             api
 	model           string // the served name the client asked for, echoed back
 	req             seqRequest
 	stops           []string
 	stream          bool
 	includeUsage    bool
 	continuousUsage bool
+	// loadFormat is the endpoint-load-metrics-format the request asked for.
+	loadFormat string
+	// failAfter > 0: the "stream_error" fault ends the stream after this
+	// many tokens with vLLM's streaming error.
+	failAfter int
+}
+
+// usageCounts are what a response reports as usage.
+type usageCounts struct{ prompt, completion, cached int }
+
+// output writes one generation in its API's shape.
+type output interface {
+	// startStream sends the stream's headers (and opening events).
+	startStream()
+	// token streams one generated token; reason is finishAbort until the last.
+	token(delta, reason string, stopReason *string, sq *seq)
+	// finishStream sends the closing events.
+	finishStream(u usageCounts, reason string, stopReason *string)
+	// whole writes a non-streaming response.
+	whole(text, reason string, stopReason *string, u usageCounts)
+	// fail reports an engine error: as a JSON error before the stream
+	// started, in the API's stream error shape after.
+	fail(err error)
 }
 
 // contextLengthError is vLLM's 400 for a request that cannot fit: here the whole KV
@@ -45,13 +75,23 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, job genJob) {
 		replyError(w, err)
 		return
 	}
-	extra, handled := s.inferenceFault(w, r)
+	f, handled := s.inferenceFault(w, r)
 	if handled {
 		return
 	}
-	job.req.extraDelay = extra
+	job.req.extraDelay = f.extraDelay
+	if f.failAfter > 0 {
+		if !job.stream {
+			writeError(w, http.StatusInternalServerError, streamErrorMessage)
+			return
+		}
+		job.failAfter = f.failAfter
+	}
+	job.loadFormat = r.Header.Get(HeaderLoadMetricsFormat)
+	w, finishEncoding := s.encodeResponse(w, r)
+	defer finishEncoding()
 
-	out := newGenOutput(w, job)
+	out := s.newOutput(w, job)
 	if job.stream {
 		// Like vLLM's StreamingResponse, headers go out before the request is scheduled.
 		out.startStream()
@@ -96,134 +136,43 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, job genJob) {
 		if job.stream {
 			delta := full[min(emitted, end):max(emitted, end)]
 			emitted = max(emitted, end)
-			out.chunk(delta, reason, stopReason, sq)
+			out.token(delta, reason, stopReason, sq)
+			if job.failAfter > 0 && sq.generated >= job.failAfter && reason == finishAbort {
+				out.fail(errStreamFault)
+				return
+			}
 		}
 	}
-	usage := newUsage(job.req.prompt, sq.generated, sq.cachedTokens)
+	u := usageCounts{prompt: job.req.prompt, completion: sq.generated, cached: sq.cachedTokens}
 	if job.stream {
-		out.finishStream(usage)
+		out.finishStream(u, reason, stopReason)
 	} else {
-		out.whole(text.String(), reason, stopReason, usage)
+		// Finished before the reply so a load report shows the engine
+		// without this request, as vLLM's does.
+		sq.finish(reason)
+		out.whole(text.String(), reason, stopReason, u)
 	}
-	s.opts.Logger.Debug("request done", "api", out.object, "model", job.model,
-		"prompt_tokens", usage.PromptTokens, "cached_tokens", sq.cachedTokens,
-		"completion_tokens", usage.CompletionTokens, "finish_reason", reason,
+	s.opts.Logger.Debug("request done", "api", job.api, "model", job.model,
+		"prompt_tokens", u.prompt, "cached_tokens", u.cached,
+		"completion_tokens", u.completion, "finish_reason", reason,
 		"queue", sq.admitted.Sub(sq.arrival), "prefill", sq.prefill)
 }
 
-// genOutput writes one response in the chat or completions shape.
-type genOutput struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController
-	job      genJob
-	id       string
-	object   string
-	created  int64
-	started  bool // SSE headers sent
-	sentRole bool
-}
-
-func newGenOutput(w http.ResponseWriter, job genJob) *genOutput {
-	o := &genOutput{w: w, rc: http.NewResponseController(w), job: job, created: time.Now().Unix()}
-	if job.chat {
-		o.id, o.object = "chatcmpl-"+newID(), "chat.completion"
+// newOutput picks the writer of job's API.
+func (s *Server) newOutput(w http.ResponseWriter, job genJob) output {
+	base := newStreamWriter(w)
+	id, created := s.responseID(job), s.created()
+	switch job.api {
+	case apiResponses:
+		return &responsesOutput{streamWriter: base, job: job, id: id, created: created}
+	case apiMessages:
+		return &messagesOutput{streamWriter: base, job: job, id: id}
+	}
+	o := &openaiOutput{streamWriter: base, job: job, created: created, loadReport: s.loadReportFor(job)}
+	if job.api == apiChat {
+		o.id, o.object = "chatcmpl-"+id, "chat.completion"
 	} else {
-		o.id, o.object = "cmpl-"+newID(), "text_completion"
+		o.id, o.object = "cmpl-"+id, "text_completion"
 	}
 	return o
-}
-
-func (o *genOutput) startStream() {
-	h := o.w.Header()
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	o.w.WriteHeader(http.StatusOK)
-	o.started = true
-	_ = o.rc.Flush() // a failed flush means the client left; the engine sees ctx end
-}
-
-// event writes one SSE event "data: <json>\n\n" and flushes it.
-func (o *genOutput) event(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		b = []byte(fmt.Sprintf(`{"error":{"message":%q}}`, err.Error()))
-	}
-	_, _ = fmt.Fprintf(o.w, "data: %s\n\n", b)
-	_ = o.rc.Flush()
-}
-
-// fail reports an engine error: as a JSON error before streaming, as an error event
-// (vLLM's create_streaming_error_response) after; a client that left gets nothing.
-func (o *genOutput) fail(err error) {
-	if clientGone(err) {
-		return
-	}
-	if !o.started {
-		replyError(o.w, err)
-		return
-	}
-	o.event(newErrorResponse(errorStatus(err), err.Error()))
-	_, _ = fmt.Fprint(o.w, "data: [DONE]\n\n")
-	_ = o.rc.Flush()
-}
-
-func (o *genOutput) chunk(delta, reason string, stopReason *string, sq *seq) {
-	var fr *string
-	if reason != finishAbort {
-		fr = &reason
-	}
-	var usage *usageInfo
-	if o.job.includeUsage && o.job.continuousUsage {
-		usage = newUsage(o.job.req.prompt, sq.generated, sq.cachedTokens)
-	}
-	if !o.job.chat {
-		o.event(completionResponse{
-			ID: o.id, Object: o.object, Created: o.created, Model: o.job.model, Usage: usage,
-			Choices: []completionChoice{{Text: delta, FinishReason: fr, StopReason: stopReason}},
-		})
-		return
-	}
-	if !o.sentRole {
-		// vLLM opens every chat stream with a role-only delta.
-		empty := ""
-		o.event(chatChunk{ID: o.id, Object: "chat.completion.chunk", Created: o.created, Model: o.job.model,
-			Choices: []chatChunkChoice{{Delta: chatDelta{Role: "assistant", Content: &empty}}}})
-		o.sentRole = true
-	}
-	o.event(chatChunk{
-		ID: o.id, Object: "chat.completion.chunk", Created: o.created, Model: o.job.model, Usage: usage,
-		Choices: []chatChunkChoice{{Delta: chatDelta{Content: &delta}, FinishReason: fr, StopReason: stopReason}},
-	})
-}
-
-// finishStream sends the usage-only chunk (when asked for) and the [DONE] sentinel.
-func (o *genOutput) finishStream(usage *usageInfo) {
-	if o.job.includeUsage {
-		if o.job.chat {
-			o.event(chatChunk{ID: o.id, Object: "chat.completion.chunk", Created: o.created, Model: o.job.model,
-				Choices: []chatChunkChoice{}, Usage: usage})
-		} else {
-			o.event(completionResponse{ID: o.id, Object: o.object, Created: o.created, Model: o.job.model,
-				Choices: []completionChoice{}, Usage: usage})
-		}
-	}
-	_, _ = fmt.Fprint(o.w, "data: [DONE]\n\n")
-	_ = o.rc.Flush()
-}
-
-func (o *genOutput) whole(text, reason string, stopReason *string, usage *usageInfo) {
-	if o.job.chat {
-		writeJSON(o.w, http.StatusOK, chatResponse{
-			ID: o.id, Object: o.object, Created: o.created, Model: o.job.model, Usage: usage,
-			Choices: []chatChoice{{
-				Message:      chatResponseMessage{Role: "assistant", Content: text, ToolCalls: []any{}},
-				FinishReason: reason, StopReason: stopReason,
-			}},
-		})
-		return
-	}
-	writeJSON(o.w, http.StatusOK, completionResponse{
-		ID: o.id, Object: o.object, Created: o.created, Model: o.job.model, Usage: usage,
-		Choices: []completionChoice{{Text: text, FinishReason: &reason, StopReason: stopReason}},
-	})
 }

@@ -25,6 +25,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/chat/completions", s.handleChat)
 	mux.HandleFunc("POST /v1/completions", s.handleCompletions)
 	mux.HandleFunc("POST /v1/embeddings", s.handleEmbeddings)
+	mux.HandleFunc("POST /v1/responses", s.handleResponses)
+	mux.HandleFunc("POST /v1/messages", s.handleMessages)
 	mux.HandleFunc("GET /v1/models", s.handleModels)
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
@@ -61,19 +63,36 @@ func (s *Server) resolveModel(name string) (served, lora string, ok bool) {
 	return name, "", false
 }
 
-func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+// modelRequest is a request body that names a model.
+type modelRequest interface{ modelName() string }
+
+func (r *generationParams) modelName() string { return r.Model }
+func (r *embeddingRequest) modelName() string { return r.Model }
+func (r *responsesRequest) modelName() string { return r.Model }
+func (r *messagesRequest) modelName() string  { return r.Model }
+
+// parseRequest reads the body into req and resolves its model; ok is false
+// when it has answered with an error.
+func (s *Server) parseRequest(w http.ResponseWriter, r *http.Request, req modelRequest) (served, lora string, ok bool) {
 	body, ok := readBody(w, r)
 	if !ok {
-		return
+		return "", "", false
 	}
-	var req chatRequest
-	if err := decodeBody(body, &req); err != nil {
+	if err := decodeBody(body, req); err != nil {
 		replyError(w, err)
-		return
+		return "", "", false
 	}
-	served, lora, ok := s.resolveModel(req.Model)
+	served, lora, ok = s.resolveModel(req.modelName())
 	if !ok {
-		modelNotFound(w, req.Model)
+		modelNotFound(w, req.modelName())
+	}
+	return served, lora, ok
+}
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	var req chatRequest
+	served, lora, ok := s.parseRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	text, err := chatPrompt(req.Messages)
@@ -81,23 +100,14 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		replyError(w, err)
 		return
 	}
-	s.submit(w, r, &req.generationParams, genJob{chat: true, model: served}, lora, text,
+	s.submit(w, r, &req.generationParams, genJob{api: apiChat, model: served}, lora, text,
 		[]*int{req.MaxCompletionTokens, req.MaxTokens})
 }
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	body, ok := readBody(w, r)
-	if !ok {
-		return
-	}
 	var req completionRequest
-	if err := decodeBody(body, &req); err != nil {
-		replyError(w, err)
-		return
-	}
-	served, lora, ok := s.resolveModel(req.Model)
+	served, lora, ok := s.parseRequest(w, r, &req)
 	if !ok {
-		modelNotFound(w, req.Model)
 		return
 	}
 	text, err := completionPrompt(req.Prompt)
@@ -105,7 +115,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		replyError(w, err)
 		return
 	}
-	s.submit(w, r, &req.generationParams, genJob{model: served}, lora, text, []*int{req.MaxTokens})
+	s.submit(w, r, &req.generationParams, genJob{api: apiCompletions, model: served}, lora, text, []*int{req.MaxTokens})
 }
 
 // submit checks the generation options chat and completions share, then
@@ -133,18 +143,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *generationPar
 // handleEmbeddings runs all inputs as one prefill-only sequence (they share one trip
 // through the queue, as a batched request does) and returns deterministic unit vectors.
 func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
-	body, ok := readBody(w, r)
-	if !ok {
-		return
-	}
 	var req embeddingRequest
-	if err := decodeBody(body, &req); err != nil {
-		replyError(w, err)
-		return
-	}
-	served, lora, ok := s.resolveModel(req.Model)
+	served, lora, ok := s.parseRequest(w, r, &req)
 	if !ok {
-		modelNotFound(w, req.Model)
 		return
 	}
 	inputs, err := embeddingInput(req.Input)
@@ -174,11 +175,17 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens in the input for embedding generation. Please reduce the length of the input.", limit, prompt))
 		return
 	}
-	extra, handled := s.inferenceFault(w, r)
+	fe, handled := s.inferenceFault(w, r)
 	if handled {
 		return
 	}
-	sq, err := s.engine.admit(r.Context(), seqRequest{lora: lora, seed: served + "\x00", text: text, prompt: prompt, extraDelay: extra})
+	if fe.failAfter > 0 {
+		writeError(w, http.StatusInternalServerError, streamErrorMessage)
+		return
+	}
+	w, finishEncoding := s.encodeResponse(w, r)
+	defer finishEncoding()
+	sq, err := s.engine.admit(r.Context(), seqRequest{lora: lora, seed: served + "\x00", text: text, prompt: prompt, extraDelay: fe.extraDelay})
 	if err != nil {
 		if !clientGone(err) {
 			replyError(w, err)

@@ -59,14 +59,11 @@ func (m *metricsRenderer) currentOverride() MetricsOverride {
 	return m.override
 }
 
-// render returns the text exposition (format 0.0.4) for st at time now.
-func (m *metricsRenderer) render(st engineState, now time.Time) []byte {
-	m.mu.Lock()
-	ov := m.override
-	m.mu.Unlock()
-
-	running, waiting := float64(st.running), float64(st.waiting)
-	kvUsage := float64(st.kvUsed) / float64(m.opts.KVBlocks)
+// gauges are the load gauges as /metrics (and the load report) show
+// them: the engine's, unless overridden.
+func (m *metricsRenderer) gauges(st engineState, ov MetricsOverride) (running, waiting, kvUsage float64) {
+	running, waiting = float64(st.running), float64(st.waiting)
+	kvUsage = float64(st.kvUsed) / float64(m.opts.KVBlocks)
 	if ov.NumRequestsRunning != nil {
 		running = float64(*ov.NumRequestsRunning)
 	}
@@ -76,6 +73,13 @@ func (m *metricsRenderer) render(st engineState, now time.Time) []byte {
 	if ov.KVCacheUsagePerc != nil {
 		kvUsage = *ov.KVCacheUsagePerc
 	}
+	return running, waiting, kvUsage
+}
+
+// render returns the text exposition (format 0.0.4) for st at time now.
+func (m *metricsRenderer) render(st engineState, now time.Time) []byte {
+	ov := m.currentOverride()
+	running, waiting, kvUsage := m.gauges(st, ov)
 
 	w := &promWriter{}
 	base := []label{{"model_name", m.opts.Model}, {"engine", "0"}}

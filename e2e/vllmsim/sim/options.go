@@ -74,6 +74,14 @@ type Options struct {
 	FailRate float64
 	// Seed makes the FailRate draws reproducible; 0 seeds from the clock.
 	Seed uint64
+	// Gzip compresses inference responses for clients that accept gzip
+	// (vLLM does not; this exercises gateways' decoding), streams flushed
+	// per event.
+	Gzip bool
+	// DeterministicIDs derives response ids from the request and uses the
+	// start time as "created", so equal requests get byte-identical
+	// responses (tests compare a gateway's output with the server's).
+	DeterministicIDs bool
 	// Logger receives one line per request (never the prompt). Nil discards.
 	Logger *slog.Logger
 }

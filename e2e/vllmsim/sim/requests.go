@@ -118,33 +118,7 @@ func chatPrompt(msgs []chatMessage) ([]byte, error) {
 // appendContent writes a message content: a string, null, or a list of parts of which
 // the text parts count (other parts, such as images, are not simulated).
 func appendContent(buf *bytes.Buffer, raw json.RawMessage) error {
-	raw = bytes.TrimSpace(raw)
-	switch {
-	case len(raw) == 0 || bytes.Equal(raw, []byte("null")):
-		return nil
-	case raw[0] == '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return err
-		}
-		buf.WriteString(s)
-		return nil
-	case raw[0] == '[':
-		var parts []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		}
-		if err := json.Unmarshal(raw, &parts); err != nil {
-			return err
-		}
-		for _, p := range parts {
-			if p.Type == "text" {
-				buf.WriteString(p.Text)
-			}
-		}
-		return nil
-	}
-	return errors.New("must be a string or a list of content parts")
+	return appendParts(buf, raw, "text")
 }
 
 // completionPrompt returns the text to tokenize for a /v1/completions prompt: a string,
