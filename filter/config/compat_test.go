@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/inflow-gateway/inflow/internal/golden"
+
+	"github.com/inflow-gateway/inflow/filter/cost"
 )
 
 // The compatibility files: testdata/compat/vN.json is compatReference as the
@@ -27,10 +29,11 @@ func compatFile(v int) string { return filepath.Join(compatDir, fmt.Sprintf("v%d
 // a new field here when you add it.
 func compatReference() *Config {
 	w := func(v float64) *float64 { return &v }
-	weight, fallbacks := uint32(3), 1
+	weight, fallbacks, yes := uint32(3), 1, true
 	return &Config{
 		Models: []Model{
-			{Name: "llama", Pool: "gpu", OwnedBy: "platform", Rewrite: []Target{{Model: "base", Weight: &weight}, {Model: "sql-lora"}}},
+			{Name: "llama", Pool: "gpu", OwnedBy: "platform", Rewrite: []Target{{Model: "base", Weight: &weight}, {Model: "sql-lora"}},
+				Costs: []cost.Spec{{MetadataKey: "weighted", Type: cost.CEL, CEL: "input_tokens + 3u * output_tokens"}}},
 			{Name: "gpt", Backend: "openai"},
 		},
 		Pools: []Pool{{
@@ -44,17 +47,24 @@ func compatReference() *Config {
 				},
 				MetricsPath:    "/stats/metrics",
 				ScrapeInterval: "20ms", ScrapeTimeout: "50ms", Staleness: "100ms",
-				Weights:       &Weights{Queue: w(2), KVCache: w(2), Prefix: w(3), LoRA: w(1), InFlight: w(1), Session: w(2)},
+				Weights:       &Weights{Queue: w(2), KVCache: w(2), Prefix: w(3), LoRA: w(1), InFlight: w(1), Session: w(2), Latency: w(2)},
 				Saturation:    &Saturation{QueueDepth: w(5), KVCacheUsage: w(0.8)},
 				Fallbacks:     &fallbacks,
 				SessionHeader: "x-session-id",
 				PrefixCache:   &PrefixCache{BlockChars: 64, MaxBlocks: 128, LRUCapacity: 1000},
 				LoRA:          &LoRA{Adapters: []string{"sql-lora"}},
+				Feedback:      &Feedback{LatencyHalfLife: "5s", Cooldown: "500ms", MaxCooldown: "5s", LoadReports: &yes},
 			},
 		}},
 		Backends:   []Backend{{Name: "openai"}},
 		Limits:     Limits{MaxRequestBodyBytes: 1 << 20},
 		Objectives: map[string]int{"batch": -1},
+		Costs: []cost.Spec{
+			{MetadataKey: "llm_total_token", Type: cost.TotalToken},
+			{MetadataKey: "llm_cheap_input", Type: cost.CEL, CEL: "input_tokens - cached_input_tokens"},
+		},
+		Usage:        Usage{RequestUsage: &yes},
+		GenAIMetrics: GenAIMetrics{Address: "0.0.0.0:9464"},
 	}
 }
 

@@ -1,5 +1,7 @@
 package config
 
+import "github.com/inflow-gateway/inflow/filter/cost"
+
 // Config is what the gateway serves: client-facing models, the pools of model
 // servers and the external backends they go to, and request limits.
 type Config struct {
@@ -13,10 +15,48 @@ type Config struct {
 	// Objectives maps x-gateway-inference-objective values to priorities;
 	// priority < 0 is sheddable (429 when the pool is saturated).
 	Objectives map[string]int `json:"objectives,omitempty"`
+	// Costs are written as io.envoy.ai_gateway dynamic metadata at the end
+	// of every successful response (Envoy AI Gateway's
+	// globalLLMRequestCosts); a model's own costs win for the same key.
+	// None by default. Schema version 3.
+	Costs []cost.Spec `json:"costs,omitempty" since:"3"`
+	// Usage tunes how the filter reads usage on the way back. Schema
+	// version 3.
+	Usage Usage `json:"usage,omitzero" since:"3"`
+	// GenAIMetrics serves the OpenTelemetry GenAI metrics in Prometheus
+	// format. Schema version 3.
+	GenAIMetrics GenAIMetrics `json:"genai_metrics,omitzero" since:"3"`
 
 	// ignored lists the fields of a newer-version config that this filter
 	// does not know and ignored.
 	ignored []string
+}
+
+// Usage tunes the response path.
+type Usage struct {
+	// RequestUsage: for a streaming chat or completions request to a pool
+	// that does not ask for usage, the filter asks the server for it
+	// (stream_options.include_usage) and removes the extra usage chunk from
+	// what the client receives, so the client sees what it would have
+	// without the filter. nil means true; a filter that does not know the
+	// field (version 2 and older) never asks, which is as safe.
+	RequestUsage *bool `json:"request_usage,omitempty" since:"3"`
+}
+
+// EffectiveRequestUsage is RequestUsage with its default applied.
+func (u Usage) EffectiveRequestUsage() bool {
+	if u.RequestUsage == nil {
+		return DefaultRequestUsage
+	}
+	return *u.RequestUsage
+}
+
+// GenAIMetrics says where the filter serves its GenAI metrics.
+type GenAIMetrics struct {
+	// Address is the ip:port of the HTTP listener serving /metrics (e.g.
+	// 0.0.0.0:9464); empty means not served. The listener runs in the
+	// background of the Envoy process, off the request path.
+	Address string `json:"address,omitempty" since:"3"`
 }
 
 // Ignored lists, as JSON paths, the fields Parse ignored because the
@@ -39,6 +79,10 @@ type Model struct {
 	Rewrite []Target `json:"rewrite,omitempty"`
 	// OwnedBy is reported by GET /v1/models; defaults to "inflow".
 	OwnedBy string `json:"owned_by,omitempty"`
+	// Costs of this model's requests (Envoy AI Gateway's llmRequestCosts);
+	// they replace gateway-wide costs with the same metadata_key. Schema
+	// version 3.
+	Costs []cost.Spec `json:"costs,omitempty" since:"3"`
 }
 
 // Target is one served model name of a rewrite and its share of requests.

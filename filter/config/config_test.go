@@ -56,6 +56,12 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"zero weights", `{"models":[{"name":"m","backend":"b","rewrite":[{"model":"x","weight":0}]}],"backends":[{"name":"b"}]}`, "models[0].rewrite: weights must not all be zero"},
 		{"negative weight", `{"models":[{"name":"m","backend":"b","rewrite":[{"model":"x","weight":-1}]}],"backends":[{"name":"b"}]}`, "models.rewrite.weight"},
 		{"unknown destination", `{"models":[{"name":"m","pool":"p"}],"pools":[{"name":"p","endpoints":[],"destination":"dns"}]}`, `pools[0].destination: must be "override_host" or "original_dst", got "dns"`},
+		{"cost without key", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"costs":[{"type":"InputToken"}]}`, "costs[0]: metadata_key must not be empty"},
+		{"cost of unknown type", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"costs":[{"metadata_key":"k","type":"Tokens"}]}`, "costs[0]: type must be one of"},
+		{"bad CEL", `{"models":[{"name":"m","backend":"b","costs":[{"metadata_key":"k","type":"CEL","cel":"input_tokens * "}]}],"backends":[{"name":"b"}]}`, "models[0].costs[0]: cel:"},
+		{"CEL of the wrong type", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"costs":[{"metadata_key":"k","type":"CEL","cel":"model"}]}`, "costs[0]: cel: the result must be an integer"},
+		{"duplicate cost key", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"costs":[{"metadata_key":"k","type":"InputToken"},{"metadata_key":"k","type":"OutputToken"}]}`, "costs[1].metadata_key: duplicate"},
+		{"metrics address without port", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"genai_metrics":{"address":"127.0.0.1"}}`, "genai_metrics.address"},
 		{"body limit too big", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"limits":{"max_request_body_bytes":1073741824}}`, "limits.max_request_body_bytes"},
 	}
 	for _, tt := range tests {
@@ -65,6 +71,22 @@ func TestValidateNamesTheField(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestResponsePathSettings(t *testing.T) {
+	c, err := Parse([]byte(`{"models":[{"name":"m","pool":"p","costs":[{"metadata_key":"llm_total_token","type":"CEL","cel":"total_tokens * 2u"}]}],
+		"pools":[{"name":"p","endpoints":[]}],
+		"costs":[{"metadata_key":"llm_input_token","type":"InputToken"}],
+		"usage":{"request_usage":false},"genai_metrics":{"address":"0.0.0.0:9464"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Usage.EffectiveRequestUsage() || c.GenAIMetrics.Address != "0.0.0.0:9464" || len(c.Costs) != 1 || len(c.Models[0].Costs) != 1 {
+		t.Errorf("parsed %+v", c)
+	}
+	if !(Usage{}).EffectiveRequestUsage() {
+		t.Error("request_usage defaults to on")
 	}
 }
 

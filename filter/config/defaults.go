@@ -59,7 +59,27 @@ const DefaultDestination = DestinationOverrideHost
 // (2, 2, 3). LoRA affinity only separates endpoints for adapter requests.
 // In-flight counts what this Envoy sent since the last scrape, which the
 // 50 ms-old queue numbers cannot see yet.
-var DefaultWeights = ResolvedWeights{Queue: 2, KVCache: 2, Prefix: 3, LoRA: 1, InFlight: 1, Session: 2}
+// Latency, what real responses took, is as strong as the queue: it sees a
+// slow endpoint whose queue looks normal.
+var DefaultWeights = ResolvedWeights{Queue: 2, KVCache: 2, Prefix: 3, LoRA: 1, InFlight: 1, Session: 2, Latency: 2}
+
+// Response feedback.
+const (
+	// An observed latency halves its weight every 10 s without a new one:
+	// long enough to outlast a burst, short enough to probe a recovered
+	// endpoint within a minute.
+	DefaultLatencyHalfLife = 10 * time.Second
+	// A failed endpoint sits out 1 s, doubling per consecutive failure up
+	// to 10 s: a crash-looping pod stops taking traffic, a one-off error
+	// costs a second.
+	DefaultCooldown    = time.Second
+	DefaultMaxCooldown = 10 * time.Second
+)
+
+// DefaultRequestUsage: ask streams for the usage their clients did not ask
+// for (and strip it on the way back). Clients see the same bytes either
+// way; the gateway sees the tokens.
+const DefaultRequestUsage = true
 
 // Prefix-cache index.
 const (

@@ -41,6 +41,29 @@ type Scheduler struct {
 	PrefixCache *PrefixCache `json:"prefix_cache,omitempty"`
 	// LoRA lists what the scheduler should know about adapters.
 	LoRA *LoRA `json:"lora,omitempty"`
+	// Feedback tunes what real responses tell the scheduler.
+	Feedback *Feedback `json:"feedback,omitempty" since:"3"`
+}
+
+// Feedback tunes the signals only the in-process filter sees. Durations
+// are Go duration strings; every field is optional.
+type Feedback struct {
+	// LatencyHalfLife: an endpoint's observed time to first token and time
+	// per output token lose half their weight for every this long without
+	// a new observation, so an endpoint that lost traffic for being slow
+	// gets probed again. Default 10s.
+	LatencyHalfLife string `json:"latency_half_life,omitempty" since:"3"`
+	// Cooldown keeps an endpoint out of picks after a failed request (a
+	// 5xx, an upstream reset, a connect error), doubled for each
+	// consecutive failure up to MaxCooldown. Defaults 1s and 10s.
+	Cooldown    string `json:"cooldown,omitempty" since:"3"`
+	MaxCooldown string `json:"max_cooldown,omitempty" since:"3"`
+	// LoadReports asks the server for its per-response load report
+	// (endpoint-load-metrics-format: TEXT; vLLM answers non-streaming chat
+	// and completions with endpoint-load-metrics), which updates the
+	// endpoint's queue and KV-cache numbers between scrapes. Default true
+	// for metrics_format vllm, false otherwise.
+	LoadReports *bool `json:"load_reports,omitempty" since:"3"`
 }
 
 // MetricNames overrides metric names of a built-in set (or defines a custom
@@ -64,6 +87,9 @@ type Weights struct {
 	LoRA     *float64 `json:"lora,omitempty"`
 	InFlight *float64 `json:"in_flight,omitempty"`
 	Session  *float64 `json:"session,omitempty"`
+	// Latency weighs the observed time to first token and time per output
+	// token of real responses.
+	Latency *float64 `json:"latency,omitempty" since:"3"`
 }
 
 // Saturation holds the saturation thresholds; nil fields take defaults.
@@ -98,7 +124,7 @@ type LoRA struct {
 
 // ResolvedWeights are weights with defaults applied.
 type ResolvedWeights struct {
-	Queue, KVCache, Prefix, LoRA, InFlight, Session float64
+	Queue, KVCache, Prefix, LoRA, InFlight, Session, Latency float64
 }
 
 // ResolvedScheduler is a Scheduler with every default applied, as the
@@ -120,6 +146,11 @@ type ResolvedScheduler struct {
 	MaxBlocks      int
 	LRUCapacity    int
 	LoRAAdapters   []string
+	// Feedback settings.
+	LatencyHalfLife time.Duration
+	Cooldown        time.Duration
+	MaxCooldown     time.Duration
+	LoadReports     bool
 }
 
 // Resolve applies defaults. s may be nil. It assumes s passed validation;
@@ -137,10 +168,26 @@ func (s *Scheduler) Resolve() ResolvedScheduler {
 		Fallbacks:      DefaultFallbacks,
 		MaxBlocks:      DefaultMaxBlocks,
 		LRUCapacity:    DefaultLRUCapacity,
+
+		LatencyHalfLife: DefaultLatencyHalfLife,
+		Cooldown:        DefaultCooldown,
+		MaxCooldown:     DefaultMaxCooldown,
+		// Only vLLM sends load reports (a request header costs the others
+		// nothing, but asking a server that never answers is noise).
+		LoadReports: DefaultMetricsFormat == MetricsFormatVLLM,
 	}
 	if s == nil {
 		r.Weights.Session = 0 // no session header, no session scorer
 		return r
+	}
+	r.LoadReports = s.MetricsFormat == "" || s.MetricsFormat == MetricsFormatVLLM
+	if fb := s.Feedback; fb != nil {
+		setDuration(&r.LatencyHalfLife, fb.LatencyHalfLife)
+		setDuration(&r.Cooldown, fb.Cooldown)
+		setDuration(&r.MaxCooldown, fb.MaxCooldown)
+		if fb.LoadReports != nil {
+			r.LoadReports = *fb.LoadReports
+		}
 	}
 	if s.MetricsFormat != "" {
 		r.MetricsFormat = s.MetricsFormat
@@ -161,6 +208,7 @@ func (s *Scheduler) Resolve() ResolvedScheduler {
 		setFloat(&r.Weights.LoRA, w.LoRA)
 		setFloat(&r.Weights.InFlight, w.InFlight)
 		setFloat(&r.Weights.Session, w.Session)
+		setFloat(&r.Weights.Latency, w.Latency)
 	}
 	if s.SessionHeader == "" {
 		r.Weights.Session = 0
@@ -258,7 +306,7 @@ func validateScheduler(path string, s *Scheduler) []error {
 		for _, f := range []struct {
 			name string
 			v    *float64
-		}{{"queue", w.Queue}, {"kv_cache", w.KVCache}, {"prefix", w.Prefix}, {"lora", w.LoRA}, {"in_flight", w.InFlight}, {"session", w.Session}} {
+		}{{"queue", w.Queue}, {"kv_cache", w.KVCache}, {"prefix", w.Prefix}, {"lora", w.LoRA}, {"in_flight", w.InFlight}, {"session", w.Session}, {"latency", w.Latency}} {
 			if f.v != nil && (!(*f.v >= 0) || math.IsInf(*f.v, 1)) {
 				errs = append(errs, FieldErrorf(path+".weights."+f.name, "must be >= 0 and finite, got %v", *f.v))
 			}
@@ -285,6 +333,18 @@ func validateScheduler(path string, s *Scheduler) []error {
 		errs = append(errs, checkRange(path+".prefix_cache.block_chars", p.BlockChars, MaxBlockChars)...)
 		errs = append(errs, checkRange(path+".prefix_cache.max_blocks", p.MaxBlocks, MaxMaxBlocks)...)
 		errs = append(errs, checkRange(path+".prefix_cache.lru_capacity", p.LRUCapacity, MaxLRUCapacity)...)
+	}
+	if fb := s.Feedback; fb != nil {
+		for _, d := range []struct{ name, value string }{
+			{"latency_half_life", fb.LatencyHalfLife}, {"cooldown", fb.Cooldown}, {"max_cooldown", fb.MaxCooldown},
+		} {
+			if v, err := time.ParseDuration(d.value); d.value != "" && (err != nil || v <= 0) {
+				errs = append(errs, FieldErrorf(path+".feedback."+d.name, "must be a positive duration like \"1s\", got %q", d.value))
+			}
+		}
+		if r.MaxCooldown < r.Cooldown {
+			errs = append(errs, FieldErrorf(path+".feedback.max_cooldown", "must be at least cooldown (%s)", r.Cooldown))
+		}
 	}
 	if l := s.LoRA; l != nil {
 		for i, a := range l.Adapters {

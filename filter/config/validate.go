@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/inflow-gateway/inflow/filter/cost"
 )
 
 // FieldError names the config field that is wrong, as a JSON path.
@@ -50,6 +52,12 @@ func (c *Config) Validate() error {
 	models := make(map[string]bool, len(c.Models))
 	for i, m := range c.Models {
 		errs = append(errs, validateModel(fmt.Sprintf("models[%d]", i), m, models, pools, backends)...)
+	}
+	errs = append(errs, validateCosts("costs", c.Costs)...)
+	if a := c.GenAIMetrics.Address; a != "" {
+		if ap, err := netip.ParseAddrPort(a); err != nil || ap.Port() == 0 {
+			errs = append(errs, FieldErrorf("genai_metrics.address", "%q is not an ip:port address", a))
+		}
 	}
 	if l := c.Limits.MaxRequestBodyBytes; l < 0 || l > MaxRequestBodyBytesCeiling {
 		errs = append(errs, FieldErrorf("limits.max_request_body_bytes", "must be between 0 (default %d) and %d, got %d",
@@ -130,6 +138,7 @@ func validateModel(path string, m Model, seen, pools, backends map[string]bool) 
 	case m.Backend != "" && !backends[m.Backend]:
 		errs = append(errs, FieldErrorf(path+".backend", "backend %q is not defined in backends", m.Backend))
 	}
+	errs = append(errs, validateCosts(path+".costs", m.Costs)...)
 	var total uint64
 	for j, t := range m.Rewrite {
 		field := fmt.Sprintf("%s.rewrite[%d]", path, j)
@@ -140,6 +149,23 @@ func validateModel(path string, m Model, seen, pools, backends map[string]bool) 
 	}
 	if len(m.Rewrite) > 0 && total == 0 {
 		errs = append(errs, FieldErrorf(path+".rewrite", "weights must not all be zero"))
+	}
+	return errs
+}
+
+// validateCosts compiles each cost (a CEL expression must compile and give
+// an integer) and rejects duplicate keys.
+func validateCosts(path string, specs []cost.Spec) []error {
+	var errs []error
+	seen := make(map[string]bool, len(specs))
+	for i, s := range specs {
+		field := fmt.Sprintf("%s[%d]", path, i)
+		if err := s.Check(); err != nil {
+			errs = append(errs, FieldErrorf(field, "%v", err))
+		} else if seen[s.MetadataKey] {
+			errs = append(errs, FieldErrorf(field+".metadata_key", "duplicate %q", s.MetadataKey))
+		}
+		seen[s.MetadataKey] = true
 	}
 	return errs
 }

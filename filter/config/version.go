@@ -13,8 +13,10 @@ import (
 // SchemaVersion is the filter-config schema version this code reads and
 // writes. It counts compatible additions (new optional fields); an
 // incompatible change is a new TypeURL instead. How to add a field is in
-// the package doc. Version 2 added pools[].destination.
-const SchemaVersion = 2
+// the package doc. Version 2 added pools[].destination; version 3 the
+// response path: costs, models[].costs, usage, genai_metrics and
+// pools[].scheduler.{weights.latency,feedback}.
+const SchemaVersion = 3
 
 // sinceTag marks a field added after version 1 with the version that added
 // it (`since:"2"`), so tests can read a config as an older filter would.

@@ -24,6 +24,9 @@ type filterConfig struct {
 	router   *router.Router
 	metrics  *metrics
 	exporter *exporter
+	tokens   tokenTable
+	// releaseGenAI gives back the GenAI metrics listener, if any.
+	releaseGenAI func()
 	// merged configs share their child's router; only the parsed config
 	// that owns it releases it.
 	merged bool
@@ -38,6 +41,9 @@ func (c *filterConfig) Destroy() {
 	}
 	c.exporter.Stop()
 	c.router.Close()
+	if c.releaseGenAI != nil {
+		c.releaseGenAI()
+	}
 }
 
 // Parser implements api.StreamFilterConfigParser.
@@ -62,11 +68,23 @@ func (Parser) Parse(a *anypb.Any, callbacks api.ConfigCallbackHandler) (interfac
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return &filterConfig{
+	names := make([]string, len(cfg.Models))
+	for i, m := range cfg.Models {
+		names[i] = m.Name
+	}
+	tokens := newTokenTable(names)
+	fc := &filterConfig{
 		router:   r,
 		metrics:  defineMetrics(callbacks),
-		exporter: startExporter(r, definePoolStats(callbacks, r)),
-	}, nil
+		tokens:   tokens,
+		exporter: startExporter(r, definePoolStats(callbacks, r), defineTokenStats(callbacks, tokens)),
+	}
+	// Route configs (no callbacks) are merged into a listener's, which
+	// serves the metrics.
+	if a := cfg.GenAIMetrics.Address; a != "" && callbacks != nil {
+		fc.releaseGenAI = genaiServers.Retain(a)
+	}
+	return fc, nil
 }
 
 // Merge lets a per-route config replace the listener's one whole, keeping
@@ -79,7 +97,7 @@ func (Parser) Merge(parent, child interface{}) interface{} {
 		return parent
 	}
 	if p != nil && c.metrics.undefined() {
-		return &filterConfig{router: c.router, metrics: p.metrics, merged: true}
+		return &filterConfig{router: c.router, metrics: p.metrics, tokens: c.tokens, merged: true}
 	}
 	return c
 }

@@ -104,7 +104,7 @@ func TestEncodePanicDoesNotEscape(t *testing.T) {
 	if s := r.filter.EncodeHeaders(&broken, true); s != api.Continue {
 		t.Fatalf("status %v", s)
 	}
-	if !strings.Contains(testLog.text(), "panic while counting a response") {
+	if !strings.Contains(testLog.text(), "panic on the response path") {
 		t.Error("the panic must be logged")
 	}
 }

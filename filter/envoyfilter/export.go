@@ -33,6 +33,7 @@ type poolStats struct {
 type exporter struct {
 	router *router.Router
 	stats  map[string]*poolStats // by pool name
+	tokens []tokenStat
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -62,9 +63,32 @@ func definePoolStats(cb api.ConfigCallbackHandler, r *router.Router) map[string]
 	return out
 }
 
-func startExporter(r *router.Router, stats map[string]*poolStats) *exporter {
-	e := &exporter{router: r, stats: stats, stop: make(chan struct{}), done: make(chan struct{})}
-	if len(stats) == 0 {
+// tokenStat is one token counter and the count it mirrors.
+type tokenStat struct {
+	counter api.CounterMetric
+	source  *pool.Counter
+}
+
+// defineTokenStats defines the token counters: the gateway's
+// inflow_tokens_<type>_total and each model's
+// inflow.model.<model>.tokens_<type>_total.
+func defineTokenStats(cb api.ConfigCallbackHandler, t tokenTable) []tokenStat {
+	if cb == nil {
+		return nil
+	}
+	var out []tokenStat
+	for i, tf := range tokenFields {
+		out = append(out, tokenStat{cb.DefineCounterMetric(protocol.TokenStat(tf.stat)), &allTokens[i]})
+		for model, c := range t {
+			out = append(out, tokenStat{cb.DefineCounterMetric(protocol.ModelTokenStat(model, tf.stat)), &c[i]})
+		}
+	}
+	return out
+}
+
+func startExporter(r *router.Router, stats map[string]*poolStats, tokens []tokenStat) *exporter {
+	e := &exporter{router: r, stats: stats, tokens: tokens, stop: make(chan struct{}), done: make(chan struct{})}
+	if len(stats) == 0 && len(tokens) == 0 {
 		close(e.done)
 		return e
 	}
@@ -109,6 +133,9 @@ func (e *exporter) export(now time.Time) {
 		if ps := e.stats[name]; ps != nil {
 			ps.record(s.Export(now))
 		}
+	}
+	for _, ts := range e.tokens {
+		add(ts.counter, ts.source.TakeUnexported())
 	}
 }
 

@@ -80,9 +80,19 @@ type localReply struct {
 type fakeCallbacks struct {
 	api.FilterCallbackHandler
 	decoder     fakeDecoder
+	encoder     fakeEncoder
 	info        fakeStreamInfo
 	routeClears int
 }
+
+type fakeEncoder struct {
+	api.EncoderFilterCallbacks
+	added []byte
+}
+
+func (e *fakeEncoder) AddData(p []byte, _ bool) { e.added = append(e.added, p...) }
+
+func (c *fakeCallbacks) EncoderFilterCallbacks() api.EncoderFilterCallbacks { return &c.encoder }
 
 func newCallbacks() *fakeCallbacks {
 	return &fakeCallbacks{info: fakeStreamInfo{md: fakeMetadata{m: map[string]map[string]any{}}}}
@@ -103,9 +113,12 @@ func (d *fakeDecoder) SendLocalReply(status int, body string, headers map[string
 
 type fakeStreamInfo struct {
 	api.StreamInfo
-	md      fakeMetadata
-	details string // response code details; "" means not set yet
+	md       fakeMetadata
+	upstream string // UpstreamRemoteAddress, "" when none
+	details  string // ResponseCodeDetails
 }
+
+func (i *fakeStreamInfo) UpstreamRemoteAddress() (string, bool) { return i.upstream, i.upstream != "" }
 
 func (i *fakeStreamInfo) DynamicMetadata() api.DynamicMetadata { return &i.md }
 func (i *fakeStreamInfo) ResponseCodeDetails() (string, bool) {
@@ -115,9 +128,15 @@ func (i *fakeStreamInfo) ResponseCodeDetails() (string, bool) {
 type fakeResponseHeaders struct {
 	api.ResponseHeaderMap
 	status int
+	m      map[string]string
 }
 
 func (h *fakeResponseHeaders) Status() (int, bool) { return h.status, h.status != 0 }
+func (h *fakeResponseHeaders) Get(k string) (string, bool) {
+	v, ok := h.m[k]
+	return v, ok
+}
+func (h *fakeResponseHeaders) Del(k string) { delete(h.m, k) }
 
 type fakeMetadata struct {
 	api.DynamicMetadata

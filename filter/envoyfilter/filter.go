@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"time"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/request"
+	"github.com/inflow-gateway/inflow/filter/usage"
 )
 
 // filter handles one HTTP stream.
@@ -30,6 +32,10 @@ type filter struct {
 	endpoint *pool.Endpoint
 	// repliedLocally: the filter sent this stream's response itself.
 	repliedLocally bool
+	// start is when the request's headers arrived; resp is the response
+	// path's state of a routed inference request.
+	start time.Time
+	resp  *response
 }
 
 // DecodeHeaders answers the models API and wrong methods, buffers
@@ -50,6 +56,7 @@ func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) (status a
 		return api.Continue
 	}
 	inc(f.cfg.metrics.requests)
+	f.start = time.Now()
 	if endStream {
 		return f.fail(apierror.ErrNoBody)
 	}
@@ -98,6 +105,9 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 		}
 		inc(f.cfg.metrics.rewrites)
 	}
+	f.startResponse(&req, &d)
+	f.askLoadReport(h, &req, &d)
+	restrictAcceptEncoding(h)
 	h.Set(protocol.HeaderModel, d.Model.Name)
 	f.setDestination(h, &d)
 	// Routes match x-ai-eg-model, which did not exist when the route was
@@ -111,7 +121,10 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 
 // OnDestroy runs once per stream however it ends (done, reset, local
 // reply), so the in-flight count cannot leak.
-func (f *filter) OnDestroy(api.DestroyReason) { f.release() }
+func (f *filter) OnDestroy(api.DestroyReason) {
+	f.release()
+	f.releaseResponse()
+}
 
 // release ends the stream's hold on its endpoint, once.
 func (f *filter) release() {
@@ -119,6 +132,22 @@ func (f *filter) release() {
 		f.endpoint.Release()
 		f.endpoint = nil
 		f.cfg.metrics.addInFlight(-1)
+	}
+}
+
+// restrictAcceptEncoding lets the server pick only codings the response
+// path can read, so usage is never lost to a br or zstd body.
+func restrictAcceptEncoding(h api.RequestHeaderMap) {
+	v, ok := h.Get(headerAcceptEncoding)
+	if !ok {
+		return
+	}
+	switch out, changed := usage.RestrictAcceptEncoding(v); {
+	case !changed:
+	case out == "":
+		h.Del(headerAcceptEncoding)
+	default:
+		h.Set(headerAcceptEncoding, out)
 	}
 }
 
@@ -151,6 +180,7 @@ func (f *filter) recoverPanic(status *api.StatusType) {
 	}
 	api.LogErrorf("inflow: panic while handling a request: %v\n%s", r, debug.Stack())
 	f.release()
+	f.releaseResponse() // the 500 below is the filter's, not the endpoint's
 	f.headers = nil
 	*status = f.fail(apierror.ErrInternal)
 }

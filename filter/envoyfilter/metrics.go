@@ -22,6 +22,7 @@ type metrics struct {
 	internalError api.CounterMetric
 	envoy4xx      api.CounterMetric
 	envoy5xx      api.CounterMetric
+	costErrors    api.CounterMetric
 	inFlight      api.GaugeMetric
 }
 
@@ -41,6 +42,7 @@ func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
 		internalError: cb.DefineCounterMetric(protocol.StatInternalErrors),
 		envoy4xx:      cb.DefineCounterMetric(protocol.StatEnvoyReplies4xx),
 		envoy5xx:      cb.DefineCounterMetric(protocol.StatEnvoyReplies5xx),
+		costErrors:    cb.DefineCounterMetric(protocol.StatCostErrors),
 		inFlight:      cb.DefineGaugeMetric(protocol.StatInFlight),
 	}
 }

@@ -23,6 +23,9 @@ type Endpoint struct {
 	// slot is 1 + e's small integer id in its pool's prefix index, assigned
 	// by the Manager while e is retained; 0 (the zero value) when it has none.
 	slot atomic.Int32
+	// fb is what responses told about e (feedback.go).
+	fb          feedback
+	loadReports atomic.Uint64
 }
 
 // InFlight is the number of requests this Envoy has sent to the endpoint

@@ -44,3 +44,34 @@ const (
 // PluginName is the plugin_name the .so registers its filter under. A name
 // the library does not know silently becomes a pass-through filter.
 const PluginName = "inflow"
+
+// Envoy AI Gateway's response-path dynamic metadata: the namespace token
+// rate limits (cost.response.from: Metadata) and access logs read, the
+// keys it writes besides the configured costs, and the conventional cost
+// keys users configure (llmRequestCosts[].metadataKey).
+const (
+	MetadataNamespaceAIGateway   = "io.envoy.ai_gateway"
+	MetadataKeyModelNameOverride = "model_name_override"
+	MetadataKeyBackendName       = "backend_name"
+	MetadataKeyResponseModel     = "response_model"
+	// MetadataKeyTokenLatencyTTFT and MetadataKeyTokenLatencyITL are the
+	// time to first token and the mean inter-token latency of a stream, in
+	// milliseconds.
+	MetadataKeyTokenLatencyTTFT = "token_latency_ttft"
+	MetadataKeyTokenLatencyITL  = "token_latency_itl"
+
+	CostKeyInputToken              = "llm_input_token"
+	CostKeyOutputToken             = "llm_output_token"
+	CostKeyTotalToken              = "llm_total_token"
+	CostKeyCachedInputToken        = "llm_cached_input_token"
+	CostKeyCacheCreationInputToken = "llm_cache_creation_input_token"
+	CostKeyReasoningToken          = "llm_reasoning_token"
+)
+
+// vLLM's per-response ORCA load report (vllm-project/vllm#24905): a request
+// carrying HeaderLoadMetricsFormat ("TEXT" or "JSON") gets the server's
+// queue and KV-cache numbers in the HeaderLoadMetrics response header.
+const (
+	HeaderLoadMetricsFormat = "endpoint-load-metrics-format"
+	HeaderLoadMetrics       = "endpoint-load-metrics"
+)

@@ -21,7 +21,20 @@ const (
 	// the filter's encode path; a 413 also counts in StatRejected413.
 	StatEnvoyReplies4xx = "inflow_envoy_replies_4xx_total"
 	StatEnvoyReplies5xx = "inflow_envoy_replies_5xx_total"
+	// StatCostErrors counts configured costs whose CEL expression failed at
+	// the end of a response: the key is then not written.
+	StatCostErrors = "inflow_cost_errors_total"
 )
+
+// Token stats by type (input, output, cached_input, cache_creation_input,
+// reasoning): the gateway's in TokenStat, each client-facing model's in
+// ModelTokenStat.
+func TokenStat(tokenType string) string { return "inflow_tokens_" + tokenType + "_total" }
+
+// ModelTokenStat is inflow.model.<model>.tokens_<type>_total.
+func ModelTokenStat(model, tokenType string) string {
+	return "inflow.model." + StatSegment(model) + ".tokens_" + tokenType + "_total"
+}
 
 // Per-pool stats, named by PoolStat, and per-endpoint stats, named by
 // EndpointStat.
@@ -46,7 +59,8 @@ func EndpointStat(pool, addr, stat string) string {
 
 // StatSegment makes s one segment of a dotted stat name: Envoy splits stat
 // names on '.', and ':' and brackets would make IPv6 addresses ambiguous,
-// so 10.0.0.1:8000 becomes 10_0_0_1_8000 and [fd00::1]:8000 fd00__1_8000.
+// so 10.0.0.1:8000 becomes 10_0_0_1_8000 and [fd00::1]:8000 fd00__1_8000;
+// a model's '/' (meta-llama/Llama-3.1-8B) becomes '_' too.
 func StatSegment(s string) string { return statSegment.Replace(s) }
 
-var statSegment = strings.NewReplacer(".", "_", ":", "_", "[", "", "]", "")
+var statSegment = strings.NewReplacer(".", "_", ":", "_", "/", "_", "[", "", "]", "")

@@ -23,6 +23,13 @@ type Request struct {
 	Prompt [2]Span
 	// ModelSpan is the raw "model" string token including its quotes.
 	ModelSpan Span
+	// StreamOptions is the raw value of the last top-level
+	// "stream_options"; IncludeUsageSpan and ContinuousUsageSpan are the raw
+	// values of the last include_usage and continuous_usage_stats in it
+	// (when it is an object). Empty when absent.
+	StreamOptions, IncludeUsageSpan, ContinuousUsageSpan Span
+	// End is the offset of the closing brace of the top-level object.
+	End int
 
 	modelBuf [64]byte
 }
@@ -113,6 +120,7 @@ func Parse(kind Kind, body []byte, r *Request) error {
 	var model modelState
 	var modelEscaped bool
 	if s.pos < len(body) && body[s.pos] == '}' {
+		r.End = s.pos
 		s.pos++
 	} else {
 		for {
@@ -144,9 +152,11 @@ func Parse(kind Kind, body []byte, r *Request) error {
 				r.Stream = string(body[valueStart:s.pos]) == "true"
 			case fieldStreamOptions:
 				r.IncludeUsage = false
+				r.IncludeUsageSpan, r.ContinuousUsageSpan = Span{}, Span{}
 				if err := s.scanStreamOptions(r); err != nil {
 					return err
 				}
+				r.StreamOptions = Span{valueStart, s.pos}
 			default:
 				if err := s.skipValue(); err != nil {
 					return err
@@ -163,6 +173,7 @@ func Parse(kind Kind, body []byte, r *Request) error {
 				return s.unexpected("")
 			}
 			if body[s.pos] == '}' {
+				r.End = s.pos
 				s.pos++
 				break
 			}
@@ -227,20 +238,22 @@ func (s *scanner) scanStreamOptions(r *Request) error {
 			return err
 		}
 		key := s.buf[keyStart+1 : keyEnd-1]
-		isUsage := false
 		if keyEscaped {
-			var buf [16]byte
-			key = unquote(buf[:0], key)
-			isUsage = string(key) == "include_usage"
-		} else {
-			isUsage = string(key) == "include_usage"
+			var buf [32]byte
+			if key = unquote(buf[:0], key); len(key) > len(buf) {
+				key = nil
+			}
 		}
 		valueStart := s.pos
 		if err := s.skipValue(); err != nil {
 			return err
 		}
-		if isUsage {
+		switch string(key) {
+		case "include_usage":
+			r.IncludeUsageSpan = Span{valueStart, s.pos}
 			r.IncludeUsage = string(s.buf[valueStart:s.pos]) == "true"
+		case "continuous_usage_stats":
+			r.ContinuousUsageSpan = Span{valueStart, s.pos}
 		}
 		s.skipSpace()
 		if s.pos >= len(s.buf) {

@@ -151,6 +151,34 @@ func TestRewriteModel(t *testing.T) {
 	}
 }
 
+func TestUsageEdits(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"model":"m","stream":true}`, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`},
+		{`{"model":"m","stream":true,"stream_options":null }`, `{"model":"m","stream":true,"stream_options":{"include_usage":true} }`},
+		{`{"model":"m","stream_options":{"include_usage":false,"x":1}}`, `{"model":"m","stream_options":{"include_usage":true,"x":1}}`},
+		{`{"model":"m","stream_options":{"include_usage":null,"continuous_usage_stats":true}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":false}}`},
+		{`{"stream_options":{"include_usage":true},"model":"m","stream_options":{"include_usage":false}}`, `{"stream_options":{"include_usage":true},"model":"m","stream_options":{"include_usage":true}}`},
+		{`{"model":"m","stream_options":{"include_usage":true}}`, ""},
+		{`{"model":"m","stream_options":{}}`, ""}, // vLLM: include_usage defaults to true
+	} {
+		var r Request
+		if err := Parse(ChatCompletions, []byte(tc.body), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.AsksForUsage([]byte(tc.body)) != (tc.want == "") {
+			t.Errorf("%s: AsksForUsage = %v", tc.body, !(tc.want == ""))
+			continue
+		}
+		if tc.want == "" {
+			continue
+		}
+		if got := string(Apply([]byte(tc.body), r.UsageEdits([]byte(tc.body), nil)...)); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.body, got, tc.want)
+		}
+		checkUsageEdits(t, ChatCompletions, []byte(tc.body))
+	}
+}
+
 func TestKindForPath(t *testing.T) {
 	tests := map[string]Kind{
 		"/v1/chat/completions": ChatCompletions, "/v1/completions?x=1": Completions,

@@ -1,13 +1,81 @@
 package request
 
-// RewriteModel returns a copy of body whose "model" value (the one Parse
-// found, i.e. the last) is replaced by quotedModel, a JSON string token.
-// Splicing at the parsed span keeps duplicate keys right: a path-based
-// setter such as sjson edits the first "model" while model servers read
-// the last one.
+import "slices"
+
+// Edit replaces a span of the body (an empty span inserts at its start).
+type Edit struct {
+	Span Span
+	With []byte
+}
+
+// Apply returns a copy of body with the edits made, in one allocation.
+// Edits must not overlap; their order does not matter.
+func Apply(body []byte, edits ...Edit) []byte {
+	slices.SortFunc(edits, func(a, b Edit) int { return a.Span.Start - b.Span.Start })
+	n := len(body)
+	for _, e := range edits {
+		n += len(e.With) - (e.Span.End - e.Span.Start)
+	}
+	out := make([]byte, 0, n)
+	prev := 0
+	for _, e := range edits {
+		out = append(out, body[prev:e.Span.Start]...)
+		out = append(out, e.With...)
+		prev = max(e.Span.End, e.Span.Start)
+	}
+	return append(out, body[prev:]...)
+}
+
+// ModelEdit replaces the body's "model" value (the one Parse found, i.e.
+// the last) with quotedModel, a JSON string token. Splicing at the parsed
+// span keeps duplicate keys right: a path-based setter such as sjson edits
+// the first "model" while model servers read the last one.
+func ModelEdit(r *Request, quotedModel []byte) Edit {
+	return Edit{Span: r.ModelSpan, With: quotedModel}
+}
+
+// RewriteModel returns a copy of body with the model replaced (ModelEdit).
 func RewriteModel(body []byte, r *Request, quotedModel []byte) []byte {
-	out := make([]byte, 0, len(body)-(r.ModelSpan.End-r.ModelSpan.Start)+len(quotedModel))
-	out = append(out, body[:r.ModelSpan.Start]...)
-	out = append(out, quotedModel...)
-	return append(out, body[r.ModelSpan.End:]...)
+	return Apply(body, ModelEdit(r, quotedModel))
+}
+
+// AsksForUsage reports whether a streaming request already asks a vLLM
+// server for usage: stream_options is an object whose include_usage is
+// true or absent (vLLM's StreamOptions defaults it to true).
+func (r *Request) AsksForUsage(body []byte) bool {
+	if r.StreamOptions.Empty() || body[r.StreamOptions.Start] != '{' {
+		return false
+	}
+	return r.IncludeUsageSpan.Empty() || r.IncludeUsage
+}
+
+var (
+	streamOptionsMember = []byte(`,"stream_options":{"include_usage":true}`)
+	usageObject         = []byte(`{"include_usage":true}`)
+	jsonTrue            = []byte(`true`)
+	jsonFalse           = []byte(`false`)
+)
+
+// UsageEdits are the edits that make a streaming request that does not ask
+// for usage (AsksForUsage false) ask for it and for nothing else: add
+// stream_options, or replace a non-object one, or set its include_usage to
+// true; a continuous_usage_stats: true is turned off, since with
+// include_usage false it had no effect and with it on every chunk would
+// change. Appended at the end of the object, a new stream_options is the
+// last one, which is what Python servers read.
+func (r *Request) UsageEdits(body []byte, dst []Edit) []Edit {
+	switch {
+	case r.StreamOptions.Empty():
+		return append(dst, Edit{Span: Span{r.End, r.End}, With: streamOptionsMember})
+	case body[r.StreamOptions.Start] != '{':
+		return append(dst, Edit{Span: r.StreamOptions, With: usageObject})
+	}
+	if r.IncludeUsageSpan.Empty() {
+		return dst // an object without include_usage already asks (vLLM)
+	}
+	dst = append(dst, Edit{Span: r.IncludeUsageSpan, With: jsonTrue})
+	if s := r.ContinuousUsageSpan; !s.Empty() && string(body[s.Start:s.End]) == "true" {
+		dst = append(dst, Edit{Span: s, With: jsonFalse})
+	}
+	return dst
 }

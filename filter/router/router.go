@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/cost"
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/request"
@@ -33,6 +34,7 @@ type Router struct {
 	models         map[string]*Model
 	modelList      []byte
 	maxRequestBody int64
+	requestUsage   bool
 	cfg            *config.Config
 	schedulers     *scheduler.Set
 }
@@ -47,6 +49,10 @@ type Model struct {
 	// Destination is the pool's destination mode (with its default
 	// applied): how the filter must hand the pick to Envoy.
 	Destination config.Destination
+	// BackendName is the pool or external backend serving the model.
+	BackendName string
+	// Costs are the model's request costs, gateway-wide ones included.
+	Costs []cost.Rule
 
 	sessionHeader string
 	object        []byte
@@ -74,10 +80,22 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 		models:         make(map[string]*Model, len(cfg.Models)),
 		modelList:      list,
 		maxRequestBody: cfg.Limits.EffectiveMaxRequestBodyBytes(),
+		requestUsage:   cfg.Usage.EffectiveRequestUsage(),
 		cfg:            cfg,
 	}
+	global, err := cost.CompileAll(cfg.Costs)
+	if err != nil {
+		return nil, fmt.Errorf("costs: %w", err)
+	}
 	for _, m := range cfg.Models {
-		cm := &Model{Name: m.Name, Backend: m.Backend, object: objects[m.Name]}
+		own, err := cost.CompileAll(m.Costs)
+		if err != nil {
+			return nil, fmt.Errorf("model %q costs: %w", m.Name, err)
+		}
+		cm := &Model{Name: m.Name, Backend: m.Backend, object: objects[m.Name], BackendName: m.Pool, Costs: cost.Merge(own, global)}
+		if m.Backend != "" {
+			cm.BackendName = m.Backend
+		}
 		for _, t := range m.Rewrite {
 			if t.EffectiveWeight() == 0 {
 				continue
@@ -167,6 +185,10 @@ type Decision struct {
 	Endpoints []*pool.Endpoint
 	// FailOpen is set when no endpoint had fresh metrics.
 	FailOpen bool
+	// UsageRequested is set when the body was made to ask the server for
+	// usage the client did not ask for: the usage chunk must not reach the
+	// client.
+	UsageRequested bool
 }
 
 // Route decides where a parsed request goes. endpoints is scratch space
@@ -197,10 +219,29 @@ func (r *Router) Route(req *request.Request, body []byte, h Headers, endpoints [
 		out.Endpoints[0].Acquire()
 		d.Endpoints, d.FailOpen = out.Endpoints, out.FailOpen
 	}
+	var edits [3]request.Edit
+	e := edits[:0]
 	if rewrite {
-		d.RewrittenBody = request.RewriteModel(body, req, quoted)
+		e = append(e, request.ModelEdit(req, quoted))
+	}
+	if r.asksUsage(m, req, body) {
+		e = req.UsageEdits(body, e)
+		d.UsageRequested = true
+	}
+	if len(e) > 0 {
+		d.RewrittenBody = request.Apply(body, e...)
 	}
 	return d, nil
+}
+
+// asksUsage reports whether the filter should ask the server for usage on
+// the client's behalf: a streaming chat or completions request that does
+// not, to a pool. An external backend's stream with usage asked for can
+// differ in every chunk (OpenAI adds "usage":null to each), so its body is
+// left alone.
+func (r *Router) asksUsage(m *Model, req *request.Request, body []byte) bool {
+	return r.requestUsage && m.Scheduler != nil && req.Stream &&
+		(req.Kind == request.ChatCompletions || req.Kind == request.Completions) && !req.AsksForUsage(body)
 }
 
 func (r *Router) priority(h Headers) int {

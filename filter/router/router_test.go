@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/inflow-gateway/inflow/filter/config"
@@ -88,3 +89,56 @@ func TestRoute(t *testing.T) {
 type noHeaders struct{}
 
 func (noHeaders) Get(string) (string, bool) { return "", false }
+
+func TestRouteAsksForUsage(t *testing.T) {
+	r := newRouter(t)
+	off, err := New(&config.Config{
+		Models:   []config.Model{{Name: "same", Pool: "p"}},
+		Pools:    []config.Pool{{Name: "p", Endpoints: []string{"127.0.0.1:9"}}},
+		Usage:    config.Usage{RequestUsage: new(bool)},
+		Backends: nil,
+	}, pools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	for _, tc := range []struct {
+		name   string
+		r      *Router
+		kind   request.Kind
+		body   string
+		asked  bool
+		output string
+	}{
+		{"pool chat stream", r, request.ChatCompletions, `{"model":"split","stream":true}`, true, `"stream_options":{"include_usage":true}`},
+		{"pool completions stream", r, request.Completions, `{"model":"same","stream":true,"stream_options":{"include_usage":false}}`, true, `{"model":"same","stream":true,"stream_options":{"include_usage":true}}`},
+		{"client asked", r, request.ChatCompletions, `{"model":"same","stream":true,"stream_options":{"include_usage":true}}`, false, ""},
+		{"not streaming", r, request.ChatCompletions, `{"model":"same"}`, false, ""},
+		{"responses stream", r, request.Responses, `{"model":"same","stream":true}`, false, ""},
+		{"external backend", r, request.ChatCompletions, `{"model":"ext","stream":true}`, false, ""},
+		{"turned off", off, request.ChatCompletions, `{"model":"same","stream":true}`, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var req request.Request
+			if err := request.Parse(tc.kind, []byte(tc.body), &req); err != nil {
+				t.Fatal(err)
+			}
+			d, err := tc.r.Route(&req, []byte(tc.body), noHeaders{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Endpoints != nil {
+				d.Endpoints[0].Release()
+			}
+			if d.UsageRequested != tc.asked {
+				t.Fatalf("UsageRequested = %v", d.UsageRequested)
+			}
+			if tc.asked && !strings.Contains(string(d.RewrittenBody), tc.output) {
+				t.Fatalf("body %s, want it to contain %s", d.RewrittenBody, tc.output)
+			}
+			if !tc.asked && d.RewrittenBody != nil && strings.Contains(string(d.RewrittenBody), "stream_options") != strings.Contains(tc.body, "stream_options") {
+				t.Fatalf("body changed: %s", d.RewrittenBody)
+			}
+		})
+	}
+}

@@ -35,6 +35,8 @@ type Cycle struct {
 	cands  []Candidate
 	scores []float64
 	totals []float64
+	// latency scorer scratch
+	latTTFT, latTPOT []float64
 }
 
 // cyclePool hands each pick a Cycle. sync.Pool caches per P, so workers on

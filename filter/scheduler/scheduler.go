@@ -88,6 +88,7 @@ type Scheduler struct {
 	staleness time.Duration
 	fallbacks int
 	adapters  map[string]bool
+	feedback  Feedback
 
 	filters []Filter
 	scorers []weighted
@@ -107,7 +108,9 @@ func New(lease *pool.Lease, s config.ResolvedScheduler) *Scheduler {
 		staleness: s.Staleness,
 		fallbacks: s.Fallbacks,
 		adapters:  make(map[string]bool, len(s.LoRAAdapters)),
+		feedback:  Feedback{Cooldown: s.Cooldown, MaxCooldown: s.MaxCooldown, LoadReports: s.LoadReports},
 		filters: []Filter{
+			CooldownFilter{},
 			&SaturationFilter{QueueDepth: s.QueueDepth, KVCacheUsage: s.KVCacheUsage},
 			LoRAFilter{},
 		},
@@ -130,8 +133,21 @@ func New(lease *pool.Lease, s config.ResolvedScheduler) *Scheduler {
 	add(w.LoRA, LoRAScorer{})
 	add(w.InFlight, InFlightScorer{})
 	add(w.Session, NewSessionScorer(p.Endpoints))
+	add(w.Latency, LatencyScorer{HalfLife: s.LatencyHalfLife})
 	return sc
 }
+
+// Feedback is how a response's outcome feeds back into picks.
+type Feedback struct {
+	// Cooldown and MaxCooldown bound how long a failed endpoint sits out
+	// (pool.Endpoint.Fail).
+	Cooldown, MaxCooldown time.Duration
+	// LoadReports: ask the server for per-response load reports.
+	LoadReports bool
+}
+
+// Feedback returns the pool's feedback settings.
+func (s *Scheduler) Feedback() Feedback { return s.feedback }
 
 // SessionHeader is the lower-case name of the header whose value is
 // Input.SessionKey, or "" when session affinity is off.
@@ -215,10 +231,17 @@ func (s *Scheduler) failOpen(c *Cycle, out *Result) {
 	scores := c.floats(&c.scores, len(cands))
 	for i, cd := range cands {
 		scores[i] = -float64(cd.Endpoint.InFlight())
+		if cd.Endpoint.CoolingDown(c.Now) {
+			scores[i] -= coolingPenalty // only if every endpoint cools down
+		}
 	}
 	out.Endpoints = s.picker.Pick(cands, scores, s.fallbacks+1, out.Endpoints)
 	out.Endpoints[0].CountPick()
 }
+
+// coolingPenalty ranks an endpoint cooling down after every one that is
+// not, whatever their in-flight counts.
+const coolingPenalty = 1 << 40
 
 // isAdapter reports whether model is a LoRA adapter: configured as one, or
 // reported running or waiting by a candidate.

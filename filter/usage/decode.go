@@ -178,3 +178,38 @@ func (e *Encoder) Encode(p []byte, end bool) []byte {
 	}
 	return e.buf.Bytes()
 }
+
+// RestrictAcceptEncoding rewrites an Accept-Encoding request header so a
+// server can only pick codings the Decoder reads: gzip, x-gzip, deflate and
+// identity keep their q-values, "*" becomes "gzip, deflate" with its q, and
+// any other coding (br, zstd, ...) is dropped. changed is false when v
+// needs no rewrite; an empty result means: send no Accept-Encoding
+// (identity only).
+func RestrictAcceptEncoding(v string) (out string, changed bool) {
+	var kept []string
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		coding, params, hasParams := strings.Cut(part, ";")
+		switch c := strings.ToLower(strings.TrimSpace(coding)); c {
+		case "gzip", "x-gzip", "deflate", "identity":
+			kept = append(kept, part)
+		case "*":
+			changed = true
+			for _, name := range [...]string{"gzip", "deflate"} {
+				if hasParams {
+					name += ";" + params
+				}
+				kept = append(kept, name)
+			}
+		default:
+			changed = true
+		}
+	}
+	if !changed {
+		return v, false
+	}
+	return strings.Join(kept, ", "), true
+}

@@ -164,3 +164,25 @@ func TestParseEncoding(t *testing.T) {
 		}
 	}
 }
+
+func TestRestrictAcceptEncoding(t *testing.T) {
+	for in, want := range map[string]string{
+		"gzip":                        "",
+		"gzip, deflate":               "",
+		"gzip;q=1.0, identity; q=0.5": "",
+		"gzip, deflate, br, zstd":     "gzip, deflate",
+		"br":                          "-",
+		"*;q=0.3, br":                 "gzip;q=0.3, deflate;q=0.3",
+		"BR;q=1, GZIP;q=0.8":          "GZIP;q=0.8",
+	} {
+		got, changed := RestrictAcceptEncoding(in)
+		switch {
+		case want == "" && (changed || got != in):
+			t.Errorf("%q needs no rewrite, got %q", in, got)
+		case want == "-" && (!changed || got != ""):
+			t.Errorf("%q: got %q %v, want nothing left", in, got, changed)
+		case want != "" && want != "-" && (!changed || got != want):
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // The ORCA load report vLLM attaches to a response when the request asks
@@ -14,9 +16,9 @@ import (
 // a StreamingResponse gets none), and so does the simulator.
 const (
 	// HeaderLoadMetricsFormat asks for a load report.
-	HeaderLoadMetricsFormat = "endpoint-load-metrics-format"
+	HeaderLoadMetricsFormat = protocol.HeaderLoadMetricsFormat
 	// HeaderLoadMetrics carries it.
-	HeaderLoadMetrics = "endpoint-load-metrics"
+	HeaderLoadMetrics = protocol.HeaderLoadMetrics
 )
 
 // loadReport renders the report in vLLM's exact text: named metrics in

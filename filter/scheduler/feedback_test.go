@@ -1,0 +1,99 @@
+package scheduler
+
+import (
+	"testing"
+	"time"
+
+	"github.com/inflow-gateway/inflow/filter/pool"
+)
+
+func TestCooldownFilter(t *testing.T) {
+	now := time.Now()
+	c := &Cycle{Now: now}
+	cs := cands(pool.Metrics{}, pool.Metrics{}, pool.Metrics{})
+	cs[1].Endpoint.Fail(now, time.Second, time.Second)
+	kept := CooldownFilter{}.Filter(c, append([]Candidate(nil), cs...))
+	if len(kept) != 2 || kept[0].Endpoint != cs[0].Endpoint || kept[1].Endpoint != cs[2].Endpoint {
+		t.Fatalf("kept %v", kept)
+	}
+	cs[0].Endpoint.Fail(now, time.Second, time.Second)
+	cs[2].Endpoint.Fail(now, time.Second, time.Second)
+	if kept := (CooldownFilter{}).Filter(c, append([]Candidate(nil), cs...)); len(kept) != 3 {
+		t.Fatalf("all cooling down: kept %d, want all 3", len(kept))
+	}
+	if kept := (CooldownFilter{}).Filter(&Cycle{Now: now.Add(time.Second)}, append([]Candidate(nil), cs...)); len(kept) != 3 {
+		t.Fatalf("after the cooldown: kept %d", len(kept))
+	}
+}
+
+func TestLatencyScorer(t *testing.T) {
+	now := time.Now()
+	half := 10 * time.Second
+	tests := []struct {
+		name string
+		ttft []time.Duration // 0: no observation
+		tpot []time.Duration
+		age  []time.Duration
+		want []float64
+	}{
+		{"none observed", []time.Duration{0, 0}, nil, nil, []float64{1, 1}},
+		{"one slow", []time.Duration{100 * time.Millisecond, 600 * time.Millisecond, 100 * time.Millisecond}, nil, nil, []float64{1, 1.0 / 6, 1}},
+		{"unobserved stays neutral", []time.Duration{200 * time.Millisecond, 0}, nil, nil, []float64{1, 1}},
+		{"ttft and tpot averaged", []time.Duration{100 * time.Millisecond, 100 * time.Millisecond}, []time.Duration{10 * time.Millisecond, 40 * time.Millisecond}, nil, []float64{1, (1 + 0.25) / 2}},
+		{"age fades the penalty", []time.Duration{100 * time.Millisecond, 500 * time.Millisecond}, nil, []time.Duration{0, half}, []float64{1, 1 - 0.5*(1-0.2)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := cands(make([]pool.Metrics, len(tt.ttft))...)
+			for i, d := range tt.ttft {
+				if d == 0 {
+					continue
+				}
+				var tpot time.Duration
+				if tt.tpot != nil {
+					tpot = tt.tpot[i]
+				}
+				var age time.Duration
+				if tt.age != nil {
+					age = tt.age[i]
+				}
+				cs[i].Endpoint.ObserveLatency(d, tpot, tpot > 0, now.Add(-age))
+			}
+			inDelta(t, tt.name, score(LatencyScorer{HalfLife: half}, &Cycle{Now: now}, cs), tt.want)
+		})
+	}
+}
+
+// An endpoint whose responses were slow loses picks although its queue
+// looks like the others'; one that failed gets none while it cools down.
+func TestPickUsesFeedback(t *testing.T) {
+	s, eps := testPool(t, 3, nil)
+	setMetrics(eps, pool.Metrics{}, pool.Metrics{}, pool.Metrics{})
+	now := time.Now()
+	for _, ep := range eps {
+		ep.ObserveLatency(100*time.Millisecond, 0, false, now)
+	}
+	eps[1].ObserveLatency(5*time.Second, 0, false, now)
+	eps[1].ObserveLatency(5*time.Second, 0, false, now)
+	eps[2].Fail(now, time.Minute, time.Minute)
+	for range 50 {
+		var out Result
+		if err := s.Pick(&Input{Model: "m"}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.Endpoints[0] != eps[0] {
+			t.Fatalf("picked %s, want the fast endpoint that is not cooling down", out.Endpoints[0].Addr)
+		}
+	}
+	// Fail-open (no fresh metrics) also passes over a cooling endpoint.
+	for _, ep := range eps {
+		ep.SetMetrics(nil)
+	}
+	eps[0].Fail(now, time.Minute, time.Minute)
+	eps[1].Acquire()
+	eps[1].Acquire()
+	var out Result
+	if err := s.Pick(&Input{Model: "m"}, &out); err != nil || !out.FailOpen || out.Endpoints[0] != eps[1] {
+		t.Fatalf("fail-open picked %v (%v), want the only one not cooling down despite its load", out.Endpoints, err)
+	}
+}
