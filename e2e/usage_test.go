@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
+	"github.com/inflow-gateway/inflow/filter/protocol"
+)
+
+// The response path end to end: the official OpenAI client through the
+// ABI host and the real inflow.so to a vLLM simulator.
+
+const servedModel = "llama-3-8b"
+
+// usageStack is one simulator behind the host, serving "llama" rewritten
+// to servedModel, with token costs and the GenAI metrics listener on.
+type usageStack struct {
+	sim     *sim.Server
+	host    *harness.Host
+	metrics string // ip:port of the GenAI metrics listener
+}
+
+func startUsageStack(t *testing.T, gzipped bool) *usageStack {
+	t.Helper()
+	s, err := sim.Start(testContext(t), sim.Options{
+		Model: servedModel, TTFTBase: time.Millisecond, PrefillPerToken: time.Microsecond, ITL: 100 * time.Microsecond,
+		DeterministicIDs: true, Gzip: gzipped,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	st := &usageStack{sim: s, metrics: freeAddr(t)}
+	st.host = startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: map[string]any{
+		"models": []map[string]any{{"name": "llama", "pool": "sims", "rewrite": []map[string]any{{"model": servedModel}}}},
+		"pools":  []map[string]any{{"name": "sims", "endpoints": []string{s.Addr()}}},
+		"costs": []map[string]any{
+			{"metadata_key": protocol.CostKeyTotalToken, "type": "TotalToken"},
+			{"metadata_key": "weighted", "type": "CEL", "cel": "input_tokens + 3u * output_tokens"},
+		},
+		"genai_metrics": map[string]any{"address": st.metrics},
+	}})
+	return st
+}
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// raw posts body and returns the response with its body read (decoded
+// only if the transport did it).
+func raw(t *testing.T, url, body string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testContext(t), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("content-type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+const streamBody = `{"model":%q,"stream":true,"max_tokens":5,"messages":[{"role":"user","content":"Tell me a story."}]}`
+
+func chatBody(model string) string { return strings.Replace(streamBody, "%q", `"`+model+`"`, 1) }
+
+// A streaming client that did not ask for usage gets, byte for byte, what
+// the server sends it without Inflow, though the filter asked the server
+// for usage and charged it.
+func TestStreamWithoutIncludeUsageIsByteIdentical(t *testing.T) {
+	t.Parallel()
+	st := startUsageStack(t, false)
+	_, direct := raw(t, st.sim.URL()+"/v1/chat/completions", chatBody(servedModel))
+	resp, via := raw(t, st.host.URL("/v1/chat/completions"), chatBody("llama"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, via)
+	}
+	if !bytes.Equal(via, direct) {
+		t.Fatalf("through Inflow:\n%s\ndirect:\n%s", via, direct)
+	}
+	if bytes.Contains(via, []byte(`"usage"`)) {
+		t.Fatal("the usage chunk reached a client that did not ask for it")
+	}
+	// The server was asked for usage: the filter counted the 5 tokens.
+	waitFor(t, "output tokens in the GenAI metrics", func() bool { return tokens(t, st.metrics, "output") >= 5 })
+}
+
+func TestOpenAIClientStreaming(t *testing.T) {
+	t.Parallel()
+	st := startUsageStack(t, false)
+	c := client(st.host)
+	for _, includeUsage := range []bool{false, true} {
+		params := chatParams("llama", "Tell me a story.")
+		params.MaxTokens = openai.Int(5)
+		if includeUsage {
+			params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+		}
+		stream := c.Chat.Completions.NewStreaming(testContext(t), params)
+		var text string
+		var usage openai.CompletionUsage
+		for stream.Next() {
+			ch := stream.Current()
+			if len(ch.Choices) > 0 {
+				text += ch.Choices[0].Delta.Content
+			}
+			if ch.Usage.TotalTokens > 0 {
+				usage = ch.Usage
+			}
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatalf("include_usage %v: %v", includeUsage, err)
+		}
+		if text != "The simulated model answers with" {
+			t.Errorf("streamed %q", text)
+		}
+		if includeUsage != (usage.CompletionTokens == 5) {
+			t.Errorf("include_usage %v: client saw usage %+v", includeUsage, usage)
+		}
+	}
+	resp, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Usage.CompletionTokens == 0 || resp.Model != servedModel {
+		t.Errorf("non-streaming response %+v", resp)
+	}
+	// Both streams and the non-streaming response were accounted.
+	waitFor(t, "tokens counted", func() bool {
+		return tokens(t, st.metrics, "output") >= 10+float64(resp.Usage.CompletionTokens)
+	})
+	fams := scrapeGenAI(t, st.metrics)
+	if n := count(fams, "gen_ai_server_time_to_first_token_seconds", nil); n != 2 {
+		t.Errorf("TTFT observations %d, want the 2 streams", n)
+	}
+	if n := count(fams, "gen_ai_server_request_duration_seconds", map[string]string{"gen_ai_operation_name": "chat", "gen_ai_original_model": "llama", "gen_ai_request_model": servedModel, "gen_ai_response_model": servedModel}); n != 3 {
+		t.Errorf("request durations %d, want 3", n)
+	}
+	// Envoy's /stats counts the tokens too (exported once a second).
+	waitFor(t, "token stats", statIs(t, st.host, "inflow_tokens_output_total", func(v int64) bool { return v >= 10 }))
+	waitFor(t, "per-model token stats", statIs(t, st.host, "inflow.model.llama.tokens_input_total", func(v int64) bool { return v > 0 }))
+}
+
+// vLLM reports an engine failure mid-stream as a data: {"error": ...}
+// event in a 200 stream; the client's SDK raises it, the filter records a
+// failed request and the endpoint cools down.
+func TestMidStreamError(t *testing.T) {
+	t.Parallel()
+	st := startUsageStack(t, false)
+	if err := st.sim.SetFault(sim.Fault{Mode: sim.FaultStreamError, AfterTokens: 2}); err != nil {
+		t.Fatal(err)
+	}
+	params := chatParams("llama", "hi")
+	params.MaxTokens = openai.Int(5)
+	c := client(st.host)
+	stream := c.Chat.Completions.NewStreaming(testContext(t), params)
+	chunks := 0
+	for stream.Next() {
+		chunks++
+	}
+	if err := stream.Err(); err == nil || !strings.Contains(err.Error(), "injected engine failure") {
+		t.Fatalf("after %d chunks: err %v, want the server's error", chunks, err)
+	}
+	waitFor(t, "a failed request in the GenAI metrics", func() bool {
+		return count(scrapeGenAI(t, st.metrics), "gen_ai_server_request_duration_seconds", map[string]string{"error_type": "error_event"}) == 1
+	})
+}
+
+// A gzip stream is decoded as it streams, stripped and re-encoded: the
+// client decodes exactly the server's stream without the usage chunk.
+func TestGzipStream(t *testing.T) {
+	t.Parallel()
+	st := startUsageStack(t, true)
+	resp, direct := raw(t, st.sim.URL()+"/v1/chat/completions", chatBody(servedModel), "accept-encoding", "gzip")
+	if resp.Header.Get("content-encoding") != "gzip" {
+		t.Fatal("the simulator did not gzip")
+	}
+	resp, via := raw(t, st.host.URL("/v1/chat/completions"), chatBody("llama"), "accept-encoding", "br, gzip")
+	if resp.StatusCode != 200 || resp.Header.Get("content-encoding") != "gzip" {
+		t.Fatalf("status %d, content-encoding %q", resp.StatusCode, resp.Header.Get("content-encoding"))
+	}
+	if got, want := gunzip(t, via), gunzip(t, direct); !bytes.Equal(got, want) {
+		t.Fatalf("through Inflow decodes to\n%s\ndirect:\n%s", got, want)
+	}
+	waitFor(t, "tokens of the gzip stream", func() bool { return tokens(t, st.metrics, "output") >= 5 })
+	// And the OpenAI client (Go's transport asks for gzip and decodes).
+	params := chatParams("llama", "hi")
+	params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+	c := client(st.host)
+	stream := c.Chat.Completions.NewStreaming(testContext(t), params)
+	var usage int64
+	for stream.Next() {
+		usage = max(usage, stream.Current().Usage.TotalTokens)
+	}
+	if err := stream.Err(); err != nil || usage == 0 {
+		t.Fatalf("gzip stream with usage: %v, usage %d", err, usage)
+	}
+}
+
+func gunzip(t *testing.T, b []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func scrapeGenAI(t *testing.T, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape the GenAI metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+// tokens sums gen_ai_client_token_usage of one token type for "llama".
+func tokens(t *testing.T, addr, typ string) float64 {
+	var sum float64
+	for _, m := range scrapeGenAI(t, addr)["gen_ai_client_token_usage"].GetMetric() {
+		if hasLabels(m, map[string]string{"gen_ai_token_type": typ, "gen_ai_original_model": "llama"}) {
+			sum += m.GetHistogram().GetSampleSum()
+		}
+	}
+	return sum
+}
+
+// count sums the sample counts of a histogram's series that have labels.
+func count(fams map[string]*dto.MetricFamily, name string, labels map[string]string) uint64 {
+	var n uint64
+	for _, m := range fams[name].GetMetric() {
+		if hasLabels(m, labels) {
+			n += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return n
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	found := 0
+	for _, l := range m.GetLabel() {
+		if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
+			found++
+		}
+	}
+	return found == len(want)
+}
