@@ -37,15 +37,26 @@ func (r *route) url() string { return r.host.URL("/v1/chat/completions") }
 // startHost runs the host with the inflow filter for addrs, or with the
 // pass-through filter when inflow is false.
 func startHost(ctx context.Context, addrs []string, inflow bool) (*route, error) {
+	var settings map[string]any
+	if inflow {
+		settings = map[string]any{}
+	}
+	return startHostWith(ctx, addrs, settings)
+}
+
+// startHostWith runs the host with inflow.so and these pool scheduler
+// settings (the adapters added), or with the pass-through filter when
+// settings is nil.
+func startHostWith(ctx context.Context, addrs []string, settings map[string]any) (*route, error) {
 	dir, err := os.MkdirTemp("", "benchsched-")
 	if err != nil {
 		return nil, err
 	}
 	r := &route{dir: dir}
 	opts := harness.HostOptions{PluginName: "passthrough", Concurrency: 2}
-	if inflow {
+	if settings != nil {
 		opts.PluginName = protocol.PluginName
-		opts.Config = inflowFilterConfig(addrs)
+		opts.Config = inflowFilterConfig(addrs, settings)
 	}
 	if r.host, err = harness.StartHost(ctx, dir, opts); err != nil {
 		r.close()
@@ -55,18 +66,20 @@ func startHost(ctx context.Context, addrs []string, inflow bool) (*route, error)
 }
 
 // inflowFilterConfig serves the workload's base model and both adapters
-// from one pool of the simulators, with the default scheduler profile.
-func inflowFilterConfig(addrs []string) map[string]any {
+// from one pool of the simulators, with the default scheduler profile
+// changed by settings.
+func inflowFilterConfig(addrs []string, settings map[string]any) map[string]any {
 	var models []map[string]any
 	for _, m := range adapterMix {
 		models = append(models, map[string]any{"name": m.model, "pool": "sim"})
 	}
+	sched := map[string]any{"lora": map[string]any{"adapters": []string{"sql-lora", "tweet-lora"}}}
+	for k, v := range settings {
+		sched[k] = v
+	}
 	return map[string]any{
 		"models": models,
-		"pools": []map[string]any{{
-			"name": "sim", "endpoints": addrs,
-			"scheduler": map[string]any{"lora": map[string]any{"adapters": []string{"sql-lora", "tweet-lora"}}},
-		}},
+		"pools":  []map[string]any{{"name": "sim", "endpoints": addrs, "scheduler": sched}},
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"maps"
 	"math/rand/v2"
@@ -94,6 +95,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "markdown file whose bench-sched section is replaced by the results")
 	flag.StringVar(&o.via, "via", "host", "host: through the ABI host and the real .so; direct: scheduler package in process")
 	baselines := flag.Bool("baselines", true, "also run random, round-robin and least-in-flight")
+	only := flag.String("scenario", "", "run only this table: policies, "+scenarioNames()+" (default: all)")
 	var profiles profileFlags
 	flag.Var(&profiles, "profile", `extra Inflow variant: a pool scheduler JSON object, e.g. '{"weights":{"in_flight":3}}' (repeatable)`)
 	flag.Parse()
@@ -131,6 +133,25 @@ func main() {
 			return newInflow(addrs, &s, p)
 		})
 	}
+	for _, sc := range feedbackScenarios {
+		if *only != "" && *only != sc.name {
+			continue
+		}
+		rs, err := runScenario(ctx, o, sc)
+		if err != nil {
+			log.Fatal(err)
+		}
+		table := renderScenario(o, sc, rs)
+		fmt.Print(table, "\n")
+		if o.out != "" {
+			if err := replaceSection(o.out, sc.name, table); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	if *only != "" && *only != "policies" {
+		return
+	}
 	var results []result
 	for _, mk := range policies {
 		r, err := run(ctx, o, mk)
@@ -147,10 +168,18 @@ func main() {
 	table := render(o, results)
 	fmt.Print(table)
 	if o.out != "" {
-		if err := replaceSection(o.out, table); err != nil {
+		if err := replaceSection(o.out, "bench-sched", table); err != nil {
 			log.Fatal(err)
 		}
 	}
+}
+
+func scenarioNames() string {
+	var names []string
+	for _, sc := range feedbackScenarios {
+		names = append(names, sc.name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // run starts a fresh cluster (cold caches), sends the workload through one
@@ -192,34 +221,21 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, DisableCompression: true}, Timeout: 2 * time.Minute}
 	w := newWorkload(o.seed)
-	arrivals := rand.New(rand.NewPCG(o.seed, 42))
-	res := result{policy: p.name()}
+	res := result{policy: p.name(), byKind: map[string][]time.Duration{}}
 	answered := 0 // requests the host answered: each went through a pick
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	start := time.Now()
-	for _, at := range arrivalTimes(arrivals, o.rate, o.duration) {
-		time.Sleep(time.Until(start.Add(at))) // pacing the open-loop arrivals
-		wg.Go(func() {
-			ttft, kind, err := send(client, p, via, w)
-			mu.Lock()
-			defer mu.Unlock()
-			if !errors.Is(err, errNoResponse) {
-				answered++
-			}
-			if err != nil {
-				res.errors++
-				return
-			}
+	res.elapsed = drive(o.seed, o.rate, o.duration, func() {
+		ttft, kind, err := send(client, p, via, w)
+		mu.Lock()
+		defer mu.Unlock()
+		if !errors.Is(err, errNoResponse) {
+			answered++
+		}
+		if res.errors += count(err); err == nil {
 			res.ttft = append(res.ttft, ttft)
-			if res.byKind == nil {
-				res.byKind = map[string][]time.Duration{}
-			}
 			res.byKind[kind] = append(res.byKind[kind], ttft)
-		})
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
+		}
+	})
 	for _, s := range cluster.Servers {
 		st := s.Stats()
 		res.hits += st.PrefixCacheHits
@@ -237,6 +253,29 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 		res.failOpens = p.(*inflow).stats().FailOpens
 	}
 	return res, nil
+}
+
+// drive calls do at each arrival of a seeded Poisson schedule of rate per
+// second over d (an open loop: arrivals do not wait for answers) and waits
+// for every call; it returns the time taken.
+func drive(seed uint64, rate float64, d time.Duration, do func()) time.Duration {
+	arrivals := rand.New(rand.NewPCG(seed, 42))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, at := range arrivalTimes(arrivals, rate, d) {
+		time.Sleep(time.Until(start.Add(at))) // pacing the open-loop arrivals
+		wg.Go(do)
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// count is 1 for an error, 0 for none.
+func count(err error) int {
+	if err != nil {
+		return 1
+	}
+	return 0
 }
 
 // arrivalTimes returns rate x duration arrival offsets drawn uniformly over
@@ -295,14 +334,28 @@ func send(client *http.Client, p policy, via *route, w *workload) (_ time.Durati
 	if steer != "" {
 		req.Header.Set(protocol.HeaderDestination, steer)
 	}
+	ttft, err := measure(client, req, w.stream)
+	return ttft, kind, err
+}
+
+// measure sends req and returns its time to first token: the first SSE
+// event of a stream, which the simulator (like vLLM) sends with the first
+// token; for a non-streaming request, the time to the whole response.
+func measure(client *http.Client, req *http.Request, stream bool) (time.Duration, error) {
 	t0 := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, kind, fmt.Errorf("%w: %w", errNoResponse, err)
+		return 0, fmt.Errorf("%w: %w", errNoResponse, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, kind, fmt.Errorf("status %d", resp.StatusCode)
+		return 0, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if !stream {
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return 0, err
+		}
+		return time.Since(t0), nil
 	}
 	r := bufio.NewReader(resp.Body)
 	var ttft time.Duration
@@ -312,10 +365,10 @@ func send(client *http.Client, p policy, via *route, w *workload) (_ time.Durati
 			ttft = time.Since(t0)
 		}
 		if bytes.HasPrefix(line, []byte("data: [DONE]")) {
-			return ttft, kind, nil
+			return ttft, nil
 		}
 		if err != nil {
-			return 0, kind, fmt.Errorf("stream ended early: %w", err)
+			return 0, fmt.Errorf("stream ended early: %w", err)
 		}
 	}
 }
@@ -359,18 +412,15 @@ var viaText = map[string]string{
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 
-const (
-	beginMarker = "<!-- bench-sched:begin -->"
-	endMarker   = "<!-- bench-sched:end -->"
-)
-
-// replaceSection puts table between the bench-sched markers of file.
-func replaceSection(file, table string) error {
+// replaceSection puts table between the <!-- name:begin --> and
+// <!-- name:end --> markers of file.
+func replaceSection(file, name, table string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
 	s := string(data)
+	beginMarker, endMarker := "<!-- "+name+":begin -->", "<!-- "+name+":end -->"
 	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
 	if i < 0 || j < i {
 		return fmt.Errorf("%s: no %s ... %s section", file, beginMarker, endMarker)

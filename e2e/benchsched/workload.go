@@ -47,10 +47,11 @@ type workload struct {
 	systems []string
 	idle    []*conversation // ready for their next turn
 	nextID  int
+	stream  bool // requests stream (the default)
 }
 
 func newWorkload(seed uint64) *workload {
-	w := &workload{r: rand.New(rand.NewPCG(seed, seed^0x5eed))}
+	w := &workload{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), stream: true}
 	for i := range systemPrompts {
 		w.systems = append(w.systems, filler(w.r, fmt.Sprintf("You are assistant %d of the Inflow benchmark. ", i), systemPromptSize))
 	}
@@ -79,7 +80,7 @@ func (w *workload) next() (c *conversation, body, messages []byte) {
 	if err != nil {
 		panic(err) // plain strings always marshal
 	}
-	body = fmt.Appendf(nil, `{"model":%q,"stream":true,"max_tokens":%d,"messages":%s}`, c.model, maxTokens, messages)
+	body = fmt.Appendf(nil, `{"model":%q,"stream":%t,"max_tokens":%d,"messages":%s}`, c.model, w.stream, maxTokens, messages)
 	return c, body, messages
 }
 

@@ -97,3 +97,42 @@ func TestPickUsesFeedback(t *testing.T) {
 		t.Fatalf("fail-open picked %v (%v), want the only one not cooling down despite its load", out.Endpoints, err)
 	}
 }
+
+func TestLatencyOutlierFilter(t *testing.T) {
+	now := time.Now()
+	half := 10 * time.Second
+	ms := time.Millisecond
+	tests := []struct {
+		name      string
+		ttft      []time.Duration // 0: not observed
+		age       time.Duration   // of the slowest one's observation
+		saturated bool
+		kept      int
+	}{
+		{"one slow endpoint", []time.Duration{100 * ms, 120 * ms, 110 * ms, 700 * ms}, 0, false, 3},
+		{"twice as slow but only by 15 ms", []time.Duration{10 * ms, 12 * ms, 25 * ms}, 0, false, 3},
+		{"slower by 150 ms but not twice", []time.Duration{400 * ms, 420 * ms, 560 * ms}, 0, false, 3},
+		{"saturated pool keeps it", []time.Duration{100 * ms, 120 * ms, 700 * ms}, 0, true, 3},
+		{"an old observation fades", []time.Duration{100 * ms, 120 * ms, 110 * ms, 700 * ms}, 3 * half, false, 4},
+		{"unobserved endpoints stay", []time.Duration{100 * ms, 0, 110 * ms, 700 * ms}, 0, false, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := cands(make([]pool.Metrics, len(tt.ttft))...)
+			for i, d := range tt.ttft {
+				if d == 0 {
+					continue
+				}
+				at := now
+				if i == len(tt.ttft)-1 {
+					at = now.Add(-tt.age)
+				}
+				cs[i].Endpoint.ObserveLatency(d, 0, false, at)
+			}
+			c := &Cycle{Now: now, Saturated: tt.saturated}
+			if got := len(LatencyOutlierFilter{HalfLife: half}.Filter(c, cs)); got != tt.kept {
+				t.Errorf("kept %d, want %d", got, tt.kept)
+			}
+		})
+	}
+}

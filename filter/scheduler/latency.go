@@ -62,3 +62,79 @@ func ratio(best, v float64) (float64, int) {
 	}
 	return best / v, 1
 }
+
+var _ Filter = LatencyOutlierFilter{}
+
+// Outlier thresholds: an endpoint whose responses take twice the pool's
+// median time to first token, and at least 100 ms more, is not a
+// candidate while others are. Both must hold, so a pool whose endpoints
+// are all fast (10 ms vs 25 ms) or all equally loaded ejects nobody.
+const (
+	outlierFactor = 2.0
+	outlierMargin = 0.1 // seconds
+)
+
+// LatencyOutlierFilter drops endpoints whose observed time to first token
+// is far above the candidates' median (outlierFactor and outlierMargin).
+// Weighing latency alone cannot move traffic off such an endpoint when its
+// queue is shorter or it holds a request's prefix: the scorers' other
+// points outweigh it. As an observation ages its excess over the median
+// fades (halving every HalfLife), so an ejected endpoint is probed again
+// and comes back once it is fast. It keeps every candidate rather than
+// none, and ejects nobody when the pool is saturated: then it needs every
+// endpoint's capacity, a slow one's too.
+type LatencyOutlierFilter struct {
+	HalfLife time.Duration
+}
+
+// Filter implements Filter.
+func (f LatencyOutlierFilter) Filter(c *Cycle, cands []Candidate) []Candidate {
+	if c.Saturated {
+		return cands
+	}
+	ttft := c.floats(&c.latTTFT, len(cands))
+	obs := c.floats(&c.latTPOT, len(cands))[:0]
+	for i, cd := range cands {
+		l, ok := cd.Endpoint.Latency(c.Now)
+		if !ok || l.TTFT <= 0 {
+			ttft[i] = -1
+			continue
+		}
+		ttft[i] = l.TTFT
+		obs = append(obs, l.TTFT)
+	}
+	if len(obs) < 2 {
+		return cands
+	}
+	med := median(obs)
+	kept := cands[:0:len(cands)]
+	for i, cd := range cands {
+		if ttft[i] > 0 {
+			l, _ := cd.Endpoint.Latency(c.Now)
+			excess := (ttft[i] - med) * math.Exp2(-l.Age.Seconds()/f.HalfLife.Seconds())
+			if t := med + excess; t > outlierFactor*med && t > med+outlierMargin {
+				continue
+			}
+		}
+		kept = append(kept, cd)
+	}
+	if len(kept) == 0 {
+		return cands
+	}
+	return kept
+}
+
+// median sorts v in place (insertion sort: v is a pool's size) and returns
+// its median.
+func median(v []float64) float64 {
+	for i := 1; i < len(v); i++ {
+		for j := i; j > 0 && v[j] < v[j-1]; j-- {
+			v[j], v[j-1] = v[j-1], v[j]
+		}
+	}
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}

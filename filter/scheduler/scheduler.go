@@ -115,6 +115,9 @@ func New(lease *pool.Lease, s config.ResolvedScheduler) *Scheduler {
 			LoRAFilter{},
 		},
 	}
+	if s.Weights.Latency > 0 {
+		sc.filters = append(sc.filters, LatencyOutlierFilter{HalfLife: s.LatencyHalfLife})
+	}
 	for _, a := range s.LoRAAdapters {
 		sc.adapters[a] = true
 	}
