@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -130,4 +131,18 @@ func (s *Stack) Close() error {
 		errs = append(errs, s.Sims.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// GenAIMetrics is where the filter serves its GenAI metrics
+// (genai_metrics.address), as a host:port to browse: an unspecified IP is
+// shown as localhost. Empty when the config serves none.
+func (s *Stack) GenAIMetrics() string {
+	host, port, err := net.SplitHostPort(s.Config.Spec.GenAIMetrics.Address)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -125,6 +125,7 @@ by the control plane from {{.Config.Listener}} of e2e/demo/controlplane.yaml.
   curl -s http://{{.Host.Addr}}/v1/chat/completions -H 'content-type: application/json' \
     -d '{"model":"nope","messages":[{"role":"user","content":"hi"}]}'                           # 404, OpenAI-shaped
   curl -s http://{{.Host.Admin}}/stats | grep inflow_
+  curl -s http://{{.GenAIMetrics}}/metrics | grep gen_ai_       # GenAI metrics, served by the filter
 
   python: OpenAI(base_url="http://{{.Host.Addr}}/v1", api_key="unused")
 
