@@ -17,7 +17,9 @@ import (
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
+	"github.com/inflow-gateway/inflow/filter/genai"
 	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // The response path end to end: the official OpenAI client through the
@@ -44,7 +46,7 @@ func startUsageStack(t *testing.T, gzipped bool) *usageStack {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	st := &usageStack{sim: s, metrics: freeAddr(t)}
-	st.host = startHost(t, harness.HostOptions{PluginName: harness.InflowPlugin, Config: map[string]any{
+	st.host = startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: map[string]any{
 		"models": []map[string]any{{"name": "llama", "pool": "sims", "rewrite": []map[string]any{{"model": servedModel}}}},
 		"pools":  []map[string]any{{"name": "sims", "endpoints": []string{s.Addr()}}},
 		"costs": []map[string]any{
@@ -113,7 +115,7 @@ func TestStreamWithoutIncludeUsageIsByteIdentical(t *testing.T) {
 		t.Fatal("the usage chunk reached a client that did not ask for it")
 	}
 	// The server was asked for usage: the filter counted the 5 tokens.
-	waitFor(t, "output tokens in the GenAI metrics", func() bool { return tokens(t, st.metrics, "output") >= 5 })
+	poll.Eventually(t, "output tokens in the GenAI metrics", func() bool { return tokens(t, st.metrics, "output") >= 5 })
 }
 
 func TestOpenAIClientStreaming(t *testing.T) {
@@ -156,19 +158,19 @@ func TestOpenAIClientStreaming(t *testing.T) {
 		t.Errorf("non-streaming response %+v", resp)
 	}
 	// Both streams and the non-streaming response were accounted.
-	waitFor(t, "tokens counted", func() bool {
+	poll.Eventually(t, "tokens counted", func() bool {
 		return tokens(t, st.metrics, "output") >= 10+float64(resp.Usage.CompletionTokens)
 	})
 	fams := scrapeGenAI(t, st.metrics)
-	if n := count(fams, "gen_ai_server_time_to_first_token_seconds", nil); n != 2 {
+	if n := count(fams, genai.MetricTTFT, nil); n != 2 {
 		t.Errorf("TTFT observations %d, want the 2 streams", n)
 	}
-	if n := count(fams, "gen_ai_server_request_duration_seconds", map[string]string{"gen_ai_operation_name": "chat", "gen_ai_original_model": "llama", "gen_ai_request_model": servedModel, "gen_ai_response_model": servedModel}); n != 3 {
+	if n := count(fams, genai.MetricRequestDuration, map[string]string{genai.LabelOperation: "chat", genai.LabelOriginalModel: "llama", genai.LabelRequestModel: servedModel, genai.LabelResponseModel: servedModel}); n != 3 {
 		t.Errorf("request durations %d, want 3", n)
 	}
 	// Envoy's /stats counts the tokens too (exported once a second).
-	waitFor(t, "token stats", statIs(t, st.host, "inflow_tokens_output_total", func(v int64) bool { return v >= 10 }))
-	waitFor(t, "per-model token stats", statIs(t, st.host, "inflow.model.llama.tokens_input_total", func(v int64) bool { return v > 0 }))
+	poll.Eventually(t, "token stats", statIs(t, st.host, protocol.TokenStat("output"), func(v int64) bool { return v >= 10 }))
+	poll.Eventually(t, "per-model token stats", statIs(t, st.host, protocol.ModelTokenStat("llama", "input"), func(v int64) bool { return v > 0 }))
 }
 
 // vLLM reports an engine failure mid-stream as a data: {"error": ...}
@@ -191,8 +193,8 @@ func TestMidStreamError(t *testing.T) {
 	if err := stream.Err(); err == nil || !strings.Contains(err.Error(), "injected engine failure") {
 		t.Fatalf("after %d chunks: err %v, want the server's error", chunks, err)
 	}
-	waitFor(t, "a failed request in the GenAI metrics", func() bool {
-		return count(scrapeGenAI(t, st.metrics), "gen_ai_server_request_duration_seconds", map[string]string{"error_type": "error_event"}) == 1
+	poll.Eventually(t, "a failed request in the GenAI metrics", func() bool {
+		return count(scrapeGenAI(t, st.metrics), genai.MetricRequestDuration, map[string]string{genai.LabelErrorType: "error_event"}) == 1
 	})
 }
 
@@ -212,7 +214,7 @@ func TestGzipStream(t *testing.T) {
 	if got, want := gunzip(t, via), gunzip(t, direct); !bytes.Equal(got, want) {
 		t.Fatalf("through Inflow decodes to\n%s\ndirect:\n%s", got, want)
 	}
-	waitFor(t, "tokens of the gzip stream", func() bool { return tokens(t, st.metrics, "output") >= 5 })
+	poll.Eventually(t, "tokens of the gzip stream", func() bool { return tokens(t, st.metrics, "output") >= 5 })
 	// And the OpenAI client (Go's transport asks for gzip and decodes).
 	params := chatParams("llama", "hi")
 	params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
@@ -240,11 +242,14 @@ func gunzip(t *testing.T, b []byte) []byte {
 	return out
 }
 
+// scrapeGenAI reads the filter's GenAI metrics; nil while its listener,
+// which binds in the background once the config is parsed, is not up yet
+// (callers poll).
 func scrapeGenAI(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := http.Get("http://" + addr + genai.Path)
 	if err != nil {
-		t.Fatalf("scrape the GenAI metrics: %v", err)
+		return nil
 	}
 	defer resp.Body.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
@@ -258,8 +263,8 @@ func scrapeGenAI(t *testing.T, addr string) map[string]*dto.MetricFamily {
 // tokens sums gen_ai_client_token_usage of one token type for "llama".
 func tokens(t *testing.T, addr, typ string) float64 {
 	var sum float64
-	for _, m := range scrapeGenAI(t, addr)["gen_ai_client_token_usage"].GetMetric() {
-		if hasLabels(m, map[string]string{"gen_ai_token_type": typ, "gen_ai_original_model": "llama"}) {
+	for _, m := range scrapeGenAI(t, addr)[genai.MetricTokenUsage].GetMetric() {
+		if hasLabels(m, map[string]string{genai.LabelTokenType: typ, genai.LabelOriginalModel: "llama"}) {
 			sum += m.GetHistogram().GetSampleSum()
 		}
 	}

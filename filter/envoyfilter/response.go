@@ -143,6 +143,10 @@ func (f *filter) prepareAccounting(h api.ResponseHeaderMap) {
 // EncodeData accounts each piece and passes it on at once. A piece changes
 // only when it holds (part of) the usage chunk the filter asked for, or a
 // partial event that could be it, which then goes out with the next piece.
+// It always returns Continue: StopAndBufferWatermark would make Envoy keep
+// the whole piece (and deliver it again, grown, with the next one), where
+// only a partial event's few bytes need to wait; the filter keeps those
+// itself and passes the rest on now.
 func (f *filter) EncodeData(buf api.BufferInstance, endStream bool) (status api.StatusType) {
 	defer f.recoverResponse(&status)
 	r := f.active()

@@ -334,11 +334,11 @@ func tokenSum(t *testing.T, model, typ string) float64 {
 	}
 	var sum float64
 	for _, f := range fams {
-		if f.GetName() != "gen_ai_client_token_usage" {
+		if f.GetName() != genai.MetricTokenUsage {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if label(m, "gen_ai_original_model") == model && label(m, "gen_ai_token_type") == typ {
+			if label(m, genai.LabelOriginalModel) == model && label(m, genai.LabelTokenType) == typ {
 				sum += m.GetHistogram().GetSampleSum()
 			}
 		}

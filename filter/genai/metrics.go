@@ -19,15 +19,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Metric names as Envoy AI Gateway's Prometheus exporter shows them.
+const (
+	MetricTokenUsage      = "gen_ai_client_token_usage"
+	MetricRequestDuration = "gen_ai_server_request_duration_seconds"
+	MetricTTFT            = "gen_ai_server_time_to_first_token_seconds"
+	MetricTPOT            = "gen_ai_server_time_per_output_token_seconds"
+)
+
 // Attribute (label) names and values, Envoy AI Gateway's.
 const (
-	labelOperation     = "gen_ai_operation_name"
-	labelProvider      = "gen_ai_provider_name"
-	labelOriginalModel = "gen_ai_original_model"
-	labelRequestModel  = "gen_ai_request_model"
-	labelResponseModel = "gen_ai_response_model"
-	labelTokenType     = "gen_ai_token_type"
-	labelErrorType     = "error_type"
+	LabelOperation     = "gen_ai_operation_name"
+	LabelProvider      = "gen_ai_provider_name"
+	LabelOriginalModel = "gen_ai_original_model"
+	LabelRequestModel  = "gen_ai_request_model"
+	LabelResponseModel = "gen_ai_response_model"
+	LabelTokenType     = "gen_ai_token_type"
+	LabelErrorType     = "error_type"
 
 	TokenInput              = "input"
 	TokenOutput             = "output"
@@ -47,7 +55,7 @@ var (
 	tpotBuckets     = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5}
 )
 
-var baseLabels = []string{labelOperation, labelProvider, labelOriginalModel, labelRequestModel, labelResponseModel}
+var baseLabels = []string{LabelOperation, LabelProvider, LabelOriginalModel, LabelRequestModel, LabelResponseModel}
 
 // Metrics are the four GenAI histograms.
 type Metrics struct {
@@ -100,13 +108,13 @@ func New() *Metrics {
 		m.Registry.MustRegister(h)
 		return h
 	}
-	m.tokenUsage = hist("gen_ai_client_token_usage", "Number of tokens processed.", tokenBuckets,
-		append(baseLabels[:len(baseLabels):len(baseLabels)], labelTokenType)...)
-	m.requestDuration = hist("gen_ai_server_request_duration_seconds",
+	m.tokenUsage = hist(MetricTokenUsage, "Number of tokens processed.", tokenBuckets,
+		append(baseLabels[:len(baseLabels):len(baseLabels)], LabelTokenType)...)
+	m.requestDuration = hist(MetricRequestDuration,
 		"Generative AI server request duration such as time-to-last byte or last output token.", durationBuckets,
-		append(baseLabels[:len(baseLabels):len(baseLabels)], labelErrorType)...)
-	m.ttft = hist("gen_ai_server_time_to_first_token_seconds", "Time to receive first token in streaming responses.", ttftBuckets, baseLabels...)
-	m.tpot = hist("gen_ai_server_time_per_output_token_seconds",
+		append(baseLabels[:len(baseLabels):len(baseLabels)], LabelErrorType)...)
+	m.ttft = hist(MetricTTFT, "Time to receive first token in streaming responses.", ttftBuckets, baseLabels...)
+	m.tpot = hist(MetricTPOT,
 		"Time per output token generated after the first token for successful responses.", tpotBuckets, baseLabels...)
 	return m
 }
