@@ -1,7 +1,7 @@
 # Shipping: container images, the compose demo, Kubernetes manifests, and the
 # Go-side stand-in for the demo that runs without Docker (docs/deploy.md).
-# Versions come from one file; build/check fails when anything disagrees.
-include build/versions.env
+# Versions come from build/versions.env (included by the Makefile);
+# build/check fails when anything disagrees.
 
 ENVOY_IMAGE        ?= ghcr.io/inflow-gateway/inflow-envoy:$(INFLOW_VERSION)-envoy-$(ENVOY_VERSION)
 CONTROLPLANE_IMAGE ?= ghcr.io/inflow-gateway/inflow-controlplane:$(INFLOW_VERSION)

@@ -1,6 +1,9 @@
 package check
 
 import (
+	"bytes"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	appsv1 "k8s.io/api/apps/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -104,8 +108,18 @@ func checkPod(t *testing.T, name string, p corev1.PodSpec) {
 	if p.SecurityContext == nil || p.SecurityContext.RunAsNonRoot == nil || !*p.SecurityContext.RunAsNonRoot {
 		t.Errorf("%s: pod without runAsNonRoot", name)
 	}
-	if p.AutomountServiceAccountToken == nil || *p.AutomountServiceAccountToken {
-		t.Errorf("%s: mounts a service account token it does not use", name)
+	// The control plane reads the API; Envoy's pod gives a token to its
+	// credential sidecar alone, through a projected volume.
+	automount := p.AutomountServiceAccountToken == nil || *p.AutomountServiceAccountToken
+	if automount != (name == "inflow-controlplane") {
+		t.Errorf("%s: automountServiceAccountToken %v", name, automount)
+	}
+	for _, c := range p.Containers {
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount" && c.Name != "credentials" {
+				t.Errorf("%s/%s: gets the service account token", name, c.Name)
+			}
+		}
 	}
 	for _, c := range p.Containers {
 		if c.ReadinessProbe == nil || c.LivenessProbe == nil {
@@ -210,32 +224,124 @@ func labelsMatch(selector, labels map[string]string) bool {
 	return len(selector) > 0
 }
 
-// checkRBAC: read-only verbs on named resources, no secrets, no wildcards,
-// bound to the control plane's ServiceAccount only.
+// checkRBAC: namespaced Roles only, no wildcards; the control plane may read
+// exactly what the Kubernetes source watches, update the status it reports,
+// raise Events and hold its one Lease; only the Envoy pod's credential
+// sidecar reads Secrets, and only named ones.
 func checkRBAC(t *testing.T, objs []runtime.Object) {
-	roles := of[*rbacv1.Role](objs)
-	if len(roles) != 1 || len(of[*rbacv1.ClusterRole](objs)) != 0 {
-		t.Fatalf("want one namespaced Role and no ClusterRole")
+	if len(of[*rbacv1.ClusterRole](objs)) != 0 || len(of[*rbacv1.ClusterRoleBinding](objs)) != 0 {
+		t.Error("want no cluster-wide RBAC")
 	}
-	for _, r := range roles[0].Rules {
-		for _, list := range [][]string{r.APIGroups, r.Resources, r.Verbs, r.ResourceNames} {
-			if slices.Contains(list, "*") {
-				t.Errorf("rule %v has a wildcard", r)
+	read := []string{"get", "list", "watch"}
+	allowed := map[string][]string{ // group/resource -> verbs
+		"/pods": read, "inference.networking.k8s.io/inferencepools": read, "inference.networking.x-k8s.io/inferenceobjectives": read,
+		"aigateway.envoyproxy.io/aigatewayroutes": read, "aigateway.envoyproxy.io/aiservicebackends": read,
+		"aigateway.envoyproxy.io/backendsecuritypolicies": read, "gateway.envoyproxy.io/backends": read,
+		"inference.networking.k8s.io/inferencepools/status": {"update"}, "aigateway.envoyproxy.io/aigatewayroutes/status": {"update"},
+		"/events": {"create", "patch"}, "coordination.k8s.io/leases": {"create", "get", "update"},
+		"/secrets": read,
+	}
+	granted := map[string]map[string][]string{} // role -> group/resource -> verbs
+	for _, r := range of[*rbacv1.Role](objs) {
+		granted[r.Name] = map[string][]string{}
+		for _, rule := range r.Rules {
+			for _, list := range [][]string{rule.APIGroups, rule.Resources, rule.Verbs, rule.ResourceNames} {
+				if slices.Contains(list, "*") {
+					t.Errorf("Role %s rule %v has a wildcard", r.Name, rule)
+				}
+			}
+			for _, g := range rule.APIGroups {
+				for _, res := range rule.Resources {
+					key := g + "/" + res
+					for _, v := range rule.Verbs {
+						if !slices.Contains(allowed[key], v) {
+							t.Errorf("Role %s: %s on %s is more than Inflow needs", r.Name, v, key)
+						}
+						granted[r.Name][key] = append(granted[r.Name][key], v)
+					}
+					switch {
+					case key == "/secrets" && (r.Name != "inflow-credentials" || len(rule.ResourceNames) == 0):
+						t.Errorf("Role %s reads Secrets %v: only the credential sidecar may, and only named ones", r.Name, rule.ResourceNames)
+					case key == "coordination.k8s.io/leases" && !slices.Equal(rule.Verbs, []string{"create"}) &&
+						!slices.Equal(rule.ResourceNames, []string{"inflow-controlplane-leader"}):
+						t.Errorf("Role %s: leases %v beyond create must name the control plane's Lease", r.Name, rule.Verbs)
+					}
+				}
 			}
 		}
-		if len(r.ResourceNames) == 0 || slices.Contains(r.Resources, "secrets") {
-			t.Errorf("rule %v: want named resources, no secrets", r)
+	}
+	cp := granted["inflow-controlplane"]
+	for key, verbs := range allowed {
+		if key == "/secrets" {
+			continue
 		}
-		for _, v := range r.Verbs {
-			if !slices.Contains([]string{"get", "list", "watch"}, v) {
-				t.Errorf("rule %v: verb %q is more than reading", r, v)
+		for _, v := range verbs {
+			if !slices.Contains(cp[key], v) {
+				t.Errorf("the control plane's Role lacks %s on %s, which it needs", v, key)
 			}
 		}
 	}
+	if cp["/secrets"] != nil {
+		t.Error("the control plane may read Secrets")
+	}
+	for _, v := range []string{"list", "watch"} {
+		if !slices.Contains(granted["inflow-credentials"]["aigateway.envoyproxy.io/backendsecuritypolicies"], v) ||
+			!slices.Contains(granted["inflow-credentials"]["/secrets"], v) {
+			t.Errorf("the credential sidecar's Role lacks %s on policies or Secrets", v)
+		}
+	}
+	bound := map[string]string{"inflow-controlplane": "inflow-controlplane", "inflow-credentials": "inflow-envoy"}
 	for _, b := range of[*rbacv1.RoleBinding](objs) {
-		if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != "inflow-controlplane" {
-			t.Errorf("RoleBinding %s subjects %v", b.Name, b.Subjects)
+		if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != bound[b.RoleRef.Name] {
+			t.Errorf("RoleBinding %s of Role %s: subjects %v", b.Name, b.RoleRef.Name, b.Subjects)
 		}
+	}
+}
+
+// TestCRDsFromTheModule: build/k8s/crds are the Inference Extension's own
+// files at the version go.mod pins, byte for byte (`make crds` copies them).
+func TestCRDsFromTheModule(t *testing.T) {
+	r := root(t)
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api-inference-extension")
+	cmd.Dir = r
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list the Inference Extension module: %v", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	files, err := filepath.Glob(filepath.Join(r, "build", "k8s", "crds", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crds int
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		crds++
+		got, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(dir, "config", "crd", "bases", filepath.Base(f)))
+		if err != nil {
+			t.Fatalf("%s is not a CRD of the module: %v", filepath.Base(f), err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the module's: run make crds", filepath.Base(f))
+		}
+	}
+	if crds != 2 {
+		t.Errorf("%d CRDs, want InferencePool and InferenceObjective", crds)
+	}
+	objs := build(t, "build/k8s")
+	var names []string
+	for _, c := range of[*apiextensionsv1.CustomResourceDefinition](objs) {
+		names = append(names, c.Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"inferenceobjectives.inference.networking.x-k8s.io", "inferencepools.inference.networking.k8s.io"}) {
+		t.Errorf("build/k8s ships CRDs %v", names)
 	}
 }
 

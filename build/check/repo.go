@@ -30,6 +30,9 @@ func Root() (string, error) {
 // written down.
 type Versions struct {
 	Envoy, Go, Inflow, LLMDSim string
+	// Kubernetes and Etcd are the API server the Kubernetes tests run
+	// against (build/kubeassets).
+	Kubernetes, Etcd string
 }
 
 // EnvoyImage is the Envoy image the custom image is built on.
@@ -72,9 +75,10 @@ func ReadVersions(root string) (Versions, error) {
 		}
 		kv[k] = v
 	}
-	v := Versions{Envoy: kv["ENVOY_VERSION"], Go: kv["GO_VERSION"], Inflow: kv["INFLOW_VERSION"], LLMDSim: kv["LLMD_SIM_VERSION"]}
-	if v.Envoy == "" || v.Go == "" || v.Inflow == "" || v.LLMDSim == "" || len(kv) != 4 {
-		return v, fmt.Errorf("versions.env: want exactly ENVOY_VERSION, GO_VERSION, INFLOW_VERSION, LLMD_SIM_VERSION; got %v", kv)
+	v := Versions{Envoy: kv["ENVOY_VERSION"], Go: kv["GO_VERSION"], Inflow: kv["INFLOW_VERSION"], LLMDSim: kv["LLMD_SIM_VERSION"],
+		Kubernetes: kv["KUBERNETES_VERSION"], Etcd: kv["ETCD_VERSION"]}
+	if v.Envoy == "" || v.Go == "" || v.Inflow == "" || v.LLMDSim == "" || v.Kubernetes == "" || v.Etcd == "" || len(kv) != 6 {
+		return v, fmt.Errorf("versions.env: want exactly ENVOY_VERSION, GO_VERSION, INFLOW_VERSION, LLMD_SIM_VERSION, KUBERNETES_VERSION, ETCD_VERSION; got %v", kv)
 	}
 	return v, nil
 }

@@ -235,21 +235,68 @@ func TestFilterNeedsNoNewerGlibc(t *testing.T) {
 	}
 }
 
-// TestMakefileTakesVersionsFromOneFile: mk/ship.mk includes versions.env and
-// writes no version of its own.
+// TestMakefileTakesVersionsFromOneFile: the Makefile includes versions.env
+// and no make file writes a version of its own.
 func TestMakefileTakesVersionsFromOneFile(t *testing.T) {
 	v := versions(t)
-	data, err := os.ReadFile(filepath.Join(root(t), "mk", "ship.mk"))
+	r := root(t)
+	top, err := os.ReadFile(filepath.Join(r, "Makefile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(data)
-	if !strings.Contains(s, "\ninclude build/versions.env\n") {
-		t.Error("mk/ship.mk does not include build/versions.env")
+	if !strings.Contains(string(top), "\ninclude build/versions.env\n") {
+		t.Error("the Makefile does not include build/versions.env")
 	}
-	for _, ver := range []string{v.Envoy, v.Go, v.Inflow, v.LLMDSim} {
-		if strings.Contains(s, ver) {
-			t.Errorf("mk/ship.mk hard-codes %s", ver)
+	mks, err := filepath.Glob(filepath.Join(r, "mk", "*.mk"))
+	if err != nil || len(mks) == 0 {
+		t.Fatalf("no mk/*.mk: %v", err)
+	}
+	for _, f := range append(mks, filepath.Join(r, "Makefile")) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ver := range []string{v.Envoy, v.Go, v.Inflow, v.LLMDSim, v.Kubernetes, v.Etcd} {
+			if strings.Contains(string(data), ver) {
+				t.Errorf("%s hard-codes %s", filepath.Base(f), ver)
+			}
+		}
+	}
+}
+
+// TestKubeAssetsModule: build/kubeassets builds the Kubernetes and etcd
+// versions.env names, and points every staging module at the release of
+// that Kubernetes version (v1.37.2 -> v0.37.2).
+func TestKubeAssetsModule(t *testing.T) {
+	v := versions(t)
+	path := filepath.Join(root(t), "build", "kubeassets", "go.mod")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := modfile.Parse(path, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"k8s.io/kubernetes": v.Kubernetes, "go.etcd.io/etcd/server/v3": v.Etcd}
+	for _, r := range f.Require {
+		if w, ok := want[r.Mod.Path]; ok {
+			if r.Mod.Version != w {
+				t.Errorf("build/kubeassets requires %s %s, versions.env says %s", r.Mod.Path, r.Mod.Version, w)
+			}
+			delete(want, r.Mod.Path)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("build/kubeassets does not require %v", want)
+	}
+	staging := "v0" + strings.TrimPrefix(v.Kubernetes, "v1")
+	if len(f.Replace) < 20 {
+		t.Errorf("build/kubeassets has %d replaces; kubernetes needs one per staging module", len(f.Replace))
+	}
+	for _, r := range f.Replace {
+		if !strings.HasPrefix(r.Old.Path, "k8s.io/") || r.New.Path != r.Old.Path || r.New.Version != staging {
+			t.Errorf("replace %s => %s %s: want %s", r.Old.Path, r.New.Path, r.New.Version, staging)
 		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package local runs the control plane in process on a loopback port: load,
 // translate, publish over ADS and watch the file, as inflow-controlplane
 // does, without its admin port. The e2e tests and the Docker-free demo use
-// it so they exercise the same packages the binary runs.
+// it so they exercise the same packages the binary runs; with Kubernetes
+// options it runs the Kubernetes source too.
 package local
 
 import (
@@ -9,8 +10,13 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
+
+	"k8s.io/client-go/rest"
 
 	"github.com/inflow-gateway/inflow/controlplane/admin"
+	"github.com/inflow-gateway/inflow/controlplane/configfile"
+	"github.com/inflow-gateway/inflow/controlplane/kube"
 	"github.com/inflow-gateway/inflow/controlplane/reload"
 	"github.com/inflow-gateway/inflow/controlplane/xds"
 )
@@ -19,41 +25,89 @@ import (
 type Server struct {
 	// Addr is the ADS listener's ip:port.
 	Addr string
+	// XDS is the server publishing the snapshots.
+	XDS *xds.Server
+	// Kube is the Kubernetes source, nil in file mode.
+	Kube *kube.Source
 
 	cancel context.CancelFunc
 	done   []chan error
+	closed sync.Once
+	err    error
+}
+
+// Kubernetes is what the Kubernetes source needs beyond the file.
+type Kubernetes struct {
+	Rest *rest.Config
+	// Election, when set, makes this replica contend to write status.
+	Election *kube.Election
+	// OnPublished is kube.Options.OnPublished.
+	OnPublished func(version uint64, res *kube.Result)
 }
 
 // Start applies the config at path (which must load) and serves ADS on a
 // free loopback port until Close or ctx ends.
 func Start(ctx context.Context, path string, log *slog.Logger) (*Server, error) {
+	return StartKubernetes(ctx, path, log, nil)
+}
+
+// StartKubernetes is Start with the Kubernetes source, which a config with
+// a kubernetes section needs.
+func StartKubernetes(ctx context.Context, path string, log *slog.Logger, k *Kubernetes) (*Server, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &admin.Metrics{}
 	srv := xds.New(ctx, log, m)
 	r := &reload.Reloader{Path: path, Publisher: srv, Metrics: m, Log: log}
-	if err := r.Reload(ctx); err != nil {
+	s := &Server{XDS: srv, cancel: cancel}
+	fail := func(err error) (*Server, error) {
 		cancel()
 		return nil, err
+	}
+	loaded, err := configfile.Load(path)
+	if err != nil {
+		return fail(err)
+	}
+	if loaded.Config.Kubernetes != nil {
+		if k == nil {
+			return fail(errors.New("local: the config has a kubernetes section: pass Kubernetes options"))
+		}
+		s.Kube, err = kube.New(kube.Options{Rest: k.Rest, Publisher: srv, Log: log, Election: k.Election, OnPublished: k.OnPublished}, loaded.Config)
+		if err != nil {
+			return fail(err)
+		}
+		r.Apply = s.Kube.SetBase
+	}
+	if err := r.Reload(ctx); err != nil {
+		return fail(err)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		cancel()
-		return nil, err
+		return fail(err)
 	}
-	s := &Server{Addr: lis.Addr().String(), cancel: cancel}
-	served, watched := make(chan error, 1), make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	go func() { watched <- r.Watch(ctx) }()
-	s.done = []chan error{served, watched}
+	s.Addr = lis.Addr().String()
+	s.done = append(s.done, goErr(func() error { return srv.Serve(ctx, lis) }), goErr(func() error { return r.Watch(ctx) }))
+	if s.Kube != nil {
+		s.done = append(s.done, goErr(func() error { return s.Kube.Run(ctx) }))
+	}
 	return s, nil
 }
 
-// Close stops serving and watching and returns what either failed with.
+func goErr(f func() error) chan error {
+	c := make(chan error, 1)
+	go func() { c <- f() }()
+	return c
+}
+
+// Close stops serving and watching and returns what either failed with;
+// later calls return the same.
 func (s *Server) Close() error {
-	s.cancel()
-	var errs []error
-	for _, c := range s.done {
-		errs = append(errs, <-c)
-	}
-	return errors.Join(errs...)
+	s.closed.Do(func() {
+		s.cancel()
+		var errs []error
+		for _, c := range s.done {
+			errs = append(errs, <-c)
+		}
+		s.err = errors.Join(errs...)
+	})
+	return s.err
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/controlplane/admin"
 	"github.com/inflow-gateway/inflow/controlplane/configfile"
+	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 )
 
@@ -28,6 +29,10 @@ type Reloader struct {
 	Log       *slog.Logger
 	// OnApplied, if set, runs after each successful publish (readiness).
 	OnApplied func(version uint64)
+	// Apply, when set, takes each new valid config instead of it being
+	// translated and published here: the Kubernetes source merges it with
+	// what the API server holds and publishes itself.
+	Apply func(ctx context.Context, c *spec.Config) error
 
 	mu      sync.Mutex
 	digest  [sha256.Size]byte
@@ -46,6 +51,15 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	}
 	if r.applied && loaded.Digest == r.digest {
 		r.Metrics.Reload(admin.ReloadUnchanged)
+		return nil
+	}
+	if r.Apply != nil {
+		if err := r.Apply(ctx, loaded.Config); err != nil {
+			return r.reject(err)
+		}
+		r.digest, r.applied = loaded.Digest, true
+		r.Metrics.Reload(admin.ReloadApplied)
+		r.Log.Info("config applied", "path", r.Path, "took", time.Since(start).Round(time.Microsecond))
 		return nil
 	}
 	res, err := translator.Translate(loaded.Config)

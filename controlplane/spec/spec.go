@@ -38,6 +38,8 @@ type Config struct {
 	Listeners []Listener `json:"listeners"`
 	// Backends are external OpenAI-compatible services.
 	Backends []Backend `json:"backends,omitempty"`
+	// Kubernetes, when set, adds what the API server holds (kubernetes.go).
+	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
 }
 
 // Filter locates the Go filter shared library inside the Envoy container.

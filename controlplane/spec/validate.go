@@ -20,6 +20,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.FieldErrorf("filter.library_path", "must be an absolute path, got %q", p))
 	}
 	errs = append(errs, validateListeners(c.Listeners)...)
+	if c.Kubernetes != nil {
+		errs = append(errs, validateKubernetes(c.Kubernetes)...)
+	} else if len(c.Models) == 0 {
+		// Without Kubernetes, a file with no models serves nothing: a
+		// mistake, not an intent.
+		errs = append(errs, config.FieldErrorf("models", "at least one model is required (or a kubernetes section)"))
+	}
 	for i, b := range c.Backends {
 		errs = append(errs, validateBackend(fmt.Sprintf("backends[%d]", i), b)...)
 	}

@@ -40,6 +40,7 @@ func compatReference() *Config {
 			Name:        "gpu",
 			Endpoints:   []string{"10.0.0.1:8000", "[fd00::1]:8000"},
 			Destination: DestinationOriginalDst,
+			Objectives:  map[string]int{"batch": 2, "bulk": -1},
 			Scheduler: &Scheduler{
 				MetricsFormat: MetricsFormatVLLM,
 				MetricNames: &MetricNames{

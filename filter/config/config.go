@@ -114,6 +114,12 @@ type Pool struct {
 	// writes the ordered list, as version 1 always did; an ORIGINAL_DST
 	// cluster then falls back to the header's primary.
 	Destination Destination `json:"destination,omitempty" since:"2"`
+	// Objectives maps x-gateway-inference-objective values to priorities
+	// for requests this pool serves, ahead of the top-level Objectives: an
+	// InferenceObjective belongs to one pool, as it does for the EPP.
+	// Schema version 4; a filter that ignores it applies the top-level map
+	// only (it may then serve what it should shed).
+	Objectives map[string]int `json:"objectives,omitempty" since:"4"`
 }
 
 // Destination is how a pool's cluster turns the filter's pick into an

@@ -34,7 +34,6 @@ func TestParseValid(t *testing.T) {
 
 func TestValidateNamesTheField(t *testing.T) {
 	tests := []struct{ name, js, want string }{
-		{"no models", `{"models":[]}`, "models: at least one model"},
 		{"unknown field", `{"models":[{"name":"m","pool":"p"}],"pols":[]}`, `unknown field "pols"`},
 		{"wrong type", `{"models":[{"name":"m","pool":5}]}`, "models.pool"},
 		{"trailing data", valid + `{}`, "after the JSON object"},

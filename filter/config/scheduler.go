@@ -255,11 +255,20 @@ func (c *Config) PriorityFor(objective string) int {
 	return c.Objectives[objective]
 }
 
-func validateObjectives(objectives map[string]int) []error {
+// PriorityFor is the priority of objective for a request this pool serves:
+// the pool's own objectives first, then the config's (global).
+func (p *Pool) PriorityFor(global *Config, objective string) int {
+	if prio, ok := p.Objectives[objective]; ok {
+		return prio
+	}
+	return global.PriorityFor(objective)
+}
+
+func validateObjectives(path string, objectives map[string]int) []error {
 	var errs []error
 	for name := range objectives {
 		if strings.TrimSpace(name) == "" {
-			errs = append(errs, FieldErrorf("objectives", "objective names must not be empty"))
+			errs = append(errs, FieldErrorf(path, "objective names must not be empty"))
 		}
 	}
 	return errs

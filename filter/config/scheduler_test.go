@@ -93,3 +93,28 @@ func TestSchedulerRoundTrip(t *testing.T) {
 		t.Errorf("round trip lost settings: %+v", s)
 	}
 }
+
+// TestPoolPriorityFor: a pool's own objectives win over the top-level ones,
+// which still apply to objectives the pool does not name.
+func TestPoolPriorityFor(t *testing.T) {
+	global := &Config{Objectives: map[string]int{"batch": -1, "chat": 5}}
+	p := &Pool{Name: "p", Objectives: map[string]int{"batch": 3, "bulk": -1}}
+	for obj, want := range map[string]int{"batch": 3, "bulk": -1, "chat": 5, "": 0, "other": 0} {
+		if got := p.PriorityFor(global, obj); got != want {
+			t.Errorf("PriorityFor(%q) = %d, want %d", obj, got, want)
+		}
+	}
+	if got := (&Pool{}).PriorityFor(global, "batch"); got != -1 {
+		t.Errorf("a pool without objectives: %d, want the global -1", got)
+	}
+}
+
+func TestEmptyModelListIsValid(t *testing.T) {
+	if _, err := Parse([]byte(`{"models":[]}`)); err != nil {
+		t.Fatalf("a config without models (every request 404) must parse: %v", err)
+	}
+	if _, err := Parse([]byte(`{"models":[],"pools":[{"name":"p","endpoints":[],"objectives":{" ":1}}]}`)); err == nil ||
+		!strings.Contains(err.Error(), "pools[0].objectives") {
+		t.Fatalf("an empty pool objective name must be refused naming its field, got %v", err)
+	}
+}

@@ -31,6 +31,7 @@ func (c *Config) Validate() error {
 	for i, p := range c.Pools {
 		errs = append(errs, validatePool(fmt.Sprintf("pools[%d]", i), p, pools)...)
 		errs = append(errs, validateScheduler(fmt.Sprintf("pools[%d].scheduler", i), p.Scheduler)...)
+		errs = append(errs, validateObjectives(fmt.Sprintf("pools[%d].objectives", i), p.Objectives)...)
 	}
 	backends := make(map[string]bool, len(c.Backends))
 	for i, b := range c.Backends {
@@ -45,10 +46,10 @@ func (c *Config) Validate() error {
 		}
 		backends[b.Name] = true
 	}
-	errs = append(errs, validateObjectives(c.Objectives)...)
-	if len(c.Models) == 0 {
-		errs = append(errs, FieldErrorf("models", "at least one model is required"))
-	}
+	errs = append(errs, validateObjectives("objectives", c.Objectives)...)
+	// No models is valid: every request then gets 404, as a gateway whose
+	// routes have not been created yet should answer. A file that lists
+	// none is refused by the control plane's own validation.
 	models := make(map[string]bool, len(c.Models))
 	for i, m := range c.Models {
 		errs = append(errs, validateModel(fmt.Sprintf("models[%d]", i), m, models, pools, backends)...)

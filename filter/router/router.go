@@ -56,8 +56,11 @@ type Model struct {
 
 	sessionHeader string
 	object        []byte
-	targets       []target
-	totalWeight   uint64
+	// pool is the config of the model's pool (its objectives); nil for a
+	// backend.
+	pool        *config.Pool
+	targets     []target
+	totalWeight uint64
 }
 
 // target is one served name of a rewrite, pre-encoded as a JSON string so
@@ -112,12 +115,15 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 	// Retain pools last: nothing above can fail after scrapers start.
 	r.schedulers = scheduler.Open(pools, cfg)
 	destinations := make(map[string]config.Destination, len(cfg.Pools))
-	for _, p := range cfg.Pools {
+	poolConfigs := make(map[string]*config.Pool, len(cfg.Pools))
+	for i, p := range cfg.Pools {
 		destinations[p.Name] = p.Destination.Effective()
+		poolConfigs[p.Name] = &cfg.Pools[i]
 	}
 	for _, m := range cfg.Models {
 		if m.Pool != "" {
 			cm := r.models[m.Name]
+			cm.pool = poolConfigs[m.Pool]
 			cm.Scheduler = r.schedulers.Scheduler(m.Pool)
 			cm.sessionHeader = cm.Scheduler.SessionHeader()
 			cm.Destination = destinations[m.Pool]
@@ -202,7 +208,7 @@ func (r *Router) Route(req *request.Request, body []byte, h Headers, endpoints [
 	name, quoted, rewrite := m.Served()
 	d.ServedModel = name
 	if m.Scheduler != nil {
-		in := scheduler.Input{Model: name, Priority: r.priority(h)}
+		in := scheduler.Input{Model: name, Priority: r.priority(m, h)}
 		var parts [2][]byte
 		for i := range parts {
 			if p := req.PromptBytes(body, i); p != nil {
@@ -244,10 +250,10 @@ func (r *Router) asksUsage(m *Model, req *request.Request, body []byte) bool {
 		(req.Kind == request.ChatCompletions || req.Kind == request.Completions) && !req.AsksForUsage(body)
 }
 
-func (r *Router) priority(h Headers) int {
-	if len(r.cfg.Objectives) == 0 {
+func (r *Router) priority(m *Model, h Headers) int {
+	if len(r.cfg.Objectives) == 0 && len(m.pool.Objectives) == 0 {
 		return 0
 	}
 	objective, _ := h.Get(protocol.HeaderObjective)
-	return r.cfg.PriorityFor(objective)
+	return m.pool.PriorityFor(r.cfg, objective)
 }

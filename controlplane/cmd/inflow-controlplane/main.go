@@ -1,8 +1,11 @@
 // Command inflow-controlplane configures Inflow's Envoys over xDS (ADS) from
-// a YAML file, pushing every valid edit and refusing invalid ones.
+// a YAML file, pushing every valid edit and refusing invalid ones; with a
+// kubernetes section it also serves what the API server holds
+// (InferencePools, Pods, AIGatewayRoutes, ...).
 //
 //	inflow-controlplane --config controlplane/example.yaml
 //	inflow-controlplane --config controlplane/example.yaml --print
+//	inflow-controlplane --config inflow.yaml --sync-credentials   # the Envoy pod's key sidecar
 package main
 
 import (
@@ -33,6 +36,7 @@ type options struct {
 	admin    string
 	print    bool
 	logLevel slog.Level
+	kube     kubeOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -47,10 +51,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.admin, "admin-address", ":18001", "HTTP address for /metrics, /healthz and /readyz")
 	fs.BoolVar(&o.print, "print", false, "print the generated xDS resources as YAML and exit")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	o.kube.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.config == "" {
+	if o.config == "" && !o.kube.syncCredentials {
 		return o, errors.New("--config is required")
 	}
 	if fs.NArg() > 0 {
@@ -71,11 +76,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "inflow-controlplane:", err)
 		os.Exit(2)
 	}
-	if o.print {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	switch {
+	case o.print:
 		err = printResources(os.Stdout, o.config)
-	} else {
+	case o.kube.syncCredentials:
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err = run(ctx, o, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel})))
+		err = syncCredentials(ctx, o, log)
+		stop()
+	default:
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = run(ctx, o, log)
 		stop()
 	}
 	if err != nil {
@@ -106,13 +117,14 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("admin listen: %w", err), xdsLis.Close())
 	}
-	return serve(ctx, o.config, xdsLis, o.xdsTLS, adminLis, log)
+	return serve(ctx, o, xdsLis, adminLis, log)
 }
 
 // serve applies the config and serves ADS and the admin endpoints until
 // ctx ends. The first load must succeed: starting with no configuration
 // would only hide the mistake behind a not-ready probe.
-func serve(ctx context.Context, config string, xdsLis net.Listener, xdsTLS xds.MTLSFiles, adminLis net.Listener, log *slog.Logger) error {
+func serve(ctx context.Context, o options, xdsLis, adminLis net.Listener, log *slog.Logger) error {
+	config := o.config
 	metrics := &admin.Metrics{}
 	health := admin.NewHandler(metrics, log)
 	srv := xds.New(ctx, log, metrics)
@@ -120,31 +132,45 @@ func serve(ctx context.Context, config string, xdsLis net.Listener, xdsTLS xds.M
 		Path: config, Publisher: srv, Metrics: metrics, Log: log,
 		OnApplied: func(uint64) { health.SetReady() },
 	}
+	source, err := kubeSource(o, srv, log, health.SetReady)
+	if err != nil {
+		return errors.Join(err, xdsLis.Close(), adminLis.Close())
+	}
+	if source != nil {
+		r.Apply = source.SetBase
+	}
 	if err := r.Reload(ctx); err != nil {
 		return errors.Join(err, xdsLis.Close(), adminLis.Close())
 	}
-	log.Info("serving", "xds", xdsLis.Addr().String(), "mtls", xdsTLS.Set(), "admin", adminLis.Addr().String(), "config", config)
-	if !xdsTLS.Set() && !isLoopback(xdsLis.Addr()) {
+	log.Info("serving", "xds", xdsLis.Addr().String(), "mtls", o.xdsTLS.Set(), "admin", adminLis.Addr().String(), "config", config)
+	if !o.xdsTLS.Set() && !isLoopback(xdsLis.Addr()) {
 		log.Warn("xDS is served without TLS: any client that reaches " + xdsLis.Addr().String() +
 			" gets the configuration (it holds no API keys); set --xds-tls-cert, --xds-tls-key and --xds-client-ca to require client certificates")
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
-	go func() {
-		if xdsTLS.Set() {
-			errc <- srv.ServeMTLS(ctx, xdsLis, xdsTLS)
-		} else {
-			errc <- srv.Serve(ctx, xdsLis)
-		}
-	}()
-	go func() { errc <- r.Watch(ctx) }()
-	go func() { errc <- serveAdmin(ctx, adminLis, health) }()
+	tasks := []func() error{
+		func() error {
+			if o.xdsTLS.Set() {
+				return srv.ServeMTLS(ctx, xdsLis, o.xdsTLS)
+			}
+			return srv.Serve(ctx, xdsLis)
+		},
+		func() error { return r.Watch(ctx) },
+		func() error { return serveAdmin(ctx, adminLis, health) },
+	}
+	if source != nil {
+		tasks = append(tasks, func() error { return source.Run(ctx) })
+	}
+	errc := make(chan error, len(tasks))
+	for _, task := range tasks {
+		go func() { errc <- task() }()
+	}
 
 	// The first to stop (a signal, or a failure) stops the others.
 	var errs []error
-	for i := range 3 {
+	for i := range tasks {
 		if err := <-errc; err != nil {
 			errs = append(errs, err)
 		}

@@ -20,20 +20,25 @@ import (
 
 var example = filepath.Join("..", "..", "example.yaml")
 
+var defaultKube = kubeOptions{leaseName: "inflow-controlplane-leader"}
+
 func TestParseFlags(t *testing.T) {
 	tests := []struct {
 		args    []string
 		wantErr string
 		want    options
 	}{
-		{args: []string{"--config", "c.yaml"}, want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001"}},
+		{args: []string{"--config", "c.yaml"}, want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001", kube: defaultKube}},
 		{args: []string{"--config", "c.yaml", "--print", "--xds-address", "127.0.0.1:1", "--admin-address", ":2", "--log-level", "debug"},
-			want: options{config: "c.yaml", xdsAddr: "127.0.0.1:1", admin: ":2", print: true, logLevel: slog.LevelDebug}},
+			want: options{config: "c.yaml", xdsAddr: "127.0.0.1:1", admin: ":2", print: true, logLevel: slog.LevelDebug, kube: defaultKube}},
+		{args: []string{"--config", "c.yaml", "--sync-credentials", "--kubeconfig", "k", "--identity", "me"},
+			want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001",
+				kube: kubeOptions{kubeconfig: "k", leaseName: "inflow-controlplane-leader", identity: "me", syncCredentials: true}}},
 		{args: nil, wantErr: "--config is required"},
 		{args: []string{"--config", "c", "extra"}, wantErr: "unexpected arguments"},
 		{args: []string{"--nope"}, wantErr: "flag provided but not defined"},
 		{args: []string{"--config", "c", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem", "--xds-client-ca", "ca.pem"},
-			want: options{config: "c", xdsAddr: ":18000", admin: ":18001", xdsTLS: xds.MTLSFiles{CertFile: "c.pem", KeyFile: "k.pem", ClientCAFile: "ca.pem"}}},
+			want: options{config: "c", xdsAddr: ":18000", admin: ":18001", xdsTLS: xds.MTLSFiles{CertFile: "c.pem", KeyFile: "k.pem", ClientCAFile: "ca.pem"}, kube: defaultKube}},
 		{args: []string{"--config", "c", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem"}, wantErr: "a certificate, its key and a client CA are needed together"},
 	}
 	for _, tt := range tests {
@@ -80,7 +85,7 @@ func TestServeBecomesReadyAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, example, xdsLis, xds.MTLSFiles{}, adminLis, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- serve(ctx, options{config: example}, xdsLis, adminLis, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	defer func() {
 		cancel()

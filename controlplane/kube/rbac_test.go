@@ -1,0 +1,117 @@
+package kube_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/inflow-gateway/inflow/controlplane/kube"
+	"github.com/inflow-gateway/inflow/controlplane/kube/kubetest"
+	"github.com/inflow-gateway/inflow/filter/config"
+)
+
+// testShippedRBAC: the control plane and the credential sidecar do their
+// whole job under exactly the Roles build/k8s ships (RBAC is enforced by
+// the API server), and the sidecar cannot read a Secret its Role does not
+// name.
+func testShippedRBAC(t *testing.T, c *kubetest.Cluster, f *fixture) {
+	root := kubetest.Root(t)
+	cpUser, sidecarUser := bindShipped(t, c, f, filepath.Join(root, "build/k8s/controlplane/rbac.yaml"), "cp"),
+		bindShipped(t, c, f, filepath.Join(root, "build/k8s/envoy/rbac.yaml"), "sidecar")
+
+	app := map[string]string{"app": "gemma2"}
+	f.pod("a", "127.0.0.51", app, true, nil)
+	f.pool("gemma2", app, 8000)
+	f.route(routesGVR, "broken", modelRule("missing", poolRef("nope")))
+	f.route(routesGVR, "good", modelRule("gemma-2-9b", poolRef("gemma2")))
+	const key = "sk-rbac-test-key"
+	for _, name := range []string{"openai-api-key", "unrelated"} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns}, Data: map[string][]byte{"apiKey": []byte(key)}}
+		if _, err := f.kube.CoreV1().Secrets(f.ns).Create(f.ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.create(policiesGVR, "BackendSecurityPolicy", "openai", map[string]any{
+		"type": "APIKey", "apiKey": map[string]any{"secretRef": map[string]any{"name": "openai-api-key"}},
+	})
+
+	// The control plane as the shipped Role allows, electing a leader.
+	admin := f.rest
+	f.rest = cpUser
+	election := &kube.Election{Namespace: f.ns, Name: "inflow-controlplane-leader", Identity: "cp-0"}
+	cp := f.controlPlane("", election)
+	f.rest = admin
+	cp.await("served under the shipped Role", func(cfg *config.Config) bool { return modelOf(cfg, "gemma-2-9b") != nil })
+	waitFor(t, "the lease", election.Leading)
+	waitStatus(t, f, "broken", func(conds []metav1.Condition) bool { return find(conds, "ResolvedRefs") != nil })
+	waitFor(t, "a Warning Event", func() bool {
+		evs, err := f.kube.CoreV1().Events(f.ns).List(f.ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=broken"})
+		return err == nil && len(evs.Items) > 0
+	})
+
+	// The sidecar as the shipped Role allows.
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(f.ctx)
+	done := make(chan error, 1)
+	sync := &kube.CredentialSync{Rest: sidecarUser, Namespaces: []string{f.ns}, Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	go func() { done <- sync.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	file := kube.CredentialFile(dir, nsName(f.ns, "openai-api-key"))
+	waitFor(t, "the key file under the shipped Role", func() bool { return sdsKey(file) == key })
+	kc := kubernetes.NewForConfigOrDie(sidecarUser)
+	if _, err := kc.CoreV1().Secrets(f.ns).Get(f.ctx, "unrelated", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the sidecar read a Secret its Role does not name: %v", err)
+	}
+	if _, err := kubernetes.NewForConfigOrDie(cpUser).CoreV1().Secrets(f.ns).Get(f.ctx, "openai-api-key", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the control plane read a Secret: %v", err)
+	}
+}
+
+// bindShipped creates the Role of a shipped rbac.yaml in f's namespace and
+// binds it to a new user instead of the ServiceAccount.
+func bindShipped(t *testing.T, c *kubetest.Cluster, f *fixture, path, user string) *rest.Config {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := bytes.Split(data, []byte("\n---\n"))
+	var role rbacv1.Role
+	if err := yaml.UnmarshalStrict(docs[0], &role); err != nil || role.Kind != "Role" {
+		t.Fatalf("%s: first document is not a Role: %v", path, err)
+	}
+	role.Namespace = f.ns
+	if _, err := f.kube.RbacV1().Roles(f.ns).Create(f.ctx, &role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + user, Namespace: f.ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
+	}
+	if _, err := f.kube.RbacV1().RoleBindings(f.ns).Create(f.ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.User(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
