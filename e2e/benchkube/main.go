@@ -104,6 +104,7 @@ func run(nPods int, rate float64, writers int, bin, out string) error {
 	}
 
 	var rows []row
+	before := obs.listeners()
 	idle, err := cp.usage(func() error { time.Sleep(5 * time.Second); return nil })
 	if err != nil {
 		return err
@@ -138,7 +139,7 @@ func run(nPods int, rate float64, writers int, bin, out string) error {
 			rows = append(rows, row{phase: ph.name + ", " + what, lat: lat, use: use})
 		}
 	}
-	table := render(nPods, rows, cp.memory)
+	table := render(nPods, rows, cp.memory, obs.listeners()-before)
 	fmt.Print(table)
 	if out != "" {
 		return replaceSection(filepath.Join(root, out), table)

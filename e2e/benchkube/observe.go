@@ -2,11 +2,15 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
@@ -23,6 +27,8 @@ type observer struct {
 	pending map[string]expectation
 	updated chan struct{}
 	errc    chan error
+	// listenerPushes counts LDS responses: churn should cause none.
+	listenerPushes int
 }
 
 type expectation struct {
@@ -57,10 +63,14 @@ func (o *observer) loop() {
 			return
 		}
 		eps, ok := endpoints(&o.envoy.State)
+		o.mu.Lock()
+		if r.GetTypeUrl() == resource.ListenerType {
+			o.listenerPushes++
+		}
 		if !ok {
+			o.mu.Unlock()
 			continue
 		}
-		o.mu.Lock()
 		o.current = eps
 		for ep, x := range o.pending {
 			if eps[ep] == x.present {
@@ -76,7 +86,9 @@ func (o *observer) loop() {
 	}
 }
 
-// endpoints of the one pool, as the filter config on the listener says.
+// endpoints of the one pool that Envoy can route to: in the filter config
+// (ECDS: the filter may pick it) and, for an EDS (override_host) pool, in
+// its ClusterLoadAssignment too (OverrideHost only connects to members).
 func endpoints(s *xdstest.State) (map[string]bool, bool) {
 	l, ok := s.Listeners["public"]
 	if !ok {
@@ -90,11 +102,30 @@ func endpoints(s *xdstest.State) (map[string]bool, bool) {
 	if err != nil || len(c.Pools) != 1 {
 		return nil, false
 	}
+	var members map[string]bool
+	if cla, ok := s.Endpoints[translator.PoolClusterName(c.Pools[0].Name)]; ok {
+		members = map[string]bool{}
+		for _, l := range cla.GetEndpoints() {
+			for _, e := range l.GetLbEndpoints() {
+				a := e.GetEndpoint().GetAddress().GetSocketAddress()
+				members[net.JoinHostPort(a.GetAddress(), strconv.Itoa(int(a.GetPortValue())))] = true
+			}
+		}
+	}
 	m := make(map[string]bool, len(c.Pools[0].Endpoints))
 	for _, ep := range c.Pools[0].Endpoints {
-		m[ep] = true
+		if members == nil || members[ep] {
+			m[ep] = true
+		}
 	}
 	return m, true
+}
+
+// listeners is how many LDS responses arrived so far.
+func (o *observer) listeners() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.listenerPushes
 }
 
 // expect registers that ep will become present (or absent); done gets the
@@ -132,7 +163,7 @@ func (o *observer) waitFor(want []string, d time.Duration) error {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Millisecond)) }
 
-func render(pods int, rows []row, mem func() (string, string)) string {
+func render(pods int, rows []row, mem func() (string, string), listenerPushes int) string {
 	rss, peak := mem()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Latest run: %d pods in one InferencePool, kube-apiserver %s + etcd (envtest), the control-plane binary in its own process, %s.\n\n",
@@ -146,7 +177,7 @@ func render(pods int, rows []row, mem func() (string, string)) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", r.phase, len(r.lat), ms(pct(r.lat, 0.5)), ms(pct(r.lat, 0.99)), ms(pct(r.lat, 1)), cpu)
 	}
-	fmt.Fprintf(&b, "\nControl-plane memory after the run: RSS %s, peak %s.\n", rss, peak)
+	fmt.Fprintf(&b, "\nListener (LDS) pushes during the churn: %d. Control-plane memory after the run: RSS %s, peak %s.\n", listenerPushes, rss, peak)
 	return b.String()
 }
 
