@@ -176,14 +176,7 @@ func merge(have []metav1.Condition, want []metav1.Condition, drop ...string) []m
 }
 
 func (w *statusWriter) writeRoute(ctx context.Context, u *unstructured.Unstructured, rep *RouteReport, rec record.EventRecorder) error {
-	var have []metav1.Condition
-	if raw, ok, _ := unstructured.NestedSlice(u.Object, "status", "conditions"); ok {
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(map[string]any{"c": raw}, &struct {
-			C *[]metav1.Condition `json:"c"`
-		}{&have}); err != nil {
-			have = nil // unreadable: replaced below
-		}
-	}
+	have := conditionsOf(u)
 	want := merge(have, routeConditions(rep), condNotAccepted)
 	key := "route/" + u.GetNamespace() + "/" + u.GetName()
 	w.warn(rec, u, key, rep)
@@ -208,6 +201,24 @@ func (w *statusWriter) writeRoute(ctx context.Context, u *unstructured.Unstructu
 	}
 	w.writes.Add(1)
 	return nil
+}
+
+// conditionsOf reads status.conditions of an unstructured object; entries
+// that do not decode are dropped (and so rewritten).
+func conditionsOf(u *unstructured.Unstructured) []metav1.Condition {
+	raw, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	var out []metav1.Condition
+	for _, r := range raw {
+		m, ok := r.(map[string]any)
+		if !ok {
+			continue
+		}
+		var c metav1.Condition
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &c) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // warn raises a Warning Event when an object's problems change.
