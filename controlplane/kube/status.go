@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -37,6 +38,8 @@ const (
 
 	// maxConditionMessage is metav1.Condition's limit.
 	maxConditionMessage = 32768
+	// statusRetry is how soon a failed status write is tried again.
+	statusRetry = time.Second
 )
 
 // statusWriter writes each build's reports to the objects' status and
@@ -93,7 +96,11 @@ func (w *statusWriter) run(ctx context.Context) {
 			return
 		case <-w.kick:
 			if err := w.write(ctx, w.latest.Load(), recorder); err != nil && ctx.Err() == nil {
-				w.log.Warn("status update failed; retrying on the next change", "err", err)
+				// A conflict (the object moved on since the informer saw
+				// it) or a passing API error: try again shortly with the
+				// then-current objects, even if nothing else changes.
+				w.log.Warn("status update failed; retrying", "in", statusRetry, "err", err)
+				time.AfterFunc(statusRetry, func() { w.update(w.latest.Load()) })
 			}
 		}
 	}
