@@ -179,27 +179,38 @@ func TestStreamingBodyEdits(t *testing.T) {
 	}
 }
 
-// The ORIGINAL_DST inputs in Envoy's order: override host, then the envoy.lb
-// metadata (first entry of a list), then the endpoint header, then the default.
+// The ORIGINAL_DST inputs in Envoy's order (original_dst_cluster.cc:32-190):
+// the override host if the cluster already knows it, then the envoy.lb
+// metadata (one address, or the first of a list value), then the endpoint
+// header, then the restored local address (the static mode's default). A
+// comma-separated metadata string is not an address: it counts
+// original_dst_host_invalid and falls through to the header.
 func TestRoutingInputs(t *testing.T) {
 	t.Parallel()
 	b1, b2, b3 := startBackend(t, "b1"), startBackend(t, "b2"), startBackend(t, "b3")
 	h := startHost(t, harness.HostOptions{PluginName: harness.PanickyPlugin, DefaultUpstream: b1.Addr})
+	const invalid = "cluster.static.original_dst_host_invalid"
 	cases := []struct {
-		name   string
-		header map[string]string
-		want   string
+		name    string
+		header  map[string]string
+		want    string
+		invalid int64 // original_dst_host_invalid after the request
 	}{
-		{"default", nil, "b1"},
-		{"endpoint header", map[string]string{protocol.HeaderDestination: b2.Addr}, "b2"},
-		{"metadata beats header", map[string]string{protocol.HeaderDestination: b2.Addr, "x-lb-endpoint": b3.Addr}, "b3"},
-		{"metadata list: first entry", map[string]string{"x-lb-endpoint": b2.Addr + "," + b3.Addr}, "b2"},
-		{"override host beats metadata", map[string]string{"x-lb-endpoint": b2.Addr, "x-override": b3.Addr}, "b3"},
+		{"default", nil, "b1", 0},
+		{"endpoint header", map[string]string{protocol.HeaderDestination: b2.Addr}, "b2", 0},
+		{"metadata beats header", map[string]string{protocol.HeaderDestination: b2.Addr, "x-lb-endpoint": b3.Addr}, "b3", 0},
+		{"override host unknown to the cluster: ignored", map[string]string{"x-lb-endpoint": b2.Addr, "x-override": "127.0.0.1:1"}, "b2", 0},
+		{"override host the cluster knows beats metadata", map[string]string{"x-lb-endpoint": b2.Addr, "x-override": b3.Addr}, "b3", 0},
+		{"metadata list is no address: header", map[string]string{"x-lb-endpoint": b2.Addr + "," + b3.Addr, protocol.HeaderDestination: b3.Addr}, "b3", 1},
+		{"header list is no address: default", map[string]string{protocol.HeaderDestination: b2.Addr + "," + b3.Addr}, "b1", 2},
 	}
 	for _, c := range cases {
 		resp, body := get(t, h.URL("/r"), c.header)
 		if resp.StatusCode != 200 || resp.Header.Get("x-backend") != c.want {
 			t.Errorf("%s: status %d, served by %q (%s), want %s", c.name, resp.StatusCode, resp.Header.Get("x-backend"), body, c.want)
+		}
+		if got := stat(t, h, invalid); got != c.invalid {
+			t.Errorf("%s: %s = %d, want %d", c.name, invalid, got, c.invalid)
 		}
 	}
 	resp, body := get(t, h.URL("/r"), map[string]string{"x-override": "backend.example:80"})

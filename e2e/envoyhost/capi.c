@@ -88,8 +88,8 @@ CAPIStatus envoyGoFilterHttpSendLocalReply(void *s, int response_code, void *bod
 CAPIStatus envoyGoFilterHttpSendPanicReply(void *s, void *details_data, int details_len) {
   WITH_STATE(s);
   atomic_fetch_add(&g_stats.panic_error, 1);
-  hlog(LOG_ERROR, "[go_plugin_http][%.*s] filter paniced with error details: %.*s", (int)g_cfg.plugin_name_len,
-       g_cfg.plugin_name, details_len, (const char *)details_data);
+  hlog(LOG_ERROR, "[go_plugin_http][%.*s] filter paniced with error details: %.*s",
+       (int)f->req->base.plugin_name.len, f->req->base.plugin_name.data, details_len, (const char *)details_data);
   /* the details stay in the log: they are not leaked to the client */
   static const char kBody[] = "error happened in filter\r\n";
   RETURN(post_local_reply(f, ps, 500, kBody, sizeof(kBody) - 1, NULL, 0, "", 0));
@@ -314,7 +314,6 @@ static int authority_is_ip(const char *h, size_t n) {
 }
 
 CAPIStatus envoyGoFilterHttpSetUpstreamOverrideHost(void *s, void *host_data, int host_len, bool strict) {
-  (void)strict; /* the host has no strict/fallback distinction: it always routes there */
   WITH_STATE(s);
   if (filter_has_destroyed(f)) RETURN(CAPIFilterIsDestroy);
   if (!ps_is_processing_in_go(ps)) RETURN(CAPINotInGo);
@@ -323,8 +322,10 @@ CAPIStatus envoyGoFilterHttpSetUpstreamOverrideHost(void *s, void *host_data, in
   atomic_fetch_add(&g_stats.upstream_override_host, 1);
   if (on_worker(f)) {
     snprintf(f->st->override_host, sizeof(f->st->override_host), "%.*s", host_len, (const char *)host_data);
+    f->st->override_strict = strict;
     RETURN(CAPIOK);
   }
+  /* posted from a Go thread: strict is forced off (golang_filter.cc setUpstreamOverrideHost) */
   pcall_t *pc = pcall_new(OP_OVERRIDE_HOST, f, ps);
   pc->a = pcall_dup(host_data, (size_t)host_len);
   pcall_post(f, pc);

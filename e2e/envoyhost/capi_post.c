@@ -71,10 +71,11 @@ static void run_op(hfilter_t *f, pcall_t *pc) {
   }
   case OP_OVERRIDE_HOST:
     snprintf(st->override_host, sizeof(st->override_host), "%s", pc->a);
+    st->override_strict = 0;
     break;
   case OP_CLEAR_ROUTE_CACHE:
-    st->route_cache_clears++;
-    atomic_fetch_add(&g_stats.route_cache_cleared, 1);
+    fm_clear_route_cache(st);
+    if (pc->i1) hcm_route(st); /* refresh: re-resolve now */
     break;
   case OP_SET_METADATA:
     md_set(&st->md, pc->a, pc->b, pc->c, pc->clen);

@@ -7,6 +7,7 @@
 #include "api.h"
 #include "capi_post.h"
 #include "dso.h"
+#include "fconfig.h"
 #include "host.h"
 #include "log.h"
 #include "stats.h"
@@ -19,8 +20,6 @@ enum {
   EV_UPSTREAM_CLUSTER_NAME, EV_VIRTUAL_CLUSTER_NAME,
   EV_SSL_FIRST = 100, EV_SSL_CONNECTION_EXISTS = 100, EV_SSL_LAST = 119,
 };
-
-static const char kClusterName[] = "original_dst";
 
 static hfilter_t *lock_request(void *r, CAPIStatus *err) {
   hfilter_t *f = filter_lock(((host_req_t *)r)->ctl);
@@ -57,16 +56,20 @@ static void reply_str(hfilter_t *f, const char *s, size_t n, uint64_t *data, int
   *len = (int)v->len;
 }
 
+/* Filter::clearRouteCache: the HCM drops its cached route and the router
+ * matches again with the headers as they are then; refresh re-resolves
+ * at once (conn_manager_impl.cc:2468-2477, router.cc:508). */
 CAPIStatus envoyGoFilterHttpClearRouteCache(void *r, bool refresh) {
-  (void)refresh; /* the host has one route: re-resolving it changes nothing */
   WITH_REQUEST(r);
   if (filter_has_destroyed(f)) RETURN(CAPIFilterIsDestroy);
   if (on_worker(f)) {
-    f->st->route_cache_clears++;
-    atomic_fetch_add(&g_stats.route_cache_cleared, 1);
+    fm_clear_route_cache(f->st);
+    if (refresh) hcm_route(f->st);
     RETURN(CAPIOK);
   }
-  pcall_post(f, pcall_new(OP_CLEAR_ROUTE_CACHE, f, NULL));
+  pcall_t *pc = pcall_new(OP_CLEAR_ROUTE_CACHE, f, NULL);
+  pc->i1 = refresh;
+  pcall_post(f, pc);
   RETURN(CAPIOK);
 }
 
@@ -82,24 +85,28 @@ CAPIStatus envoyGoFilterHttpGetStringValue(void *r, int id, uint64_t *value_data
     rc = CAPIValueNotFound; /* plain-text listener: no SSL connection */
   } else {
     switch (id) {
-    case EV_ROUTE_NAME: reply_str(f, "", 0, value_data, value_len); break;
+    case EV_ROUTE_NAME: {
+      const route_t *rt = st->route_cached ? st->route : NULL;
+      if (rt) reply_str(f, rt->name, strlen(rt->name), value_data, value_len);
+      else reply_str(f, "", 0, value_data, value_len);
+      break;
+    }
     case EV_FILTER_CHAIN_NAME: reply_str(f, "", 0, value_data, value_len); break;
     case EV_RESPONSE_CODE_DETAILS:
-      if (st->details[0] == 0 && !st->up_headers_seen) rc = CAPIValueNotFound;
-      else if (st->details[0]) reply_str(f, st->details, strlen(st->details), value_data, value_len);
-      else reply_str(f, "via_upstream", 12, value_data, value_len);
+      if (st->details[0] == 0) rc = CAPIValueNotFound;
+      else reply_str(f, st->details[0] ? st->details : "via_upstream", strlen(st->details[0] ? st->details : "via_upstream"), value_data, value_len);
       break;
     case EV_DOWNSTREAM_LOCAL_ADDRESS:
-      reply_str(f, g_cfg.listen_addr, strlen(g_cfg.listen_addr), value_data, value_len);
+      reply_str(f, st->local, strlen(st->local), value_data, value_len);
       break;
-    case EV_DOWNSTREAM_REMOTE_ADDRESS: reply_str(f, st->down_peer, strlen(st->down_peer), value_data, value_len); break;
+    case EV_DOWNSTREAM_REMOTE_ADDRESS: reply_str(f, st->peer, strlen(st->peer), value_data, value_len); break;
     case EV_UPSTREAM_LOCAL_ADDRESS: rc = CAPIValueNotFound; break; /* evhttp does not expose it */
     case EV_UPSTREAM_REMOTE_ADDRESS:
-      if (st->up_sent && st->dest[0]) reply_str(f, st->dest, strlen(st->dest), value_data, value_len);
+      if (st->upstream_host[0]) reply_str(f, st->upstream_host, strlen(st->upstream_host), value_data, value_len);
       else rc = CAPIValueNotFound;
       break;
     case EV_UPSTREAM_CLUSTER_NAME:
-      if (st->routed) reply_str(f, kClusterName, sizeof(kClusterName) - 1, value_data, value_len);
+      if (st->cluster_name[0]) reply_str(f, st->cluster_name, strlen(st->cluster_name), value_data, value_len);
       else rc = CAPIValueNotFound;
       break;
     case EV_VIRTUAL_CLUSTER_NAME: rc = CAPIValueNotFound; break;
@@ -119,7 +126,7 @@ CAPIStatus envoyGoFilterHttpGetIntegerValue(void *r, int id, uint64_t *value) {
   CAPIStatus rc = CAPIOK;
   stream_t *st = f->st;
   if (filter_has_destroyed(f)) rc = CAPIFilterIsDestroy;
-  else if (id == EV_PROTOCOL) *value = st->http_minor == 0 ? 0 : 1; /* Http::Protocol::Http10 / Http11 */
+  else if (id == EV_PROTOCOL) *value = st->minor == 0 ? 0 : 1; /* Http::Protocol::Http10 / Http11 */
   else if (id == EV_RESPONSE_CODE) {
     if (st->resp_code) *value = (uint64_t)st->resp_code;
     else rc = CAPIValueNotFound;
@@ -281,17 +288,18 @@ int capi_property(hfilter_t *f, const char *path, size_t len, uint64_t *data, in
   else if (strcmp(key, "request.method") == 0) v = hmap_get_str(&st->req_headers, ":method");
   else if (strcmp(key, "request.id") == 0) v = hmap_get_str(&st->req_headers, "x-request-id");
   else if (strcmp(key, "request.useragent") == 0) v = hmap_get_str(&st->req_headers, "user-agent");
-  else if (strcmp(key, "request.protocol") == 0) v = st->http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-  else if (strcmp(key, "source.address") == 0) v = st->down_peer;
-  else if (strcmp(key, "destination.address") == 0) v = g_cfg.listen_addr;
-  else if (strcmp(key, "upstream.address") == 0) v = st->up_sent ? st->dest : NULL;
-  else if (strcmp(key, "xds.cluster_name") == 0) v = st->routed ? kClusterName : NULL;
+  else if (strcmp(key, "request.protocol") == 0) v = st->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  else if (strcmp(key, "source.address") == 0) v = st->peer;
+  else if (strcmp(key, "destination.address") == 0) v = st->local;
+  else if (strcmp(key, "upstream.address") == 0) v = st->upstream_host[0] ? st->upstream_host : NULL;
+  else if (strcmp(key, "xds.cluster_name") == 0) v = st->cluster_name[0] ? st->cluster_name : NULL;
+  else if (strcmp(key, "xds.route_name") == 0) v = st->route_cached && st->route ? st->route->name : NULL;
   else if (strcmp(key, "response.code") == 0 && st->resp_code) {
     snprintf(tmp, sizeof(tmp), "%d", st->resp_code);
     v = tmp;
   } else if (strcmp(key, "response.code_details") == 0 && st->details[0]) v = st->details;
   else if (strcmp(key, "request.size") == 0) {
-    snprintf(tmp, sizeof(tmp), "%zu", st->body_len);
+    snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)st->bytes_received);
     v = tmp;
   }
   if (v == NULL) return CAPIValueNotFound;
@@ -363,31 +371,29 @@ uint32_t envoyGoFilterLogLevel(void) { return (uint32_t)atomic_load(&g_log_level
 
 /* ---- config level (httpConfigInternal) ---- */
 
-void envoyGoConfigHttpFinalize(void *c) { free(c); }
+void envoyGoConfigHttpFinalize(void *c) {
+  host_http_config_t *hc = c;
+  metric_ctl_unref(hc->ctl);
+  free(hc);
+}
 
-#define WITH_CONFIG(c)                                                \
-  do {                                                                \
-    (void)(c);                                                        \
-    if (!atomic_load(&g_filter_config_alive)) return CAPIFilterIsGone; \
-  } while (0)
+/* FilterConfig::defineMetric & co. through the weak_ptr in httpConfigInternal:
+ * CAPIFilterIsGone once the FilterConfig was destroyed */
+#define CTL(c) (((host_http_config_t *)(c))->ctl)
 
 CAPIStatus envoyGoFilterHttpDefineMetric(void *c, uint32_t metric_type, void *name_data, int name_len,
                                          uint32_t *metric_id) {
-  WITH_CONFIG(c);
-  return metrics_define(metric_type, name_data, (size_t)name_len, metric_id);
+  return metrics_define(CTL(c), metric_type, name_data, (size_t)name_len, metric_id);
 }
 
 CAPIStatus envoyGoFilterHttpIncrementMetric(void *c, uint32_t metric_id, int64_t offset) {
-  WITH_CONFIG(c);
-  return metrics_increment(metric_id, offset);
+  return metrics_increment(CTL(c), metric_id, offset);
 }
 
 CAPIStatus envoyGoFilterHttpGetMetric(void *c, uint32_t metric_id, uint64_t *value) {
-  WITH_CONFIG(c);
-  return metrics_get(metric_id, value);
+  return metrics_get(CTL(c), metric_id, value);
 }
 
 CAPIStatus envoyGoFilterHttpRecordMetric(void *c, uint32_t metric_id, uint64_t value) {
-  WITH_CONFIG(c);
-  return metrics_record(metric_id, value);
+  return metrics_record(CTL(c), metric_id, value);
 }

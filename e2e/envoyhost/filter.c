@@ -121,7 +121,8 @@ proc_state_t *filter_state(hfilter_t *f, int dir) { return dir == DIR_DECODE ? &
 static int dir_of(const proc_state_t *s) { return ps_is_encoding(s) ? DIR_ENCODE : DIR_DECODE; }
 
 static void init_request(hfilter_t *f) {
-  /* merged config id: the host has no per-route configs, so the filter-level id */
+  /* initRequest: the merged config id (filter-level merged with the
+   * route's per-route configs), fixed on the first call into Go */
   if (f->req->base.configId == 0) f->req->base.configId = f->config_id;
 }
 

@@ -66,14 +66,9 @@ void hmap_add(hmap_t *m, const char *key, size_t klen, const char *val, size_t v
 }
 
 void hmap_set(hmap_t *m, const char *key, size_t klen, const char *val, size_t vlen) {
-  for (size_t i = 0; i < m->n; i++) {
-    if (key_eq(&m->e[i], key, klen)) {
-      free(m->e[i].value);
-      m->e[i].value = dup_n(val, vlen, 0);
-      m->e[i].vlen = vlen;
-      return;
-    }
-  }
+  /* HeaderMapImpl::setCopy removes every copy, then adds one
+   * (source/common/http/header_map_impl.cc:326-329) */
+  hmap_remove(m, key, klen);
   hmap_add(m, key, klen, val, vlen);
 }
 

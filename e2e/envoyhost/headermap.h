@@ -25,7 +25,7 @@ uint64_t hmap_byte_size(const hmap_t *m);
  * insert and lookup), or NULL. */
 const hentry_t *hmap_get(const hmap_t *m, const char *key, size_t klen);
 void hmap_add(hmap_t *m, const char *key, size_t klen, const char *val, size_t vlen);
-/* setCopy: replace the first entry's value, or add when absent. */
+/* setCopy: remove every entry of key, then add one. */
 void hmap_set(hmap_t *m, const char *key, size_t klen, const char *val, size_t vlen);
 void hmap_remove(hmap_t *m, const char *key, size_t klen);
 static inline const char *hmap_get_str(const hmap_t *m, const char *key);

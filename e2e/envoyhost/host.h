@@ -7,15 +7,10 @@
 #include <stdint.h>
 
 typedef struct host_config {
-  const char *plugin_name;
-  size_t plugin_name_len;
-  uint64_t config_id;        /* id returned by envoyGoFilterNewHttpPluginConfig */
-  uint32_t buffer_limit;     /* Envoy per-stream buffer limit (decoder/encoder bufferLimit()) */
   uint32_t concurrency;
-  const char *default_upstream;
-  const char *listen_addr;   /* for DownstreamLocalAddress */
-  int upstream_timeout_s;
-  size_t read_chunk;         /* request body is fed to the filter in slices of this size */
+  const char *library;        /* the one Go library this process loads */
+  const char *library_id;     /* its library_id, once a config named one */
+  const char *bind_listeners; /* test harness: bind every listener here, port 0 */
 } host_config_t;
 
 extern host_config_t g_cfg;
@@ -26,6 +21,8 @@ typedef struct host_stats {
   atomic_long downstream_rq_reset, local_replies, upstream_rq_total, upstream_rq_failed;
   atomic_long route_cache_cleared, upstream_override_host, panic_error, dynamic_metadata_set;
   atomic_long finalized_requests, content_length_mismatch, async_continues, decode_read_disabled;
+  atomic_long plugin_configs_created, plugin_configs_destroyed, plugin_configs_destroyed_on_worker;
+  atomic_long config_pushes, config_pushes_rejected;
 } host_stats_t;
 
 extern host_stats_t g_stats;

@@ -1,35 +1,36 @@
 /* envoyhost: a test harness that plays Envoy v1.39.0's side of the golang
- * HTTP filter C ABI, in front of real upstreams. See README.md. */
-#include <arpa/inet.h>
+ * HTTP filter C ABI, in front of real upstreams. Configured over xDS (the
+ * companion pushes what the control plane sends), or from flags for
+ * unit-level tests. See README.md. */
 #include <errno.h>
-#include <event2/http.h>
-#include <fcntl.h>
-#include <netinet/in.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "admin.h"
+#include "b64.h"
 #include "dso.h"
 #include "host.h"
+#include "listener.h"
 #include "log.h"
 #include "pluginconfig.h"
-#include "stats.h"
-#include "stream.h"
+#include "registry.h"
 #include "worker.h"
 
 static const char kUsage[] =
-    "usage: envoyhost serve --library FILE.so --plugin-name NAME --plugin-config FILE.json\n"
-    "                       --listen IP:PORT [--admin IP:PORT] [--concurrency N]\n"
-    "                       [--default-upstream IP:PORT] [--buffer-limit BYTES]\n"
-    "                       [--log-level trace|debug|info|warning|error|critical|off]\n"
-    "                       [--read-chunk BYTES] [--upstream-timeout SECONDS]\n"
-    "                       [--route-plugin-config FILE.json]\n"
-    "Port 0 picks a free port; the bound addresses are printed on stdout as\n"
-    "  LISTEN ip:port\n  ADMIN ip:port\n";
+    "usage: envoyhost serve --library FILE.so --admin IP:PORT [--concurrency N] [--bind-listeners IP]\n"
+    "                       [--drain-time-s SECONDS] [--log-level trace|debug|info|warning|error|critical|off]\n"
+    "  xDS mode: listeners, routes, clusters and filter configs arrive by POST /envoyhost/config\n"
+    "  (the xDS companion, e2e/cmd/envoyhost-xds, pushes what the control plane serves).\n"
+    "  static mode (unit-level tests), one listener and one route to an ORIGINAL_DST cluster:\n"
+    "       add --plugin-name NAME --plugin-config FILE.json --listen IP:PORT [--default-upstream IP:PORT]\n"
+    "           [--buffer-limit BYTES] [--upstream-timeout SECONDS] [--route-plugin-config FILE.json]\n"
+    "           [--original-dst-header NAME] [--original-dst-metadata NAMESPACE/KEY]\n"
+    "Port 0 picks a free port; bound addresses are printed on stdout as\n"
+    "  LISTEN <listener> ip:port\n  ADMIN ip:port\n";
 
 static int signal_pipe[2];
 
@@ -53,29 +54,6 @@ static int install_signals(void) {
   return sigaction(SIGINT, &sa, NULL) == 0 && sigaction(SIGTERM, &sa, NULL) == 0 ? 0 : -1;
 }
 
-/* Binds "ip:port" (IPv4) and returns the listening fd; out gets the bound address. */
-static int bind_listen(const char *addr, char *out, size_t outlen) {
-  char host[64];
-  const char *colon = strrchr(addr, ':');
-  if (colon == NULL || (size_t)(colon - addr) >= sizeof(host)) return -1;
-  memcpy(host, addr, (size_t)(colon - addr));
-  host[colon - addr] = 0;
-  struct sockaddr_in sin;
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)atoi(colon + 1));
-  if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) return -1;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-      bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(fd, 1024) != 0)
-    return -1;
-  socklen_t sl = sizeof(sin);
-  getsockname(fd, (struct sockaddr *)&sin, &sl);
-  snprintf(out, outlen, "%s:%u", host, ntohs(sin.sin_port));
-  return fd;
-}
-
 static void die(const char *fmt, const char *a, const char *b) {
   fprintf(stderr, "envoyhost: ");
   fprintf(stderr, fmt, a, b);
@@ -83,38 +61,65 @@ static void die(const char *fmt, const char *a, const char *b) {
   exit(1);
 }
 
-/* The single route's typed_per_filter_config (ConfigsPerRoute): parsed with
- * is_route_config=1 and merged over the listener's config, as
- * RoutePluginConfig::getMergedConfigId does; requests then use the merged id. */
-static void merge_route_config(const char *path, const char *plugin_name) {
+typedef struct static_opts {
+  const char *plugin_name, *plugin_config, *route_config, *listen, *default_upstream;
+  const char *odst_header, *odst_metadata;
+  long buffer_limit, upstream_timeout_s;
+} static_opts_t;
+
+static json_t *any_b64(const char *path) {
   char err[512];
   buf_t any;
   buf_init(&any);
   if (plugin_config_from_json_file(path, &any, err, sizeof(err)) != 0) die("%s%s", err, "");
-  httpConfig rc; /* RoutePluginConfig::config_: owned by the host, never given to Go's GC */
-  memset(&rc, 0, sizeof(rc));
-  rc.plugin_name_ptr = (uint64_t)(uintptr_t)plugin_name;
-  rc.plugin_name_len = strlen(plugin_name);
-  rc.config_ptr = (uint64_t)(uintptr_t)any.data;
-  rc.config_len = any.len;
-  rc.is_route_config = 1;
-  rc.concurrency = g_cfg.concurrency;
-  uint64_t child = g_dso.new_config(&rc);
+  char *enc = b64_encode(any.data, any.len);
   buf_free(&any);
-  if (child == 0) die("golang filter failed to parse plugin config: %s (route config %s)", plugin_name, path);
-  uint64_t merged = g_dso.merge_config(rc.plugin_name_ptr, rc.plugin_name_len, g_cfg.config_id, child);
-  hlog(LOG_INFO, "route config %s: id %llu merged over %llu into %llu", path, (unsigned long long)child,
-       (unsigned long long)g_cfg.config_id, (unsigned long long)merged);
-  g_cfg.config_id = merged;
+  json_t *s = json_string(enc);
+  free(enc);
+  return s;
+}
+
+/* The static mode as a snapshot: one listener with the golang filter
+ * inline, one catch-all route to an ORIGINAL_DST cluster that reads what
+ * Inflow writes (header and envoy.lb metadata), the default upstream
+ * standing in for ORIGINAL_DST's restored local address. */
+static json_t *static_snapshot(const static_opts_t *o) {
+  json_t *route = json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "name", "static", "match", "prefix", "/", "route",
+                            "cluster", "static", "timeout", "0s");
+  if (o->route_config)
+    json_object_set_new(route, "golang_per_route",
+                        json_pack("{s:s, s:o}", "plugin", o->plugin_name, "config", any_b64(o->route_config)));
+  json_t *rc = json_pack("{s:s, s:s, s:[{s:s, s:[s], s:[o]}]}", "name", "static", "hash", "static", "virtual_hosts",
+                         "name", "static", "domains", "*", "routes", route);
+  char idle[32];
+  snprintf(idle, sizeof(idle), "%lds", o->upstream_timeout_s);
+  json_t *hcm = json_pack("{s:s, s:o, s:s}", "stat_prefix", "static", "route_config", rc, "stream_idle_timeout", idle);
+  json_t *golang = json_pack("{s:{s:s, s:o, s:s}}", "inline", "plugin_name", o->plugin_name, "plugin_config",
+                             any_b64(o->plugin_config), "hash", "static");
+  json_t *lis = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o}", "name", "static", "address", o->listen, "hash", "static",
+                          "per_connection_buffer_limit_bytes", (json_int_t)o->buffer_limit, "hcm", hcm, "golang", golang);
+  json_t *odst = json_object();
+  if (o->odst_header) {
+    json_object_set_new(odst, "use_http_header", json_true());
+    json_object_set_new(odst, "http_header_name", json_string(o->odst_header));
+  }
+  if (o->odst_metadata) {
+    const char *slash = strchr(o->odst_metadata, '/');
+    if (slash == NULL) die("--original-dst-metadata %s is not NAMESPACE/KEY%s", o->odst_metadata, "");
+    char *ns = strndup(o->odst_metadata, (size_t)(slash - o->odst_metadata));
+    json_object_set_new(odst, "metadata_key", json_pack("{s:s, s:[{s:s}]}", "key", ns, "path", "key", slash + 1));
+    free(ns);
+  }
+  json_t *cluster = json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", "static", "hash", "static", "type",
+                              "ORIGINAL_DST", "lb_policy", "CLUSTER_PROVIDED", "original_dst", odst);
+  if (o->default_upstream) json_object_set_new(cluster, "default_host", json_string(o->default_upstream));
+  return json_pack("{s:[o], s:[o]}", "listeners", lis, "clusters", cluster);
 }
 
 int main(int argc, char **argv) {
-  const char *library = NULL, *plugin_name = NULL, *plugin_config = NULL, *listen_addr = NULL,
-             *admin_addr = "127.0.0.1:0", *route_config = NULL;
+  const char *admin_addr = "127.0.0.1:0";
+  static_opts_t so = {.buffer_limit = 1024 * 1024, .upstream_timeout_s = 300};
   long concurrency = sysconf(_SC_NPROCESSORS_ONLN); /* Envoy's default --concurrency */
-  g_cfg.buffer_limit = 1024 * 1024; /* Envoy's default per_connection_buffer_limit_bytes */
-  g_cfg.read_chunk = 16384;
-  g_cfg.upstream_timeout_s = 300;
   if (argc < 2 || strcmp(argv[1], "serve") != 0) {
     fputs(kUsage, stderr);
     return 2;
@@ -123,86 +128,55 @@ int main(int argc, char **argv) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (v == NULL) die("missing value for %s%s", k, "");
     i++;
-    if (strcmp(k, "--library") == 0) library = v;
-    else if (strcmp(k, "--plugin-name") == 0) plugin_name = v;
-    else if (strcmp(k, "--plugin-config") == 0) plugin_config = v;
-    else if (strcmp(k, "--route-plugin-config") == 0) route_config = v;
-    else if (strcmp(k, "--listen") == 0) listen_addr = v;
+    if (strcmp(k, "--library") == 0) g_cfg.library = v;
     else if (strcmp(k, "--admin") == 0) admin_addr = v;
     else if (strcmp(k, "--concurrency") == 0) concurrency = atol(v);
-    else if (strcmp(k, "--default-upstream") == 0) g_cfg.default_upstream = v;
-    else if (strcmp(k, "--buffer-limit") == 0) g_cfg.buffer_limit = (uint32_t)strtoul(v, NULL, 10);
-    else if (strcmp(k, "--read-chunk") == 0) g_cfg.read_chunk = (size_t)strtoul(v, NULL, 10);
-    else if (strcmp(k, "--upstream-timeout") == 0) g_cfg.upstream_timeout_s = atoi(v);
+    else if (strcmp(k, "--bind-listeners") == 0) g_cfg.bind_listeners = v;
+    else if (strcmp(k, "--drain-time-s") == 0) g_drain_time_ms = (long)(atof(v) * 1000);
+    else if (strcmp(k, "--plugin-name") == 0) so.plugin_name = v;
+    else if (strcmp(k, "--plugin-config") == 0) so.plugin_config = v;
+    else if (strcmp(k, "--route-plugin-config") == 0) so.route_config = v;
+    else if (strcmp(k, "--listen") == 0) so.listen = v;
+    else if (strcmp(k, "--default-upstream") == 0) so.default_upstream = v;
+    else if (strcmp(k, "--buffer-limit") == 0) so.buffer_limit = atol(v);
+    else if (strcmp(k, "--original-dst-header") == 0) so.odst_header = v;
+    else if (strcmp(k, "--original-dst-metadata") == 0) so.odst_metadata = v;
+    else if (strcmp(k, "--upstream-timeout") == 0) so.upstream_timeout_s = atol(v);
     else if (strcmp(k, "--log-level") == 0) {
       int l = log_level_parse(v);
       if (l < 0) die("bad --log-level %s%s", v, "");
       atomic_store(&g_log_level, l);
     } else die("unknown flag %s%s", k, "");
   }
-  if (!library || !plugin_name || !plugin_config || !listen_addr) {
+  int static_mode = so.plugin_name || so.plugin_config || so.listen;
+  if (!g_cfg.library || (static_mode && (!so.plugin_name || !so.plugin_config || !so.listen))) {
     fputs(kUsage, stderr);
     return 2;
   }
   if (concurrency < 1 || concurrency > 256) die("--concurrency must be 1..256%s%s", "", "");
-  if (g_cfg.read_chunk == 0) g_cfg.read_chunk = 16384;
+  g_cfg.concurrency = (uint32_t)concurrency;
   if (install_signals() != 0) die("cannot install signal handlers: %s%s", strerror(errno), "");
 
-  char err[512];
-  buf_t any;
-  buf_init(&any);
-  if (plugin_config_from_json_file(plugin_config, &any, err, sizeof(err)) != 0) die("%s%s", err, "");
-
-  static char listen_buf[80], admin_buf[80];
-  int lfd = bind_listen(listen_addr, listen_buf, sizeof(listen_buf));
-  if (lfd < 0) die("cannot listen on %s: %s", listen_addr, strerror(errno));
-  int afd = bind_listen(admin_addr, admin_buf, sizeof(admin_buf));
-  if (afd < 0) die("cannot listen on %s: %s", admin_addr, strerror(errno));
-  g_cfg.listen_addr = listen_buf;
-
-  if (dso_load(library, err, sizeof(err)) != 0) die("%s%s", err, "");
-
-  /* FilterConfig::newGoPluginConfig: Go keeps this struct (freed by its GC
-   * through envoyGoConfigHttpFinalize); the config bytes only live for the call. */
-  atomic_store(&g_filter_config_alive, 1);
-  host_http_config_t *hc = calloc(1, sizeof(*hc));
-  if (hc == NULL) abort();
-  g_cfg.plugin_name = plugin_name;
-  g_cfg.plugin_name_len = strlen(plugin_name);
-  g_cfg.concurrency = (uint32_t)concurrency;
-  hc->base.plugin_name_ptr = (uint64_t)(uintptr_t)plugin_name;
-  hc->base.plugin_name_len = g_cfg.plugin_name_len;
-  hc->base.config_ptr = (uint64_t)(uintptr_t)any.data;
-  hc->base.config_len = any.len;
-  hc->base.is_route_config = 0;
-  hc->base.concurrency = g_cfg.concurrency;
-  g_cfg.config_id = g_dso.new_config(&hc->base);
-  buf_free(&any);
-  if (g_cfg.config_id == 0)
-    die("golang filter failed to parse plugin config: %s %s (listener refused)", plugin_name, library);
-  if (route_config != NULL) merge_route_config(route_config, plugin_name);
-
-  worker_t *workers = calloc((size_t)concurrency, sizeof(worker_t));
-  if (workers == NULL) abort();
+  char err[1024];
+  if (dso_load(g_cfg.library, err, sizeof(err)) != 0) die("%s%s", err, "");
+  g_workers = calloc((size_t)concurrency, sizeof(worker_t));
+  if (g_workers == NULL) abort();
   for (long i = 0; i < concurrency; i++) {
-    worker_t *w = &workers[i];
-    if (worker_init(w, (uint32_t)i) != 0) die("cannot create worker: %s%s", strerror(errno), "");
-    w->http = evhttp_new(w->base);
-    /* every worker accepts on the same socket, as Envoy workers share a listener */
-    if (w->http == NULL || evhttp_accept_socket(w->http, lfd) != 0) die("cannot start worker listener%s%s", "", "");
-    evhttp_set_gencb(w->http, stream_on_request, w);
-    evhttp_set_default_content_type(w->http, NULL);
-    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_max_body_size(w->http, 256 * 1024 * 1024);
-    /* evhttp's 50 s default would cut LLM requests that think for longer */
-    evhttp_set_timeout(w->http, g_cfg.upstream_timeout_s);
-    if (worker_start(w) != 0) die("cannot start worker thread%s%s", "", "");
+    if (worker_init(&g_workers[i], (uint32_t)i) != 0) die("cannot create worker: %s%s", strerror(errno), "");
+    if (worker_start(&g_workers[i]) != 0) die("cannot start worker thread%s%s", "", "");
   }
-  if (admin_start(afd) != 0) die("cannot start admin%s%s", "", "");
-  hlog(LOG_INFO, "plugin %s loaded from %s, config id %llu, %ld workers", plugin_name, library,
-       (unsigned long long)g_cfg.config_id, concurrency);
-  printf("LISTEN %s\nADMIN %s\n", listen_buf, admin_buf);
+  if (static_mode) {
+    json_t *snap = static_snapshot(&so);
+    char *text = json_dumps(snap, JSON_COMPACT);
+    json_decref(snap);
+    if (registry_apply(text, strlen(text), err, sizeof(err)) != 0) die("%s (listener refused)%s", err, "");
+    free(text);
+  }
+  char admin_bound[80];
+  if (admin_start(admin_addr, admin_bound, sizeof(admin_bound)) != 0)
+    die("cannot start admin on %s: %s", admin_addr, strerror(errno));
+  hlog(LOG_INFO, "library %s loaded, %ld workers, %s mode", g_cfg.library, concurrency, static_mode ? "static" : "xDS");
+  printf("ADMIN %s\n", admin_bound);
   fflush(stdout);
 
   unsigned char sig = 0;

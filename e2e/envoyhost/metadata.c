@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "pb.h"
 
 void md_free(metadata_t *m) {
@@ -84,4 +86,89 @@ int md_value_string(const buf_t *v, char *out, size_t outlen) {
     }
   }
   return 0;
+}
+
+static json_t *struct_json(const uint8_t *p, size_t n);
+
+static json_t *list_json(const uint8_t *p, size_t n) {
+  json_t *a = json_array();
+  pb_reader_t r = {p, p + n};
+  pb_field_t f;
+  while (pb_next(&r, &f) == 1)
+    if (f.num == 1 && f.wire == PB_LEN) {
+      json_t *v = md_value_json(f.data, f.len);
+      json_array_append_new(a, v ? v : json_null());
+    }
+  return a;
+}
+
+json_t *md_value_json(const void *data, size_t len) {
+  pb_reader_t r = {data, (const uint8_t *)data + len};
+  pb_field_t f;
+  json_t *out = NULL;
+  /* the last kind set wins, as protobuf parsing a oneof does */
+  while (pb_next(&r, &f) == 1) {
+    json_t *v = NULL;
+    if (f.num == 1 && f.wire == PB_VARINT) v = json_null();
+    else if (f.num == 2 && f.wire == PB_I64) {
+      double d;
+      memcpy(&d, &f.varint, sizeof(d));
+      v = json_real(d);
+    } else if (f.num == 3 && f.wire == PB_LEN) v = json_stringn((const char *)f.data, f.len);
+    else if (f.num == 4 && f.wire == PB_VARINT) v = json_boolean(f.varint != 0);
+    else if (f.num == 5 && f.wire == PB_LEN) v = struct_json(f.data, f.len);
+    else if (f.num == 6 && f.wire == PB_LEN) v = list_json(f.data, f.len);
+    if (v != NULL) {
+      json_decref(out);
+      out = v;
+    }
+  }
+  return out ? out : json_null();
+}
+
+static json_t *struct_json(const uint8_t *p, size_t n) {
+  json_t *o = json_object();
+  pb_reader_t r = {p, p + n};
+  pb_field_t f;
+  while (pb_next(&r, &f) == 1) {
+    if (f.num != 1 || f.wire != PB_LEN) continue;
+    pb_reader_t er = {f.data, f.data + f.len};
+    pb_field_t ef;
+    char *key = NULL;
+    json_t *val = NULL;
+    while (pb_next(&er, &ef) == 1) {
+      if (ef.num == 1 && ef.wire == PB_LEN) {
+        free(key);
+        key = strndup((const char *)ef.data, ef.len);
+      } else if (ef.num == 2 && ef.wire == PB_LEN) {
+        json_decref(val);
+        val = md_value_json(ef.data, ef.len);
+      }
+    }
+    if (key != NULL) json_object_set_new(o, key, val ? val : json_null());
+    else json_decref(val);
+    free(key);
+  }
+  return o;
+}
+
+json_t *md_ns_json(const metadata_t *m, const char *ns) {
+  json_t *o = NULL;
+  for (size_t i = 0; i < m->n; i++) {
+    if (strcmp(m->f[i].ns, ns) != 0) continue;
+    if (o == NULL) o = json_object();
+    json_object_set_new(o, m->f[i].key, md_value_json(m->f[i].value.data, m->f[i].value.len));
+  }
+  return o;
+}
+
+size_t md_namespaces(const metadata_t *m, const char **out, size_t max) {
+  size_t n = 0;
+  for (size_t i = 0; i < m->n; i++) {
+    size_t j;
+    for (j = 0; j < n; j++)
+      if (strcmp(out[j], m->f[i].ns) == 0) break;
+    if (j == n && n < max) out[n++] = m->f[i].ns;
+  }
+  return n;
 }

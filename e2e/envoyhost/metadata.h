@@ -27,5 +27,12 @@ int md_serialize_ns(const metadata_t *m, const char *ns, buf_t *out);
 /* Reads a Value holding a string (or a list whose first element is one):
  * copies it into out; returns 0 if the value is not a string. */
 int md_value_string(const buf_t *v, char *out, size_t outlen);
+/* The protobuf Value (or a whole namespace, as the Struct Envoy keeps) as
+ * JSON, for access logs and metadata matchers; NULL when absent. */
+struct json_t;
+struct json_t *md_value_json(const void *data, size_t len);
+struct json_t *md_ns_json(const metadata_t *m, const char *ns);
+/* Namespaces present, in first-set order; returns how many (at most max). */
+size_t md_namespaces(const metadata_t *m, const char **out, size_t max);
 
 #endif

@@ -1,297 +1,492 @@
-/* The router filter and the ORIGINAL_DST cluster: picks the upstream the way
- * Envoy's original_dst load balancer would for an InferencePool cluster and
- * proxies the buffered request with libevent's HTTP client, streaming the
- * response back through the encoder chain chunk by chunk. */
-#include <arpa/inet.h>
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/http_struct.h>
-#include <event2/keyvalq_struct.h>
+/* The router filter (source/common/router/router.cc): the route the HCM
+ * resolves (re-matched after ClearRouteCache), direct responses, the
+ * cluster's host selection, request header mutations and rewrites, the
+ * upstream request with the route timeout, and retries with jittered
+ * back-off that re-pick a host each time and stop once response headers
+ * went downstream (retry_state_impl.cc). The request body is kept for
+ * retries up to the stream's buffer limit, as Envoy buffers it. */
+#include <errno.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "conn.h"
 #include "host.h"
 #include "log.h"
+#include "registry.h"
+#include "respflags.h"
 #include "stream.h"
 #include "upstream.h"
 
-static const char kLbNamespace[] = "envoy.lb";
-static const char kDestKey[] = "x-gateway-destination-endpoint";
+typedef struct router {
+  cluster_t *cluster;
+  const route_t *route;
+  const retry_policy_t *retry;
+  host_t *host;
+  upconn_t *up;
+  pick_ctx_t pick;
+  buf_t body; /* the request body so far, for retries */
+  int body_overflow, req_end, headers_sent_up, resp_forwarded, is_retry;
+  int retries_left, retry_pending, retry_reserved;
+  int64_t backoff_ms;
+  struct event *retry_timer, *global_timer;
+  uint64_t attempt_start_ns;
+  long long cl_expected;
+  uint64_t cl_sent;
+  int active; /* counted in upstream_rq_active */
+} router_t;
 
-/* Accepts "a.b.c.d:port" or "[v6]:port" only: ORIGINAL_DST needs an IP. */
-static int parse_ip_port(const char *in, char *host, size_t hostlen, unsigned *port) {
-  const char *colon;
-  char tmp[64];
-  if (in[0] == '[') {
-    const char *rb = strchr(in, ']');
-    if (rb == NULL || rb[1] != ':' || (size_t)(rb - in - 1) >= sizeof(tmp)) return -1;
-    memcpy(tmp, in + 1, (size_t)(rb - in - 1));
-    tmp[rb - in - 1] = 0;
-    colon = rb + 1;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET6, tmp, &a6) != 1) return -1;
-  } else {
-    colon = strrchr(in, ':');
-    if (colon == NULL || (size_t)(colon - in) >= sizeof(tmp)) return -1;
-    memcpy(tmp, in, (size_t)(colon - in));
-    tmp[colon - in] = 0;
-    struct in_addr a4;
-    if (inet_pton(AF_INET, tmp, &a4) != 1) return -1;
+static const upreq_cb_t kUpCallbacks;
+
+static router_t *rt_of(stream_t *st) {
+  if (st->router == NULL) {
+    st->router = calloc(1, sizeof(router_t));
+    if (st->router == NULL) abort();
+    buf_init(&st->router->body);
+    st->router->cl_expected = -1;
   }
-  char *end;
-  long p = strtol(colon + 1, &end, 10);
-  if (*end != 0 || p <= 0 || p > 65535) return -1;
-  snprintf(host, hostlen, "%s", tmp);
-  *port = (unsigned)p;
-  return 0;
+  return st->router;
 }
 
-static void trim_first_entry(const char *in, char *out, size_t outlen) {
-  while (*in == ' ' || *in == '\t') in++;
-  size_t n = strcspn(in, ",");
-  while (n > 0 && (in[n - 1] == ' ' || in[n - 1] == '\t')) n--;
-  if (n >= outlen) n = outlen - 1;
-  memcpy(out, in, n);
-  out[n] = 0;
-}
-
-/* Order: upstream override host, dynamic metadata envoy.lb (first entry of a
- * list), the x-gateway-destination-endpoint header, --default-upstream. */
-static int pick_destination(stream_t *st, char *out, size_t outlen) {
-  char host[64], cand[128];
-  unsigned port;
-  if (st->override_host[0] && parse_ip_port(st->override_host, host, sizeof(host), &port) == 0) {
-    snprintf(out, outlen, "%s", st->override_host);
-    return 0;
-  }
-  const buf_t *v = md_get(&st->md, kLbNamespace, kDestKey);
-  if (v != NULL && md_value_string(v, cand, sizeof(cand))) {
-    char first[128];
-    trim_first_entry(cand, first, sizeof(first));
-    if (parse_ip_port(first, host, sizeof(host), &port) == 0) {
-      snprintf(out, outlen, "%s", first);
-      return 0;
-    }
-    hlog(LOG_WARN, "metadata %s/%s is not ip:port: %s", kLbNamespace, kDestKey, first);
-  }
-  const char *h = hmap_get_str(&st->req_headers, kDestKey);
-  if (h != NULL) {
-    if (parse_ip_port(h, host, sizeof(host), &port) == 0) {
-      snprintf(out, outlen, "%s", h);
-      return 0;
-    }
-    hlog(LOG_WARN, "header %s is not ip:port: %s", kDestKey, h);
-  }
-  if (g_cfg.default_upstream != NULL) {
-    snprintf(out, outlen, "%s", g_cfg.default_upstream);
-    return 0;
-  }
-  return -1;
-}
-
-static enum evhttp_cmd_type method_type(const char *m) {
-  static const struct { const char *n; enum evhttp_cmd_type t; } k[] = {
-      {"GET", EVHTTP_REQ_GET}, {"POST", EVHTTP_REQ_POST}, {"HEAD", EVHTTP_REQ_HEAD},
-      {"PUT", EVHTTP_REQ_PUT}, {"DELETE", EVHTTP_REQ_DELETE}, {"OPTIONS", EVHTTP_REQ_OPTIONS},
-      {"TRACE", EVHTTP_REQ_TRACE}, {"CONNECT", EVHTTP_REQ_CONNECT}, {"PATCH", EVHTTP_REQ_PATCH}};
-  for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
-    if (m && strcmp(m, k[i].n) == 0) return k[i].t;
-  return EVHTTP_REQ_GET;
-}
-
-static int upstream_owns_response(stream_t *st) {
-  /* a local reply or a reset may have taken over the response */
-  return !st->down_done && !st->finishing && st->up != NULL && !st->cancel_pending;
-}
-
-static void cancel_task(void *arg) {
-  stream_t *st = arg;
-  st->cancel_pending = 0;
-  router_cancel(st);
-  stream_unref(st);
-}
-
-/* evhttp forbids cancelling a request from inside its own callbacks: a
- * cancel requested meanwhile runs right after the callback, on the worker. */
-static void leave_up_cb(stream_t *st) {
-  st->in_up_cb = 0;
-  if (st->cancel_pending) {
-    st->refs++;
-    worker_post(st->w, cancel_task, st);
+static void release_attempt(stream_t *st) {
+  router_t *r = st->router;
+  if (r->active) {
+    r->active = 0;
+    atomic_fetch_sub(r->cluster->st->rq_active, 1);
+    if (r->host) atomic_fetch_sub(&r->host->active_rq, 1);
   }
 }
 
-static int up_header_cb(struct evhttp_request *req, void *arg) {
-  stream_t *st = arg;
-  st->up_headers_seen = 1;
-  /* the first request on a new connection could not have it set yet */
-  if (st->up_conn != NULL) upstream_set_nodelay(st->up_conn);
-  if (!upstream_owns_response(st) || st->resp_started) return 0;
-  st->in_up_cb = 1;
-  int code = evhttp_request_get_response_code(req);
-  char tmp[16];
-  int n = snprintf(tmp, sizeof(tmp), "%d", code);
-  hmap_free(&st->resp_headers);
-  hmap_init(&st->resp_headers);
-  hmap_add(&st->resp_headers, ":status", 7, tmp, (size_t)n);
-  struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
-  for (struct evkeyval *kv = ih->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
-    if (strcasecmp(kv->key, "connection") == 0 || strcasecmp(kv->key, "keep-alive") == 0 ||
-        strcasecmp(kv->key, "transfer-encoding") == 0)
-      continue;
-    hmap_add(&st->resp_headers, kv->key, strlen(kv->key), kv->value, strlen(kv->value));
+static void release_retry(router_t *r) {
+  if (r->retry_reserved) {
+    r->retry_reserved = 0;
+    atomic_fetch_sub(&r->cluster->st->active_retries, 1);
   }
-  const char *cl = evhttp_find_header(ih, "Content-Length");
-  if (cl != NULL) {
-    st->up_cl_known = 1;
-    st->up_cl = strtoull(cl, NULL, 10);
-  }
-  const char *m = hmap_get_str(&st->req_headers, ":method");
-  int end = code == 204 || code == 304 || (m && strcmp(m, "HEAD") == 0) || (st->up_cl_known && st->up_cl == 0);
-  if (end) st->up_end_sent = 1;
-  fm_encode_headers(st, end);
-  leave_up_cb(st);
-  return 0;
-}
-
-static void up_chunk_cb(struct evhttp_request *req, void *arg) {
-  stream_t *st = arg;
-  struct evbuffer *in = evhttp_request_get_input_buffer(req);
-  size_t n = evbuffer_get_length(in);
-  if (!upstream_owns_response(st) || st->up_end_sent || n == 0) return; /* evhttp drains it */
-  buf_t b;
-  buf_init(&b);
-  b.data = malloc(n);
-  if (b.data == NULL) abort();
-  b.cap = n;
-  b.len = (size_t)evbuffer_remove(in, b.data, n);
-  st->up_received += b.len;
-  /* with a content-length the codec knows the last chunk: end_stream rides on it */
-  int end = st->up_cl_known && st->up_received >= st->up_cl;
-  if (end) st->up_end_sent = 1;
-  st->in_up_cb = 1;
-  fm_encode_data(st, &b, end);
-  leave_up_cb(st);
-  buf_free(&b);
-}
-
-static void up_done_cb(struct evhttp_request *req, void *arg) {
-  stream_t *st = arg;
-  int owns = upstream_owns_response(st);
-  struct evhttp_connection *conn = st->up_conn;
-  st->up = NULL;
-  st->up_conn = NULL;
-  st->up_done = 1;
-  int ok = req != NULL && evhttp_request_get_response_code(req) != 0;
-  if (!ok) atomic_fetch_add(&g_stats.upstream_rq_failed, 1);
-  if (owns) {
-    if (!ok && !st->up_headers_seen) {
-      static const char kBody[] =
-          "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
-      st->up = NULL;
-      fm_send_local_reply(st, 503, kBody, sizeof(kBody) - 1, NULL,
-                          "upstream_reset_before_response_started{connection_failure}");
-    } else if (!ok) {
-      stream_reset(st, "upstream reset after response started");
-    } else if (!st->up_end_sent) {
-      st->up_end_sent = 1;
-      buf_t empty;
-      buf_init(&empty);
-      fm_encode_data(st, &empty, 1);
-    }
-  }
-  if (conn != NULL) upstream_pool_put(st->w, conn, ok);
-  stream_unref(st);
-}
-
-static void upstream_send(stream_t *st) {
-  if (st->up_sent) return;
-  st->up_sent = 1;
-  char host[64];
-  unsigned port;
-  if (parse_ip_port(st->dest, host, sizeof(host), &port) != 0) {
-    fm_send_local_reply(st, 503, "no healthy upstream", 19, NULL, "no_healthy_upstream");
-    return;
-  }
-  const hentry_t *cl = hmap_get(&st->req_headers, "content-length", 14);
-  if (cl != NULL && strtoull(cl->value, NULL, 10) != st->up_body.len) {
-    /* Envoy would forward the stale length and the upstream would read a
-     * truncated or overlong body; fail loudly instead so tests catch it. */
-    atomic_fetch_add(&g_stats.content_length_mismatch, 1);
-    hlog(LOG_ERROR, "request content-length %s does not match the %zu body bytes after the filter", cl->value,
-         st->up_body.len);
-    static const char kBody[] = "envoyhost: content-length does not match the body the filter produced";
-    fm_send_local_reply(st, 500, kBody, sizeof(kBody) - 1, NULL, "envoyhost_content_length_mismatch");
-    return;
-  }
-  struct evhttp_connection *conn = upstream_pool_get(st->w, host, (uint16_t)port);
-  struct evhttp_request *req = evhttp_request_new(up_done_cb, st);
-  evhttp_request_set_header_cb(req, up_header_cb);
-  evhttp_request_set_chunked_cb(req, up_chunk_cb);
-  struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-  const char *authority = hmap_get_str(&st->req_headers, ":authority");
-  evhttp_add_header(oh, "Host", authority && authority[0] ? authority : st->dest);
-  for (size_t i = 0; i < st->req_headers.n; i++) {
-    const hentry_t *e = &st->req_headers.e[i];
-    if (e->key[0] == ':') continue;
-    evhttp_add_header(oh, e->key, e->value);
-  }
-  if (cl == NULL && st->up_body.len > 0) {
-    char tmp[32];
-    snprintf(tmp, sizeof(tmp), "%zu", st->up_body.len);
-    evhttp_add_header(oh, "Content-Length", tmp);
-  }
-  evbuffer_add(evhttp_request_get_output_buffer(req), st->up_body.data, st->up_body.len);
-  st->refs++;
-  st->up = req;
-  st->up_conn = conn;
-  st->attempt_count = 1;
-  atomic_fetch_add(&g_stats.upstream_rq_total, 1);
-  const char *path = hmap_get_str(&st->req_headers, ":path");
-  if (evhttp_make_request(conn, req, method_type(hmap_get_str(&st->req_headers, ":method")), path ? path : "/") != 0) {
-    /* evhttp_make_request frees req on failure */
-    st->up = NULL;
-    st->up_conn = NULL;
-    upstream_pool_put(st->w, conn, 0);
-    stream_unref(st);
-    fm_send_local_reply(st, 503, "no healthy upstream", 19, NULL, "no_healthy_upstream");
-  }
-}
-
-void router_headers(stream_t *st, int end_stream) {
-  if (st->routed) return;
-  st->routed = 1;
-  if (pick_destination(st, st->dest, sizeof(st->dest)) != 0) {
-    fm_send_local_reply(st, 503, "no healthy upstream", 19, NULL, "no_healthy_upstream");
-    return;
-  }
-  if (end_stream) upstream_send(st);
-}
-
-void router_data(stream_t *st, buf_t *data, int end_stream) {
-  if (st->decode_aborted) return;
-  buf_move(&st->up_body, data);
-  if (end_stream) upstream_send(st);
-}
-
-void router_trailers(stream_t *st) {
-  /* evhttp's client cannot send trailers; the body is complete */
-  if (!st->decode_aborted) upstream_send(st);
 }
 
 void router_cancel(stream_t *st) {
-  if (st->up == NULL) return;
-  if (st->in_up_cb) {
-    st->cancel_pending = 1;
+  router_t *r = st->router;
+  if (r == NULL) return;
+  int had_attempt = r->up != NULL;
+  if (r->up) {
+    up_cancel(r->up);
+    r->up = NULL;
+  }
+  release_attempt(st);
+  if (r->retry_timer) event_del(r->retry_timer);
+  if (r->global_timer) event_del(r->global_timer);
+  r->retry_pending = 0;
+  if (r->cluster) release_retry(r);
+  /* the attempt's stream reference; the caller still holds its own */
+  if (had_attempt) stream_unref(st);
+}
+
+void router_free(stream_t *st) {
+  router_t *r = st->router;
+  if (r == NULL) return;
+  router_cancel(st);
+  if (r->retry_timer) event_free(r->retry_timer);
+  if (r->global_timer) event_free(r->global_timer);
+  buf_free(&r->body);
+  pick_ctx_free(&r->pick);
+  cluster_unref(r->cluster);
+  free(r);
+  st->router = NULL;
+}
+
+/* ---- header mutations ---- */
+
+static void apply_request_mutations(stream_t *st, const route_t *route) {
+  fmt_ctx_t c;
+  hcm_fmt_ctx(st, &c);
+  /* finalizeRequestHeaders: route, then virtual host, then route configuration */
+  hmuts_apply(&route->req_headers, &st->req_headers, &c);
+  if (st->vhost) hmuts_apply(&st->vhost->req_headers, &st->req_headers, &c);
+  if (st->rc) hmuts_apply(&st->rc->req_headers, &st->req_headers, &c);
+  if (route->prefix_rewrite && route->path_kind != PATH_EXACT) {
+    const char *path = hmap_get_str(&st->req_headers, ":path");
+    size_t l = strlen(route->path);
+    if (path && strlen(path) >= l) {
+      char *np = NULL;
+      if (asprintf(&np, "%s%s", route->prefix_rewrite, path + l) < 0) abort();
+      /* the original path is kept for logs (x-envoy-original-path) */
+      hmap_set(&st->req_headers, "x-envoy-original-path", 21, path, strlen(path));
+      hmap_set(&st->req_headers, ":path", 5, np, strlen(np));
+      free(np);
+    }
+  }
+  if (route->host_rewrite) hmap_set(&st->req_headers, ":authority", 10, route->host_rewrite, strlen(route->host_rewrite));
+  if (route->timeout_ms > 0) {
+    /* FilterUtility::finalTimeout tells the upstream its deadline */
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)route->timeout_ms);
+    hmap_set(&st->req_headers, "x-envoy-expected-rq-timeout-ms", 30, tmp, (size_t)n);
+  }
+}
+
+static void apply_response_mutations(stream_t *st) {
+  fmt_ctx_t c;
+  hcm_fmt_ctx(st, &c);
+  const route_t *route = st->router->route;
+  hmuts_apply(&route->resp_headers, &st->resp_headers, &c);
+  if (st->vhost) hmuts_apply(&st->vhost->resp_headers, &st->resp_headers, &c);
+  if (st->rc) hmuts_apply(&st->rc->resp_headers, &st->resp_headers, &c);
+}
+
+/* ---- credential injector (an upstream HTTP filter on the cluster) ---- */
+
+static int inject_credential(stream_t *st, cluster_t *c, hmap_t *h) {
+  credinject_t *ci = c->cred;
+  if (ci == NULL) return 0;
+  buf_t secret;
+  buf_init(&secret);
+  int found = registry_secret(ci->secret, &secret);
+  if (!found) {
+    buf_free(&secret);
+    if (ci->allow_missing) return 0;
+    /* CredentialInjectorFilter: no credential is a 401 */
+    stream_local_reply(st, 401, "Failed to inject credential.", -1, "failed_to_inject_credential", 0);
+    return -1;
+  }
+  size_t kl = strlen(ci->header);
+  if (hmap_get(h, ci->header, kl) == NULL || ci->overwrite) {
+    buf_t v;
+    buf_init(&v);
+    buf_append(&v, ci->prefix, strlen(ci->prefix));
+    buf_append(&v, secret.data, secret.len);
+    hmap_set(h, ci->header, kl, v.data, v.len);
+    buf_free(&v);
+  }
+  buf_free(&secret);
+  return 0;
+}
+
+/* ---- attempts ---- */
+
+static void on_global_timeout(evutil_socket_t fd, short what, void *arg);
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg);
+
+static void start_global_timer(stream_t *st) {
+  router_t *r = st->router;
+  if (r->route->timeout_ms <= 0 || r->global_timer != NULL) return;
+  r->global_timer = evtimer_new(st->w->base, on_global_timeout, st);
+  struct timeval tv = {r->route->timeout_ms / 1000, (r->route->timeout_ms % 1000) * 1000};
+  event_add(r->global_timer, &tv);
+}
+
+static void no_healthy_upstream(stream_t *st) {
+  stream_local_reply(st, 503, "no healthy upstream", RF_NO_HEALTHY_UPSTREAM, "no_healthy_upstream", 1);
+}
+
+static void send_attempt(stream_t *st) {
+  router_t *r = st->router;
+  st->attempt_count++;
+  r->host = cluster_pick(r->cluster, &r->pick);
+  if (r->host == NULL) {
+    no_healthy_upstream(st);
     return;
   }
-  struct evhttp_request *req = st->up;
-  struct evhttp_connection *conn = st->up_conn;
-  st->up = NULL;
-  st->up_conn = NULL;
-  evhttp_cancel_request(req); /* no callback runs for a cancelled request */
-  upstream_pool_put(st->w, conn, 0);
+  snprintf(st->upstream_host, sizeof(st->upstream_host), "%s", r->host->addr);
+  hmap_t up;
+  hmap_init(&up);
+  for (size_t i = 0; i < st->req_headers.n; i++)
+    hmap_add(&up, st->req_headers.e[i].key, st->req_headers.e[i].klen, st->req_headers.e[i].value, st->req_headers.e[i].vlen);
+  if (inject_credential(st, r->cluster, &up) != 0) {
+    hmap_free(&up);
+    return;
+  }
+  r->up = up_start(st->w, r->cluster, r->host, &kUpCallbacks, st);
+  if (r->up == NULL) {
+    hmap_free(&up);
+    stream_local_reply(st, 503, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+                       RF_UPSTREAM_OVERFLOW, "upstream_reset_before_response_started{overflow}", 1);
+    return;
+  }
+  st->refs++; /* held until the attempt ends or is cancelled */
+  r->active = 1;
+  atomic_fetch_add(r->cluster->st->rq_total, 1);
+  atomic_fetch_add(r->cluster->st->rq_active, 1);
+  atomic_fetch_add(&r->host->active_rq, 1);
+  atomic_fetch_add(&g_stats.upstream_rq_total, 1);
+  r->attempt_start_ns = now_ns();
+  int end = r->req_end && r->body.len == 0 && st->req_trailers == NULL;
+  up_send_headers(r->up, &up, end, st->head_request);
+  hmap_free(&up);
+  r->headers_sent_up = 1;
+  if (r->body.len > 0 || (r->req_end && !end && st->req_trailers == NULL))
+    up_send_data(r->up, r->body.data, r->body.len, r->req_end && st->req_trailers == NULL);
+  if (r->req_end && st->req_trailers) up_send_trailers(r->up, st->req_trailers);
+}
+
+/* An attempt ended without a response forwarded: retry, or give up. */
+static void attempt_ended(stream_t *st) {
+  router_t *r = st->router;
+  r->up = NULL;
+  release_attempt(st);
+  release_retry(r);
+}
+
+/* RetryStateImpl::shouldRetry: limit, then the retries circuit breaker. */
+static int may_retry(stream_t *st) {
+  router_t *r = st->router;
+  if (r->retry == NULL || !r->retry->set || r->body_overflow) return 0;
+  if (r->retries_left <= 0) {
+    stream_set_flag(st, RF_UPSTREAM_RETRY_LIMIT_EXCEEDED);
+    return 0;
+  }
+  if (atomic_load(&r->cluster->st->active_retries) >= r->cluster->max_retries) {
+    atomic_fetch_add(r->cluster->st->rq_retry_overflow, 1);
+    return 0;
+  }
+  r->retries_left--;
+  return 1;
+}
+
+static void schedule_retry(stream_t *st) {
+  router_t *r = st->router;
+  atomic_fetch_add(&r->cluster->st->active_retries, 1);
+  r->retry_reserved = 1;
+  atomic_fetch_add(r->cluster->st->rq_retry, 1);
+  /* JitteredExponentialBackOffStrategy: random in [0, interval), interval doubling to max */
+  if (r->backoff_ms <= 0) r->backoff_ms = r->retry->base_ms;
+  int64_t wait = r->backoff_ms > 0 ? (int64_t)(worker_rand(st->w) % (uint64_t)r->backoff_ms) : 0;
+  r->backoff_ms = r->backoff_ms * 2 > r->retry->max_ms ? r->retry->max_ms : r->backoff_ms * 2;
+  if (r->retry_timer == NULL) r->retry_timer = evtimer_new(st->w->base, on_retry_timer, st);
+  r->retry_pending = 1;
+  r->is_retry = 1;
+  struct timeval tv = {wait / 1000, (wait % 1000) * 1000};
+  event_add(r->retry_timer, &tv);
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  stream_t *st = arg;
+  router_t *r = st->router;
+  r->retry_pending = 0;
+  if (st->decode_aborted || st->finishing) return;
+  send_attempt(st);
+}
+
+static int status_retriable(const retry_policy_t *p, int status) {
+  if (p == NULL || !p->set) return 0;
+  if ((p->on & RETRY_5XX) && status >= 500) return 1;
+  if ((p->on & RETRY_GATEWAY_ERROR) && (status == 502 || status == 503 || status == 504)) return 1;
+  if ((p->on & RETRY_RETRIABLE_4XX) && status == 409) return 1;
+  if (p->on & RETRY_RETRIABLE_STATUS_CODES)
+    for (size_t i = 0; i < p->ncodes; i++)
+      if (p->codes[i] == status) return 1;
+  return 0;
+}
+
+static int reset_retriable(const retry_policy_t *p, int reason) {
+  if (p == NULL || !p->set || reason == UP_OVERFLOW) return 0;
+  if (p->on & (RETRY_5XX | RETRY_GATEWAY_ERROR | RETRY_RESET)) return 1;
+  if ((p->on & RETRY_CONNECT_FAILURE) && (reason == UP_CONNECT_FAILURE || reason == UP_CONNECT_TIMEOUT)) return 1;
+  return 0;
+}
+
+/* ---- upstream callbacks ---- */
+
+static void count_status(cluster_t *c, int status) {
+  if (status >= 500) atomic_fetch_add(c->st->rq_5xx, 1);
+  else if (status >= 400) atomic_fetch_add(c->st->rq_4xx, 1);
+  else if (status >= 200 && status < 300) atomic_fetch_add(c->st->rq_2xx, 1);
+}
+
+static void up_headers(void *arg, int status, hmap_t *h, int end_stream) {
+  stream_t *st = arg;
+  router_t *r = st->router;
+  count_status(r->cluster, status);
+  if (status_retriable(r->retry, status) && may_retry(st)) {
+    /* resetting the upstream request closes its HTTP/1 connection */
+    up_cancel(r->up);
+    attempt_ended(st);
+    stream_unref(st);
+    schedule_retry(st);
+    return;
+  }
+  if (r->is_retry) atomic_fetch_add(r->cluster->st->rq_retry_success, 1);
+  r->resp_forwarded = 1;
+  if (end_stream) {
+    attempt_ended(st);
+  }
+  hmap_free(&st->resp_headers);
+  hmap_init(&st->resp_headers);
+  for (size_t i = 0; i < h->n; i++) hmap_add(&st->resp_headers, h->e[i].key, h->e[i].klen, h->e[i].value, h->e[i].vlen);
+  apply_response_mutations(st);
+  char tmp[24];
+  int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)((now_ns() - r->attempt_start_ns) / 1000000));
+  hmap_set(&st->resp_headers, "x-envoy-upstream-service-time", 29, tmp, (size_t)n);
+  snprintf(st->details, sizeof(st->details), "via_upstream");
+  if (r->global_timer && end_stream) event_del(r->global_timer);
+  fm_encode_headers(st, end_stream);
+  if (end_stream) stream_unref(st);
+}
+
+static void up_data(void *arg, const char *p, size_t n, int end_stream) {
+  stream_t *st = arg;
+  router_t *r = st->router;
+  if (end_stream) {
+    attempt_ended(st);
+    if (r->global_timer) event_del(r->global_timer);
+  }
+  buf_t b;
+  buf_init(&b);
+  buf_append(&b, p, n);
+  if (!st->finishing && !st->down_done) fm_encode_data(st, &b, end_stream);
+  buf_free(&b);
+  if (end_stream) stream_unref(st);
+}
+
+static void up_trailers(void *arg, hmap_t *t) {
+  stream_t *st = arg;
+  router_t *r = st->router;
+  attempt_ended(st);
+  if (r->global_timer) event_del(r->global_timer);
+  st->resp_trailers = calloc(1, sizeof(hmap_t));
+  if (st->resp_trailers == NULL) abort();
+  for (size_t i = 0; i < t->n; i++) hmap_add(st->resp_trailers, t->e[i].key, t->e[i].klen, t->e[i].value, t->e[i].vlen);
+  if (!st->finishing && !st->down_done) fm_encode_trailers(st);
   stream_unref(st);
+}
+
+static void up_reset(void *arg, int reason, int after_headers) {
+  stream_t *st = arg;
+  router_t *r = st->router;
+  attempt_ended(st);
+  atomic_fetch_add(&g_stats.upstream_rq_failed, 1);
+  if (r->resp_forwarded || after_headers) {
+    stream_set_flag(st, reason == UP_CONNECTION_TERMINATION ? RF_UPSTREAM_CONNECTION_TERMINATION : RF_UPSTREAM_REMOTE_RESET);
+    stream_reset(st, "upstream_reset_after_response_started");
+    stream_unref(st);
+    return;
+  }
+  if (reset_retriable(r->retry, reason) && may_retry(st)) {
+    schedule_retry(st);
+    stream_unref(st);
+    return;
+  }
+  /* Filter::onUpstreamReset: 503 (502 for a protocol error) with the reason */
+  static const char *const kReason[] = {"remote connection failure", "connection timeout", "connection termination",
+                                        "protocol error", "overflow"};
+  static const int kFlag[] = {RF_UPSTREAM_CONNECTION_FAILURE, RF_UPSTREAM_CONNECTION_FAILURE,
+                              RF_UPSTREAM_CONNECTION_TERMINATION, RF_UPSTREAM_PROTOCOL_ERROR, RF_UPSTREAM_OVERFLOW};
+  char body[256], details[256];
+  snprintf(body, sizeof(body), "upstream connect error or disconnect/reset before headers. %sreset reason: %s",
+           r->is_retry ? "retried and the latest " : "", kReason[reason]);
+  if (reason == UP_CONNECT_FAILURE)
+    snprintf(details, sizeof(details), "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}");
+  else {
+    snprintf(details, sizeof(details), "upstream_reset_before_response_started{%s}", kReason[reason]);
+    for (char *c = details; *c; c++)
+      if (*c == ' ') *c = '_';
+  }
+  stream_local_reply(st, reason == UP_PROTOCOL_ERROR ? 502 : 503, body, kFlag[reason], details, 1);
+  stream_unref(st);
+}
+
+static const upreq_cb_t kUpCallbacks = {up_headers, up_data, up_trailers, up_reset};
+
+static void on_global_timeout(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  stream_t *st = arg;
+  router_t *r = st->router;
+  atomic_fetch_add(r->cluster->st->rq_timeout, 1);
+  stream_set_flag(st, RF_UPSTREAM_REQUEST_TIMEOUT);
+  if (r->resp_forwarded) {
+    stream_reset(st, "upstream_response_timeout");
+    return;
+  }
+  /* Filter::onResponseTimeout: 504 upstream request timeout */
+  stream_local_reply(st, 504, "upstream request timeout", -1, "upstream_response_timeout", 1);
+}
+
+/* ---- the router's decoder callbacks ---- */
+
+static void request_complete(stream_t *st) {
+  router_t *r = st->router;
+  r->req_end = 1;
+  start_global_timer(st);
+}
+
+void router_headers(stream_t *st, int end_stream) {
+  router_t *r = rt_of(st);
+  if (r->route != NULL) return; /* already routed */
+  const route_t *route = hcm_route(st);
+  if (route == NULL) {
+    /* Filter::decodeHeaders: no route */
+    stream_local_reply(st, 404, "", RF_NO_ROUTE_FOUND, "route_not_found", 0);
+    return;
+  }
+  r->route = route;
+  if (route->action == ACTION_DIRECT) {
+    stream_local_reply(st, route->direct_status, route->direct_body.data ? route->direct_body.data : "", -1,
+                       "direct_response", 1);
+    return;
+  }
+  snprintf(st->cluster_name, sizeof(st->cluster_name), "%s", route->cluster);
+  r->cluster = registry_cluster(route->cluster);
+  if (r->cluster == NULL) {
+    stream_local_reply(st, 503, "", RF_NO_CLUSTER_FOUND, "cluster_not_found", 1);
+    return;
+  }
+  if (atomic_load(r->cluster->st->rq_active) >= r->cluster->max_requests) {
+    atomic_fetch_add(r->cluster->st->rq_pending_overflow, 1);
+    stream_local_reply(st, 503, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+                       RF_UPSTREAM_OVERFLOW, "upstream_reset_before_response_started{overflow}", 1);
+    return;
+  }
+  r->retry = route->retry.set ? &route->retry : st->vhost && st->vhost->retry.set ? &st->vhost->retry : NULL;
+  r->retries_left = r->retry ? r->retry->num_retries : 0;
+  r->pick.headers = &st->req_headers;
+  r->pick.md = &st->md;
+  r->pick.override_host = st->override_host;
+  r->pick.override_strict = st->override_strict;
+  r->pick.rng = worker_rand(st->w);
+  apply_request_mutations(st, route);
+  const char *cl = hmap_get_str(&st->req_headers, "content-length");
+  if (cl) r->cl_expected = strtoll(cl, NULL, 10);
+  if (end_stream) request_complete(st);
+  send_attempt(st);
+}
+
+static int check_content_length(stream_t *st, int end_stream) {
+  router_t *r = st->router;
+  if (r->cl_expected < 0) return 0;
+  if ((long long)r->cl_sent <= r->cl_expected && (!end_stream || (long long)r->cl_sent == r->cl_expected)) return 0;
+  /* Envoy would send the stale length and corrupt the upstream's view of
+   * the request; fail loudly instead so filter bugs show in tests */
+  atomic_fetch_add(&g_stats.content_length_mismatch, 1);
+  hlog(LOG_ERROR, "request content-length %lld does not match the %llu body bytes after the filter", r->cl_expected,
+       (unsigned long long)r->cl_sent);
+  stream_local_reply(st, 500, "envoyhost: content-length does not match the body the filter produced", -1,
+                     "envoyhost_content_length_mismatch", 0);
+  return -1;
+}
+
+void router_data(stream_t *st, buf_t *data, int end_stream) {
+  router_t *r = st->router;
+  if (r == NULL || r->cluster == NULL || st->decode_aborted) return;
+  r->cl_sent += data->len;
+  if (check_content_length(st, end_stream) != 0) return;
+  if (r->retry != NULL && !r->body_overflow) {
+    if (r->body.len + data->len > st->buffer_limit) {
+      /* over the buffer limit the router stops buffering: no more retries */
+      r->body_overflow = 1;
+      buf_free(&r->body);
+    } else {
+      buf_append(&r->body, data->data, data->len);
+    }
+  }
+  if (end_stream) request_complete(st);
+  if (r->up != NULL) up_send_data(r->up, data->data, data->len, end_stream);
+}
+
+void router_trailers(stream_t *st) {
+  router_t *r = st->router;
+  if (r == NULL || r->cluster == NULL || st->decode_aborted) return;
+  if (check_content_length(st, 1) != 0) return;
+  request_complete(st);
+  if (r->up != NULL) up_send_trailers(r->up, st->req_trailers);
 }

@@ -1,18 +1,18 @@
 #include "stream.h"
 
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/http_struct.h>
-#include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 #include <time.h>
 
+#include "conn.h"
 #include "host.h"
+#include "localreply.h"
 #include "log.h"
-#include "upstream.h"
+#include "registry.h"
+#include "respflags.h"
 
 host_config_t g_cfg;
 host_stats_t g_stats;
@@ -23,70 +23,55 @@ uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int is_hop_by_hop(const char *k) {
-  /* connection-level headers the HTTP/1 codecs and the HCM do not pass on */
-  return strcasecmp(k, "connection") == 0 || strcasecmp(k, "keep-alive") == 0 ||
-         strcasecmp(k, "proxy-connection") == 0 || strcasecmp(k, "transfer-encoding") == 0 ||
-         strcasecmp(k, "upgrade") == 0;
-}
-
-static const char *method_name(enum evhttp_cmd_type t) {
-  switch (t) {
-  case EVHTTP_REQ_GET: return "GET";
-  case EVHTTP_REQ_POST: return "POST";
-  case EVHTTP_REQ_HEAD: return "HEAD";
-  case EVHTTP_REQ_PUT: return "PUT";
-  case EVHTTP_REQ_DELETE: return "DELETE";
-  case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-  case EVHTTP_REQ_TRACE: return "TRACE";
-  case EVHTTP_REQ_CONNECT: return "CONNECT";
-  case EVHTTP_REQ_PATCH: return "PATCH";
-  }
-  return "GET";
+static uint64_t wall_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
 static hmap_t *trailers_of(stream_t *st, int dir) { return dir == DIR_DECODE ? st->req_trailers : st->resp_trailers; }
 
-/* ---- downstream codec (evhttp server side) ---- */
+void stream_set_flag(stream_t *st, int rf) {
+  if (rf >= 0) st->flags |= RF_BIT(rf);
+}
+
+/* ---- the codec side of the encoder (after the golang filter) ---- */
 
 static void down_finished(stream_t *st);
 
 static void down_headers(stream_t *st, int end_stream) {
-  if (st->down == NULL || st->down_done) return;
-  struct evkeyvalq *oh = evhttp_request_get_output_headers(st->down);
+  if (st->down_done || st->conn == NULL) return;
   const char *status = hmap_get_str(&st->resp_headers, ":status");
-  int code = status ? atoi(status) : 500;
-  for (size_t i = 0; i < st->resp_headers.n; i++) {
-    const hentry_t *e = &st->resp_headers.e[i];
-    if (e->key[0] == ':' || is_hop_by_hop(e->key)) continue;
-    evhttp_add_header(oh, e->key, e->value);
-  }
-  /* SetDrainConnectionUponCompletion: HTTP/1 gets "connection: close" */
-  if (st->drain_on_completion) evhttp_add_header(oh, "Connection", "close");
-  st->resp_code = code;
+  st->resp_code = status ? atoi(status) : 500;
+  /* SetDrainConnectionUponCompletion: HTTP/1 says connection: close */
+  if (st->drain_on_completion) st->conn->close_after = 1;
+  if (st->resp_first_ns == 0) st->resp_first_ns = now_ns();
   st->down_headers_sent = 1;
-  if (end_stream) {
-    if (st->down_conn) evhttp_connection_set_closecb(st->down_conn, NULL, NULL);
-    evhttp_send_reply(st->down, code, NULL, NULL);
-    down_finished(st);
-  } else {
-    evhttp_send_reply_start(st->down, code, NULL);
+  if (st->head_request) {
+    /* a HEAD response ends with its headers (the codec drops any body) */
+    end_stream = 1;
   }
+  struct dconn *c = st->conn;
+  if (end_stream) st->down_done = 1;
+  conn_encode_headers(c, &st->resp_headers, end_stream);
+  if (end_stream) down_finished(st);
 }
 
 static void down_data(stream_t *st, buf_t *data, int end_stream) {
-  if (st->down == NULL || st->down_done) return;
-  if (data->len > 0) {
-    struct evbuffer *eb = evbuffer_new();
-    evbuffer_add(eb, data->data, data->len);
-    evhttp_send_reply_chunk(st->down, eb);
-    evbuffer_free(eb);
-  }
-  if (end_stream) {
-    if (st->down_conn) evhttp_connection_set_closecb(st->down_conn, NULL, NULL);
-    evhttp_send_reply_end(st->down);
-    down_finished(st);
-  }
+  if (st->down_done || st->conn == NULL) return;
+  st->bytes_sent += data->len;
+  struct dconn *c = st->conn;
+  if (end_stream) st->down_done = 1;
+  conn_encode_data(c, data->data, data->len, end_stream);
+  if (end_stream) down_finished(st);
+}
+
+static void down_trailers(stream_t *st) {
+  if (st->down_done || st->conn == NULL) return;
+  struct dconn *c = st->conn;
+  st->down_done = 1;
+  conn_encode_trailers(c, st->resp_trailers);
+  down_finished(st);
 }
 
 /* ---- filter manager: what follows the golang filter in each direction ---- */
@@ -111,10 +96,7 @@ static void next_trailers(stream_t *st, int dir) {
   if (dir == DIR_DECODE) {
     if (!st->decode_aborted) router_trailers(st);
   } else {
-    /* evhttp cannot write trailers: end the body without them */
-    buf_t empty;
-    buf_init(&empty);
-    down_data(st, &empty, 1);
+    down_trailers(st);
   }
 }
 
@@ -151,6 +133,17 @@ static void fm_after_data(stream_t *st, int dir, buf_t *data, int end_stream) {
   next_data(st, dir, data, end_stream);
 }
 
+static void fm_after_trailers(stream_t *st, int dir) {
+  fm_dir_t *fm = &st->fm[dir];
+  ensure_headers_continued(st, dir);
+  if (fm->has_buffered) {
+    fm->has_buffered = 0;
+    next_data(st, dir, &fm->buffered, 0);
+    fm->buffered.len = 0;
+  }
+  next_trailers(st, dir);
+}
+
 /* continueDecoding()/continueEncoding() (ActiveStreamFilterBase::commonContinue) */
 void fm_continue(stream_t *st, int dir) {
   fm_dir_t *fm = &st->fm[dir];
@@ -183,66 +176,119 @@ void fm_add_data(stream_t *st, int dir, buf_t *data, int streaming) {
   fm->has_buffered = 1;
 }
 
-uint32_t fm_buffer_limit(stream_t *st) {
-  (void)st;
-  return g_cfg.buffer_limit;
-}
-
-static void stream_feed(stream_t *st);
-
-static void feed_task(void *arg) {
-  stream_t *st = arg;
-  stream_feed(st);
-  stream_unref(st);
-}
+uint32_t fm_buffer_limit(stream_t *st) { return st->buffer_limit; }
 
 void fm_watermark(stream_t *st, int dir, int above) {
   if (dir == DIR_ENCODE) {
-    /* evhttp offers no safe way to pause an upstream response mid-callback */
     hlog(LOG_DEBUG, "encoder watermark %s (not applied to the upstream read)", above ? "high" : "low");
     return;
   }
-  st->read_disabled = above;
   if (above) atomic_fetch_add(&g_stats.decode_read_disabled, 1);
-  if (!above) {
-    /* resume reading the downstream body on the next loop iteration */
-    st->refs++;
-    worker_post(st->w, feed_task, st);
+  st->read_disabled = above;
+  if (st->conn) conn_read_disable(st->conn, above);
+}
+
+void fm_clear_route_cache(stream_t *st) {
+  /* ActiveStream::clearRouteCache: the router re-matches when it asks */
+  st->route_cache_clears++;
+  st->route_cached = 0;
+  st->route = NULL;
+  st->vhost = NULL;
+  atomic_fetch_add(&g_stats.route_cache_cleared, 1);
+}
+
+/* decode frames into the chain: through the golang filter if there is one */
+static void decode_headers(stream_t *st, int end_stream) {
+  if (end_stream) st->fm[DIR_DECODE].complete = 1;
+  if (st->filter == NULL) {
+    next_headers(st, DIR_DECODE, end_stream);
+    st->fm[DIR_DECODE].headers_continued = 1;
+    return;
   }
+  if (filter_headers(st->filter, DIR_DECODE, &st->req_headers, end_stream)) fm_after_headers(st, DIR_DECODE, end_stream);
 }
 
 void fm_encode_headers(stream_t *st, int end_stream) {
   st->resp_started = 1;
+  stream_touch(st);
   if (end_stream) st->fm[DIR_ENCODE].complete = 1;
+  if (st->filter == NULL) {
+    st->fm[DIR_ENCODE].headers_continued = 1;
+    down_headers(st, end_stream);
+    return;
+  }
   if (filter_headers(st->filter, DIR_ENCODE, &st->resp_headers, end_stream)) fm_after_headers(st, DIR_ENCODE, end_stream);
 }
 
 void fm_encode_data(stream_t *st, buf_t *data, int end_stream) {
+  stream_touch(st);
   if (end_stream) st->fm[DIR_ENCODE].complete = 1;
+  if (st->filter == NULL) {
+    down_data(st, data, end_stream);
+    return;
+  }
   if (filter_data(st->filter, DIR_ENCODE, data, end_stream)) fm_after_data(st, DIR_ENCODE, data, end_stream);
 }
 
-static void build_local_reply_headers(stream_t *st, int code, size_t body_len, const hmap_t *headers) {
+void fm_encode_trailers(stream_t *st) {
+  stream_touch(st);
+  st->fm[DIR_ENCODE].complete = 1;
+  if (st->filter == NULL) {
+    down_trailers(st);
+    return;
+  }
+  if (filter_trailers(st->filter, DIR_ENCODE, st->resp_trailers)) fm_after_trailers(st, DIR_ENCODE);
+  else st->fm[DIR_ENCODE].trailers_stopped = 1;
+}
+
+/* ---- local replies (FilterManager::sendLocalReply, Utility::prepareLocalReply) ---- */
+
+static void prepare_local_reply(stream_t *st, int *code, buf_t *body, const hmap_t *headers, int with_route_headers) {
   char tmp[32];
   hmap_free(&st->resp_headers);
   hmap_init(&st->resp_headers);
-  int n = snprintf(tmp, sizeof(tmp), "%d", code);
+  int n = snprintf(tmp, sizeof(tmp), "%d", *code);
   hmap_add(&st->resp_headers, ":status", 7, tmp, (size_t)n);
+  /* modify_headers: the filter's headers, or the route's response headers */
   if (headers != NULL)
     for (size_t i = 0; i < headers->n; i++)
       if (headers->e[i].vlen > 0)
         hmap_add(&st->resp_headers, headers->e[i].key, headers->e[i].klen, headers->e[i].value, headers->e[i].vlen);
-  if (body_len > 0) {
-    n = snprintf(tmp, sizeof(tmp), "%zu", body_len);
-    hmap_set(&st->resp_headers, "content-length", 14, tmp, (size_t)n);
-    if (hmap_get(&st->resp_headers, "content-type", 12) == NULL)
-      hmap_add(&st->resp_headers, "content-type", 12, "text/plain", 10);
+  fmt_ctx_t fc;
+  hcm_fmt_ctx(st, &fc);
+  if (with_route_headers && st->route != NULL) {
+    hmuts_apply(&st->route->resp_headers, &st->resp_headers, &fc);
+    if (st->vhost) hmuts_apply(&st->vhost->resp_headers, &st->resp_headers, &fc);
+    if (st->rc) hmuts_apply(&st->rc->resp_headers, &st->resp_headers, &fc);
   }
+  /* rewrite: local_reply_config, applied to every local reply */
+  const char *ct_before = hmap_get_str(&st->resp_headers, "content-type");
+  char *ct_copy = ct_before ? strdup(ct_before) : NULL;
+  buf_t orig;
+  buf_init(&orig);
+  buf_append(&orig, body->data, body->len);
+  const char *content_type = "text/plain";
+  localreply_rewrite(st->chain->lr, &fc, code, body, &st->resp_headers, &content_type);
+  const char *ct_after = hmap_get_str(&st->resp_headers, "content-type");
+  int custom_ct = (ct_copy == NULL) != (ct_after == NULL) || (ct_copy && ct_after && strcmp(ct_copy, ct_after) != 0);
+  free(ct_copy);
+  if (body->len > 0) {
+    n = snprintf(tmp, sizeof(tmp), "%zu", body->len);
+    hmap_set(&st->resp_headers, "content-length", 14, tmp, (size_t)n);
+    int changed = orig.len != body->len || memcmp(orig.data ? orig.data : "", body->data, body->len) != 0;
+    if (ct_after == NULL || (changed && !custom_ct))
+      hmap_set(&st->resp_headers, "content-type", 12, content_type, strlen(content_type));
+  } else {
+    hmap_remove(&st->resp_headers, "content-length", 14);
+    hmap_remove(&st->resp_headers, "content-type", 12);
+  }
+  buf_free(&orig);
+  st->local_body.len = 0;
+  buf_append(&st->local_body, body->data, body->len);
 }
 
-/* FilterManager::sendLocalReply */
-void fm_send_local_reply(stream_t *st, int code, const char *body, size_t body_len, const hmap_t *headers,
-                         const char *details) {
+static void send_local_reply(stream_t *st, int code, const char *body, size_t body_len, const hmap_t *headers,
+                             const char *details, int with_route_headers) {
   if (st->down_done || st->finishing) return;
   atomic_fetch_add(&g_stats.local_replies, 1);
   snprintf(st->details, sizeof(st->details), "%s", details ? details : "");
@@ -250,25 +296,38 @@ void fm_send_local_reply(stream_t *st, int code, const char *body, size_t body_l
   buf_init(&b);
   buf_append(&b, body, body_len);
   if (!st->resp_started) {
-    /* the response has not started: send it through the encoder chain,
-     * including this golang filter's encodeHeaders/encodeData */
+    /* the response has not started: through the encoder chain, including
+     * the golang filter's encodeHeaders/encodeData */
     st->decode_aborted = 1;
     router_cancel(st);
-    build_local_reply_headers(st, code, body_len, headers);
-    fm_encode_headers(st, body_len == 0);
-    if (body_len > 0) fm_encode_data(st, &b, 1);
+    prepare_local_reply(st, &code, &b, headers, with_route_headers);
+    int end = b.len == 0 || st->head_request;
+    fm_encode_headers(st, end);
+    if (!end) fm_encode_data(st, &b, 1);
   } else if (!st->down_headers_sent) {
-    /* headers are inside the filter chain but none went downstream: bypass
-     * the filters and write the reply to the codec directly */
+    /* headers are in the filter chain but none went downstream: write the
+     * reply to the codec directly */
     st->decode_aborted = 1;
     router_cancel(st);
-    build_local_reply_headers(st, code, body_len, headers);
-    down_headers(st, body_len == 0);
-    if (body_len > 0) down_data(st, &b, 1);
+    prepare_local_reply(st, &code, &b, headers, with_route_headers);
+    int end = b.len == 0 || st->head_request;
+    down_headers(st, end);
+    if (!end) down_data(st, &b, 1);
   } else {
     stream_reset(st, "local reply after response headers were sent");
   }
   buf_free(&b);
+}
+
+void fm_send_local_reply(stream_t *st, int code, const char *body, size_t body_len, const hmap_t *headers,
+                         const char *details) {
+  send_local_reply(st, code, body, body_len, headers, details, 0);
+}
+
+void stream_local_reply(stream_t *st, int code, const char *body, int rf, const char *details,
+                        int with_route_headers) {
+  stream_set_flag(st, rf);
+  send_local_reply(st, code, body, strlen(body), NULL, details, with_route_headers);
 }
 
 /* ---- stream lifetime ---- */
@@ -278,13 +337,16 @@ static void stream_free(stream_t *st) {
   hmap_free(&st->resp_headers);
   if (st->req_trailers) { hmap_free(st->req_trailers); free(st->req_trailers); }
   if (st->resp_trailers) { hmap_free(st->resp_trailers); free(st->resp_trailers); }
-  free((void *)st->body);
-  buf_free(&st->up_body);
   buf_free(&st->fm[0].buffered);
   buf_free(&st->fm[1].buffered);
+  buf_free(&st->local_body);
   md_free(&st->md);
   md_free(&st->filter_state);
-  filter_release(st->filter);
+  router_free(st);
+  if (st->filter) filter_release(st->filter);
+  routecfg_unref(st->rc);
+  fconfig_unref(st->fc);
+  chain_unref(st->chain);
   free(st);
 }
 
@@ -292,38 +354,26 @@ void stream_unref(stream_t *st) {
   if (--st->refs == 0) stream_free(st);
 }
 
-static void count_response(int code) {
-  if (code >= 500) atomic_fetch_add(&g_stats.downstream_rq_5xx, 1);
-  else if (code >= 400) atomic_fetch_add(&g_stats.downstream_rq_4xx, 1);
-  else if (code >= 300) atomic_fetch_add(&g_stats.downstream_rq_3xx, 1);
-  else if (code >= 200) atomic_fetch_add(&g_stats.downstream_rq_2xx, 1);
-}
-
-/* ActiveStream::onStreamComplete + log + destroyFilters, deferred like
- * Envoy's doDeferredStreamDestroy. */
+/* onStreamComplete, log(DownstreamEnd), destroyFilters: deferred like
+ * Envoy's doDeferredStreamDestroy (conn_manager_impl.cc:331-400). */
 static void stream_destroy_task(void *arg) {
   stream_t *st = arg;
   router_cancel(st);
-  if (st->down != NULL && !st->down_done) {
-    /* reset: drop the downstream connection without completing the reply */
-    struct evhttp_request *down = st->down;
-    st->down = NULL;
-    st->down_done = 1;
-    if (st->down_conn != NULL) {
-      evhttp_connection_set_closecb(st->down_conn, NULL, NULL);
-      evhttp_connection_free(st->down_conn); /* frees down too */
-      st->down_conn = NULL;
-    } else {
-      /* already detached from its closed connection: this frees it */
-      evhttp_send_reply(down, 500, NULL, NULL);
-    }
+  hcm_disarm_timers(st);
+  if (st->conn != NULL) {
+    /* not completed downstream: a reset closes the HTTP/1 connection */
+    struct dconn *c = st->conn;
+    conn_stream_reset(c);
   }
-  filter_on_stream_complete(st->filter);
-  /* AccessLogType::DownstreamEnd */
-  filter_log(st->filter, 6, &st->req_headers, st->req_trailers, st->resp_started ? &st->resp_headers : NULL,
-             st->resp_trailers);
-  filter_on_destroy(st->filter);
-  count_response(st->resp_code);
+  st->end_ns = now_ns();
+  if (st->filter) {
+    filter_on_stream_complete(st->filter);
+    filter_log(st->filter, 6, &st->req_headers, st->req_trailers, st->resp_started ? &st->resp_headers : NULL,
+               st->resp_trailers);
+  }
+  hcm_log(st);
+  if (st->filter) filter_on_destroy(st->filter);
+  hcm_count_response(st);
   stream_unref(st);
 }
 
@@ -333,104 +383,182 @@ static void stream_finish(stream_t *st) {
   worker_post(st->w, stream_destroy_task, st);
 }
 
-static void down_finished(stream_t *st) {
-  st->down_done = 1;
-  st->down = NULL; /* evhttp frees it once written */
-  st->down_conn = NULL;
+static void down_finished(stream_t *st) { stream_finish(st); }
+
+void stream_detach(stream_t *st) {
+  st->conn = NULL;
   stream_finish(st);
 }
 
 void stream_reset(stream_t *st, const char *why) {
   hlog(LOG_DEBUG, "stream reset: %s", why);
+  if (st->reset) return;
+  st->reset = 1;
   atomic_fetch_add(&g_stats.downstream_rq_reset, 1);
-  if (st->resp_code == 0) st->resp_code = 500;
   st->decode_aborted = 1;
-  /* the destroy task closes the downstream connection outside any evhttp
-   * callback of it */
+  if (st->details[0] == 0) snprintf(st->details, sizeof(st->details), "%s", why);
+  router_cancel(st);
   stream_finish(st);
 }
 
-static void on_down_close(struct evhttp_connection *conn, void *arg) {
-  (void)conn;
-  stream_t *st = arg;
-  st->down_conn = NULL;
-  if (!st->down_done) stream_reset(st, "downstream connection closed");
+void stream_downstream_reset(stream_t *st) {
+  /* the connection is closing: it already let go of the stream */
+  st->conn = NULL;
+  atomic_fetch_add(st->chain->rq_rx_reset, 1);
+  stream_set_flag(st, RF_DOWNSTREAM_CONNECTION_TERMINATION);
+  snprintf(st->details, sizeof(st->details), "downstream_remote_disconnect");
+  stream_reset(st, "downstream_remote_disconnect");
 }
 
-static void stream_feed(stream_t *st) {
-  if (st->feeding) return;
-  st->feeding = 1;
-  while (st->body_off < st->body_len && !st->decode_aborted && !st->read_disabled && !st->finishing) {
-    size_t n = st->body_len - st->body_off;
-    if (n > g_cfg.read_chunk) n = g_cfg.read_chunk;
-    int end = st->body_off + n == st->body_len;
-    buf_t b;
-    buf_init(&b);
-    buf_append(&b, st->body + st->body_off, n);
-    st->body_off += n;
-    if (end) st->fm[DIR_DECODE].complete = 1;
-    if (filter_data(st->filter, DIR_DECODE, &b, end)) fm_after_data(st, DIR_DECODE, &b, end);
-    buf_free(&b);
-  }
-  st->feeding = 0;
+/* ---- creation ---- */
+
+static int is_hop_by_hop(const char *k) {
+  return strcasecmp(k, "connection") == 0 || strcasecmp(k, "keep-alive") == 0 ||
+         strcasecmp(k, "proxy-connection") == 0 || strcasecmp(k, "transfer-encoding") == 0 ||
+         strcasecmp(k, "upgrade") == 0;
 }
 
-static void add_request_id(stream_t *st) {
-  if (hmap_get(&st->req_headers, "x-request-id", 12) != NULL) return;
-  uint64_t a = worker_rand(st->w), b = worker_rand(st->w);
-  char id[40];
-  int n = snprintf(id, sizeof(id), "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
-                   (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
-                   (unsigned long long)(b & 0xffffffffffffull));
-  hmap_add(&st->req_headers, "x-request-id", 12, id, (size_t)n);
-}
-
-void stream_on_request(struct evhttp_request *req, void *arg) {
-  worker_t *w = arg;
+static stream_t *stream_alloc(struct dconn *c) {
   stream_t *st = calloc(1, sizeof(*st));
   if (st == NULL) abort();
   st->refs = 1;
-  st->w = w;
+  st->w = c->w;
+  st->conn = c;
+  c->st = st;
+  st->chain = c->chain;
+  chain_ref(st->chain);
   st->start_ns = now_ns();
-  st->down = req;
-  st->down_conn = evhttp_request_get_connection(req);
-  st->http_minor = req->minor;
+  st->start_wall_ms = wall_ms();
+  snprintf(st->peer, sizeof(st->peer), "%s", c->peer);
+  snprintf(st->local, sizeof(st->local), "%s", c->local);
+  st->buffer_limit = st->chain->buffer_limit;
+  st->idle_timeout_ms = st->chain->stream_idle_timeout_ms;
   atomic_fetch_add(&g_stats.downstream_rq_total, 1);
-  if (st->down_conn != NULL) {
-    char *peer = NULL;
-    ev_uint16_t port = 0;
-    evhttp_connection_get_peer(st->down_conn, &peer, &port);
-    snprintf(st->down_peer, sizeof(st->down_peer), "%s:%u", peer ? peer : "", port);
-    evhttp_connection_set_closecb(st->down_conn, on_down_close, st);
-    upstream_set_nodelay(st->down_conn);
+  atomic_fetch_add(st->chain->rq_total, 1);
+  return st;
+}
+
+/* The HTTP/1 codec's header map: Host becomes :authority, an absolute-form
+ * target is split (allow_absolute_url), pseudo headers first. */
+static void build_request_headers(stream_t *st, h1_head_t *h) {
+  const char *host = hmap_get_str(&h->headers, "host");
+  const char *target = h->target ? h->target : "";
+  const char *path = target;
+  char authority[512] = "";
+  if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
+    const char *a = strstr(target, "://") + 3;
+    const char *slash = strchr(a, '/');
+    size_t al = slash ? (size_t)(slash - a) : strlen(a);
+    snprintf(authority, sizeof(authority), "%.*s", (int)al, a);
+    path = slash ? slash : "/";
+    host = authority;
   }
-  /* HTTP/1 codec + HCM: Host becomes :authority, pseudo headers first */
-  struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
-  const char *host = evhttp_find_header(ih, "Host");
-  const char *uri = evhttp_request_get_uri(req);
-  const char *method = method_name(evhttp_request_get_command(req));
-  hmap_add(&st->req_headers, ":authority", 10, host ? host : "", host ? strlen(host) : 0);
-  hmap_add(&st->req_headers, ":path", 5, uri, strlen(uri));
-  hmap_add(&st->req_headers, ":method", 7, method, strlen(method));
+  if (host) hmap_add(&st->req_headers, ":authority", 10, host, strlen(host));
+  hmap_add(&st->req_headers, ":path", 5, path, strlen(path));
+  hmap_add(&st->req_headers, ":method", 7, h->method, strlen(h->method));
   hmap_add(&st->req_headers, ":scheme", 7, "http", 4);
-  for (struct evkeyval *kv = ih->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
-    if (strcasecmp(kv->key, "host") == 0 || is_hop_by_hop(kv->key)) continue;
-    hmap_add(&st->req_headers, kv->key, strlen(kv->key), kv->value, strlen(kv->value));
+  for (size_t i = 0; i < h->headers.n; i++) {
+    const hentry_t *e = &h->headers.e[i];
+    if (strcmp(e->key, "host") == 0 || is_hop_by_hop(e->key)) continue;
+    hmap_add(&st->req_headers, e->key, e->klen, e->value, e->vlen);
   }
-  if (hmap_get(&st->req_headers, "x-forwarded-proto", 17) == NULL)
-    hmap_add(&st->req_headers, "x-forwarded-proto", 17, "http", 4);
-  add_request_id(st);
-  struct evbuffer *in = evhttp_request_get_input_buffer(req);
-  st->body_len = evbuffer_get_length(in);
-  if (st->body_len > 0) {
-    char *body = malloc(st->body_len);
-    if (body == NULL) abort();
-    evbuffer_remove(in, body, st->body_len);
-    st->body = body;
+}
+
+/* getMergedConfigId: the filter-level id merged with the per-route configs
+ * of the virtual host, then the route, for this plugin name. */
+static uint64_t merged_config_id(stream_t *st) {
+  uint64_t id = st->fc->id;
+  const vhost_t *vh = st->vhost;
+  const route_t *r = st->route;
+  if (vh && vh->golang && vh->golang->plugin_name == st->fc->plugin_name) id = rplugin_merged(vh->golang, id);
+  if (r && r->golang && r->golang->plugin_name == st->fc->plugin_name) id = rplugin_merged(r->golang, id);
+  return id;
+}
+
+void stream_new(struct dconn *c, h1_head_t *head, int end_stream) {
+  stream_t *st = stream_alloc(c);
+  st->minor = head->minor;
+  st->head_request = strcmp(head->method, "HEAD") == 0;
+  st->remote_complete = end_stream;
+  if (end_stream) st->req_done_ns = st->start_ns;
+  build_request_headers(st, head);
+  hcm_arm_timers(st);
+  st->refs++;
+  if (hcm_decode_headers(st, end_stream) == 0) {
+    chain_t *ch = st->chain;
+    if (ch->has_golang) {
+      if (ch->golang) {
+        st->fc = ch->golang;
+        fconfig_ref(st->fc);
+      } else {
+        st->fc = registry_ecds(ch->golang_ecds);
+      }
+      if (st->fc == NULL) {
+        /* MissingConfigFilter (http/filter_chain_helper.h:29-38) */
+        st->missing_config = 1;
+        stream_local_reply(st, 500, "", RF_NO_FILTER_CONFIG_FOUND, "", 0);
+      } else {
+        st->filter = filter_new(st, st->w, st->fc->plugin_name, strlen(st->fc->plugin_name), merged_config_id(st));
+      }
+    }
+    if (!st->missing_config) decode_headers(st, end_stream);
   }
-  st->filter = filter_new(st, w, g_cfg.plugin_name, g_cfg.plugin_name_len, g_cfg.config_id);
-  int end = st->body_len == 0;
-  if (end) st->fm[DIR_DECODE].complete = 1;
-  if (filter_headers(st->filter, DIR_DECODE, &st->req_headers, end)) fm_after_headers(st, DIR_DECODE, end);
-  stream_feed(st);
+  stream_unref(st);
+}
+
+void stream_decode_data(stream_t *st, buf_t *data, int end_stream) {
+  st->bytes_received += data->len;
+  if (end_stream) {
+    st->remote_complete = 1;
+    st->req_done_ns = now_ns();
+  }
+  stream_touch(st);
+  if (st->decode_aborted || st->finishing) return;
+  if (end_stream) st->fm[DIR_DECODE].complete = 1;
+  if (st->filter == NULL) {
+    if (st->missing_config) return;
+    next_data(st, DIR_DECODE, data, end_stream);
+    return;
+  }
+  if (filter_data(st->filter, DIR_DECODE, data, end_stream)) fm_after_data(st, DIR_DECODE, data, end_stream);
+}
+
+void stream_decode_trailers(stream_t *st, hmap_t *trailers) {
+  st->remote_complete = 1;
+  st->req_done_ns = now_ns();
+  stream_touch(st);
+  if (st->decode_aborted || st->finishing) return;
+  st->req_trailers = calloc(1, sizeof(hmap_t));
+  if (st->req_trailers == NULL) abort();
+  for (size_t i = 0; i < trailers->n; i++)
+    hmap_add(st->req_trailers, trailers->e[i].key, trailers->e[i].klen, trailers->e[i].value, trailers->e[i].vlen);
+  st->fm[DIR_DECODE].complete = 1;
+  if (st->filter == NULL) {
+    if (!st->missing_config) next_trailers(st, DIR_DECODE);
+    return;
+  }
+  if (filter_trailers(st->filter, DIR_DECODE, st->req_trailers)) fm_after_trailers(st, DIR_DECODE);
+  else st->fm[DIR_DECODE].trailers_stopped = 1;
+}
+
+void stream_protocol_error(stream_t *st, int status, const char *details) {
+  stream_set_flag(st, RF_DOWNSTREAM_PROTOCOL_ERROR);
+  if (!st->resp_started) stream_local_reply(st, status, status == 431 ? "Request Header Fields Too Large" : "Bad Request", -1, details, 0);
+  else stream_reset(st, details);
+}
+
+void stream_protocol_error_new(struct dconn *c, int status, const char *details) {
+  /* ServerConnectionImpl::sendProtocolError starts a stream to answer
+   * through the HCM (codec_impl.cc:1387-1408): local_reply_config applies */
+  stream_t *st = stream_alloc(c);
+  st->minor = c->p.head.minor;
+  if (c->p.head.method[0]) hmap_add(&st->req_headers, ":method", 7, c->p.head.method, strlen(c->p.head.method));
+  if (c->p.head.target) hmap_add(&st->req_headers, ":path", 5, c->p.head.target, strlen(c->p.head.target));
+  st->refs++;
+  const char *body = status == 431 ? "Request Header Fields Too Large"
+                     : status == 408 ? "request header timeout"
+                     : status == 501 ? "Not Implemented"
+                                     : "Bad Request";
+  stream_local_reply(st, status, body, status == 408 ? -1 : RF_DOWNSTREAM_PROTOCOL_ERROR, details, 0);
+  stream_unref(st);
 }

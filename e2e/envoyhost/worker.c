@@ -10,6 +10,11 @@
 
 #include "log.h"
 
+static __thread worker_t *tl_worker;
+worker_t *g_workers;
+
+worker_t *worker_current(void) { return tl_worker; }
+
 static void run_posted(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   worker_t *w = arg;
@@ -45,6 +50,7 @@ int worker_init(worker_t *w, uint32_t id) {
 
 static void *worker_main(void *arg) {
   worker_t *w = arg;
+  tl_worker = w;
   event_base_dispatch(w->base);
   hlog(LOG_INFO, "worker %u: dispatcher exited", w->id);
   return NULL;

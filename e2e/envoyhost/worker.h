@@ -32,7 +32,12 @@ typedef struct worker {
   pthread_mutex_t qmu;
   task_t *head, *tail;
   uint64_t rng;
+  struct dconn *conns; /* downstream connections of this worker, for drains */
 } worker_t;
+
+/* The worker whose thread this is, or NULL on any other thread. */
+worker_t *worker_current(void);
+extern worker_t *g_workers;
 
 int worker_init(worker_t *w, uint32_t id);
 int worker_start(worker_t *w);

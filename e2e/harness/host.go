@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // Plugin names of the test filters the host can load (Inflow's is
@@ -176,7 +177,10 @@ func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error)
 	}
 	args := []string{"serve", "--library", opts.Library, "--plugin-name", opts.PluginName, "--plugin-config", cfg,
 		"--listen", opts.Listen, "--admin", opts.Admin, "--concurrency", fmt.Sprint(opts.Concurrency),
-		"--log-level", opts.LogLevel}
+		"--log-level", opts.LogLevel,
+		// the ORIGINAL_DST cluster reads where Inflow writes the endpoint
+		"--original-dst-header", protocol.HeaderDestination,
+		"--original-dst-metadata", protocol.MetadataNamespaceLB + "/" + protocol.MetadataKeyDestination}
 	if opts.DefaultUpstream != "" {
 		args = append(args, "--default-upstream", opts.DefaultUpstream)
 	}
@@ -227,8 +231,8 @@ func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error)
 				<-h.done
 				return nil, fmt.Errorf("envoyhost exited before listening (%v): %s", h.err, h.errs.String())
 			}
-			if a, found := strings.CutPrefix(l, "LISTEN "); found {
-				h.Addr = a
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "LISTEN" {
+				h.Addr = f[2]
 			} else if a, found := strings.CutPrefix(l, "ADMIN "); found {
 				h.Admin = a
 			}

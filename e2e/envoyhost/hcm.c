@@ -1,0 +1,336 @@
+/* The HTTP connection manager's per-stream work around the filter chain:
+ * ActiveStream::decodeHeaders (conn_manager_impl.cc:1354-1575), the cached
+ * route and its refresh after clearRouteCache (2468-2477, refreshBufferLimit
+ * 2446-2466), stream timers (1061-1085), the access log and stats. */
+#include <ctype.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "accesslog.h"
+#include "conn.h"
+#include "format.h"
+#include "host.h"
+#include "log.h"
+#include "registry.h"
+#include "respflags.h"
+#include "stream.h"
+
+void hcm_fmt_ctx(stream_t *st, fmt_ctx_t *c) {
+  memset(c, 0, sizeof(*c));
+  c->req = &st->req_headers;
+  c->resp = st->resp_started || st->resp_headers.n ? &st->resp_headers : NULL;
+  c->resp_trailers = st->resp_trailers;
+  c->code = st->resp_code;
+  c->details = st->details;
+  c->flags = st->flags;
+  c->local_body = st->local_body.data;
+  c->local_body_len = st->local_body.len;
+  c->md = &st->md;
+  c->upstream_host = st->upstream_host;
+  c->cluster = st->cluster_name;
+  c->route_name = st->route ? st->route->name : NULL;
+  c->remote = st->peer;
+  c->local = st->local;
+  c->minor = st->minor;
+  c->start_wall_ms = st->start_wall_ms;
+  uint64_t end = st->end_ns ? st->end_ns : now_ns();
+  c->duration_ms = (int64_t)((end - st->start_ns) / 1000000);
+  c->request_duration_ms = st->req_done_ns ? (int64_t)((st->req_done_ns - st->start_ns) / 1000000) : -1;
+  c->response_duration_ms = st->resp_first_ns ? (int64_t)((st->resp_first_ns - st->start_ns) / 1000000) : -1;
+  c->bytes_received = st->bytes_received;
+  c->bytes_sent = st->bytes_sent;
+  c->attempts = st->attempt_count;
+}
+
+/* ---- route ---- */
+
+static void refresh_route(stream_t *st) {
+  st->route_cached = 1;
+  st->route = st->rc ? routecfg_match(st->rc, &st->req_headers, &st->vhost) : NULL;
+  if (st->route == NULL) return;
+  /* refreshBufferLimit: a route limit only ever raises the stream's */
+  int64_t limit = st->route->body_buffer_limit >= 0 ? st->route->body_buffer_limit
+                  : st->vhost ? st->vhost->body_buffer_limit : -1;
+  if (limit > (int64_t)st->buffer_limit) st->buffer_limit = (uint32_t)(limit > 0xffffffffLL ? 0xffffffffLL : limit);
+  if (st->route->action == ACTION_ROUTE && st->route->idle_timeout_ms >= 0) st->idle_timeout_ms = st->route->idle_timeout_ms;
+}
+
+const route_t *hcm_route(stream_t *st) {
+  if (!st->route_cached) refresh_route(st);
+  return st->route;
+}
+
+/* ---- path and host normalisation (ConnectionManagerUtility::maybeNormalizePath/Host) ---- */
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* PathUtil::canonicalPath (Chromium's CanonicalizePath): unreserved
+ * characters are unescaped, other escapes upper-cased, "." and ".."
+ * segments resolved (RFC 3986 5.2.4). */
+static int canonical_path(const char *in, size_t n, buf_t *out) {
+  buf_t dec;
+  buf_init(&dec);
+  for (size_t i = 0; i < n; i++) {
+    int h = in[i] == '%' && i + 1 < n ? hexval(in[i + 1]) : -1;
+    int l = in[i] == '%' && i + 2 < n ? hexval(in[i + 2]) : -1;
+    if (h < 0 || l < 0) {
+      buf_append(&dec, &in[i], 1);
+      continue;
+    }
+    char ch = (char)(h * 16 + l);
+    if (isalnum((unsigned char)ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+      buf_append(&dec, &ch, 1);
+    } else {
+      char esc[3] = {'%', "0123456789ABCDEF"[h], "0123456789ABCDEF"[l]};
+      buf_append(&dec, esc, 3);
+    }
+    i += 2;
+  }
+  const char *p = dec.data ? dec.data : "";
+  size_t len = dec.len, nseg = 0;
+  size_t *starts = calloc(len + 1, sizeof(size_t)), *lens = calloc(len + 1, sizeof(size_t));
+  if (starts == NULL || lens == NULL) abort();
+  int trailing = 0;
+  for (size_t i = 1; i <= len;) {
+    size_t j = i;
+    while (j < len && p[j] != '/') j++;
+    size_t sl = j - i;
+    int last = j >= len;
+    if (sl == 1 && p[i] == '.') {
+      trailing = last;
+    } else if (sl == 2 && p[i] == '.' && p[i + 1] == '.') {
+      if (nseg > 0) nseg--;
+      trailing = last;
+    } else {
+      starts[nseg] = i;
+      lens[nseg++] = sl;
+      trailing = 0;
+    }
+    i = j + 1;
+  }
+  out->len = 0;
+  for (size_t s = 0; s < nseg; s++) {
+    buf_append(out, "/", 1);
+    buf_append(out, p + starts[s], lens[s]);
+  }
+  if (out->len == 0 || trailing) buf_append(out, "/", 1);
+  free(starts);
+  free(lens);
+  buf_free(&dec);
+  return 0;
+}
+
+static int normalize_path(stream_t *st) {
+  const char *path = hmap_get_str(&st->req_headers, ":path");
+  if (path == NULL) return 0;
+  size_t plen = strcspn(path, "?#");
+  buf_t out;
+  buf_init(&out);
+  if (st->chain->normalize_path) {
+    if (canonical_path(path, plen, &out) != 0) {
+      buf_free(&out);
+      return -1;
+    }
+  } else {
+    buf_append(&out, path, plen);
+  }
+  if (st->chain->merge_slashes) {
+    /* PathUtil::mergeSlashes, after normalisation */
+    size_t w = 0;
+    for (size_t r = 0; r < out.len; r++)
+      if (!(out.data[r] == '/' && w > 0 && out.data[w - 1] == '/')) out.data[w++] = out.data[r];
+    out.len = w;
+  }
+  buf_append(&out, path + plen, strlen(path + plen));
+  if (out.len != strlen(path) || memcmp(out.data, path, out.len) != 0)
+    hmap_set(&st->req_headers, ":path", 5, out.data, out.len);
+  buf_free(&out);
+  return 0;
+}
+
+static void strip_port(stream_t *st) {
+  const char *a = hmap_get_str(&st->req_headers, ":authority");
+  if (a == NULL) return;
+  size_t n = strlen(a);
+  const char *colon = strrchr(a, ':');
+  if (colon == NULL || (a[0] == '[' && a[n - 1] == ']')) return;
+  if (a[0] != '[' && memchr(a, ':', (size_t)(colon - a)) != NULL) return;
+  for (const char *c = colon + 1; *c; c++)
+    if (!isdigit((unsigned char)*c)) return;
+  char *host = strndup(a, (size_t)(colon - a));
+  hmap_set(&st->req_headers, ":authority", 10, host, strlen(host));
+  free(host);
+}
+
+static void add_request_id(stream_t *st) {
+  if (hmap_get(&st->req_headers, "x-request-id", 12) != NULL) return;
+  uint64_t a = worker_rand(st->w), b = worker_rand(st->w);
+  char id[40];
+  int n = snprintf(id, sizeof(id), "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
+                   (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
+                   (unsigned long long)(b & 0xffffffffffffull));
+  hmap_add(&st->req_headers, "x-request-id", 12, id, (size_t)n);
+}
+
+/* ConnectionManagerUtility::mutateRequestHeaders, the parts that apply
+ * to a plain-text listener */
+static void mutate_request_headers(stream_t *st) {
+  if (st->chain->use_remote_address) {
+    char ip[80];
+    snprintf(ip, sizeof(ip), "%s", st->peer);
+    char *colon = strrchr(ip, ':');
+    if (colon) *colon = 0;
+    const char *xff = hmap_get_str(&st->req_headers, "x-forwarded-for");
+    if (xff != NULL) {
+      char *v = NULL;
+      if (asprintf(&v, "%s,%s", xff, ip) < 0) abort();
+      hmap_set(&st->req_headers, "x-forwarded-for", 15, v, strlen(v));
+      free(v);
+    } else {
+      hmap_add(&st->req_headers, "x-forwarded-for", 15, ip, strlen(ip));
+    }
+  }
+  if (st->chain->use_remote_address || hmap_get(&st->req_headers, "x-forwarded-proto", 17) == NULL)
+    hmap_set(&st->req_headers, "x-forwarded-proto", 17, "http", 4);
+  add_request_id(st);
+}
+
+int hcm_decode_headers(stream_t *st, int end_stream) {
+  (void)end_stream;
+  struct dconn *c = st->conn;
+  /* HeaderUtility::shouldCloseConnection */
+  if (c && !c->p.head.keep_alive) st->drain_on_completion = 1;
+  if (st->minor == 0 && !st->chain->accept_http_10) {
+    /* ServerConnectionImpl::checkProtocolVersion (http1/codec_impl.cc:1177-1192) */
+    if (c) c->close_after = 1;
+    stream_local_reply(st, 426, "Upgrade Required", RF_DOWNSTREAM_PROTOCOL_ERROR, "low_version", 0);
+    return -1;
+  }
+  if (st->minor == 0 && st->chain->default_host_for_http_10 &&
+      hmap_get(&st->req_headers, ":authority", 10) == NULL)
+    hmap_add(&st->req_headers, ":authority", 10, st->chain->default_host_for_http_10,
+             strlen(st->chain->default_host_for_http_10));
+  if (!st->chain->proxy_100_continue) {
+    const char *expect = hmap_get_str(&st->req_headers, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0) {
+      /* the HCM answers 100 Continue itself and removes Expect so the
+       * upstream does not answer it again (conn_manager_impl.cc:1431-1442) */
+      atomic_fetch_add(st->chain->continue_sent, 1);
+      if (c) conn_send_100_continue(c);
+      hmap_remove(&st->req_headers, "expect", 6);
+    }
+  }
+  if (hmap_get(&st->req_headers, ":authority", 10) == NULL) {
+    stream_local_reply(st, 400, "", -1, "missing_host_header", 0);
+    return -1;
+  }
+  const char *path = hmap_get_str(&st->req_headers, ":path");
+  if (path == NULL || path[0] == 0) {
+    stream_local_reply(st, 404, "", -1, "missing_path_rejected", 0);
+    return -1;
+  }
+  if (path[0] != '/') {
+    stream_local_reply(st, 404, "", -1, "absolute_path_rejected", 0);
+    return -1;
+  }
+  if (normalize_path(st) != 0) {
+    stream_local_reply(st, 400, "", -1, "path_normalization_failed", 0);
+    return -1;
+  }
+  if (st->chain->strip_any_host_port) strip_port(st);
+  mutate_request_headers(st);
+  /* snapped_route_config_: the stream keeps the table it started with */
+  if (st->chain->inline_rc) {
+    st->rc = st->chain->inline_rc;
+    routecfg_ref(st->rc);
+  } else {
+    st->rc = registry_route(st->chain->rds);
+  }
+  refresh_route(st);
+  return 0;
+}
+
+/* ---- timers ---- */
+
+static void idle_timeout(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  stream_t *st = arg;
+  atomic_fetch_add(st->chain->rq_idle_timeout, 1);
+  stream_set_flag(st, RF_STREAM_IDLE_TIMEOUT);
+  /* maybeRequestTimeoutCode: 504 once the whole request arrived, else 408 */
+  stream_local_reply(st, st->remote_complete ? 504 : 408, "stream timeout", -1, "stream_idle_timeout", 0);
+}
+
+static void request_timeout(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  stream_t *st = arg;
+  if (st->remote_complete) return;
+  atomic_fetch_add(st->chain->rq_timeout, 1);
+  stream_local_reply(st, 408, "request timeout", -1, "request_overall_timeout", 0);
+}
+
+static void arm(struct event *e, int64_t ms) {
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  event_add(e, &tv);
+}
+
+void hcm_arm_timers(stream_t *st) {
+  st->idle_timer = evtimer_new(st->w->base, idle_timeout, st);
+  st->request_timer = evtimer_new(st->w->base, request_timeout, st);
+  if (st->idle_timeout_ms > 0) arm(st->idle_timer, st->idle_timeout_ms);
+  if (st->chain->request_timeout_ms > 0 && !st->remote_complete) arm(st->request_timer, st->chain->request_timeout_ms);
+}
+
+void stream_touch(stream_t *st) {
+  /* resetIdleTimer: any activity restarts it */
+  if (st->idle_timer == NULL || st->finishing) return;
+  if (st->idle_timeout_ms > 0) arm(st->idle_timer, st->idle_timeout_ms);
+  else event_del(st->idle_timer);
+}
+
+void hcm_disarm_timers(stream_t *st) {
+  if (st->idle_timer) {
+    event_free(st->idle_timer);
+    st->idle_timer = NULL;
+  }
+  if (st->request_timer) {
+    event_free(st->request_timer);
+    st->request_timer = NULL;
+  }
+}
+
+/* ---- end of stream ---- */
+
+void hcm_log(stream_t *st) {
+  if (st->chain->nlogs == 0) return;
+  fmt_ctx_t c;
+  hcm_fmt_ctx(st, &c);
+  for (size_t i = 0; i < st->chain->nlogs; i++) accesslog_write(st->chain->logs[i], &c);
+}
+
+void hcm_count_response(stream_t *st) {
+  int code = st->resp_code;
+  chain_t *ch = st->chain;
+  if (code >= 500) {
+    atomic_fetch_add(&g_stats.downstream_rq_5xx, 1);
+    atomic_fetch_add(ch->rq_5xx, 1);
+  } else if (code >= 400) {
+    atomic_fetch_add(&g_stats.downstream_rq_4xx, 1);
+    atomic_fetch_add(ch->rq_4xx, 1);
+  } else if (code >= 300) {
+    atomic_fetch_add(&g_stats.downstream_rq_3xx, 1);
+    atomic_fetch_add(ch->rq_3xx, 1);
+  } else if (code >= 200) {
+    atomic_fetch_add(&g_stats.downstream_rq_2xx, 1);
+    atomic_fetch_add(ch->rq_2xx, 1);
+  }
+  if (st->down_done && !st->remote_complete) atomic_fetch_add(ch->rq_response_before_rq_complete, 1);
+}
