@@ -7,19 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/inflow-gateway/inflow/controlplane/local"
-	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/e2e/hostxds"
 )
-
-// xdsAwait bounds waiting for the control plane; generous so a loaded
-// machine makes the test slow, not flaky.
-const xdsAwait = 10 * time.Second
 
 // controlPlaneYAML serves model "llama" (rewritten to llama-3-8b, as
 // checkRouted expects) from a pool of one endpoint.
@@ -50,59 +45,70 @@ func startControlPlane(t *testing.T, path string) string {
 	return cp.Addr
 }
 
-// TestControlPlaneConfigRoutesThroughFilter: the plugin config the control
-// plane delivers over LDS, fed unchanged to the real inflow.so in the ABI
-// host, routes a request to the endpoint the config names; after a config
-// edit, the new LDS config routes to the new endpoint.
+// startXDSHost starts an envoyhost fed by the control plane at cp and waits
+// for its listener "public".
+func startXDSHost(t *testing.T, cp string, opts harness.XDSHostOptions) *harness.Host {
+	t.Helper()
+	opts.ControlPlane = cp
+	if opts.Listener == "" {
+		opts.Listener = "public"
+	}
+	h, err := harness.StartXDSHost(testContext(t), opts)
+	if err != nil {
+		t.Fatalf("start envoyhost: %v", err)
+	}
+	t.Cleanup(func() {
+		exited, err := h.Exited()
+		h.Close()
+		if exited {
+			t.Errorf("envoyhost exited during the test: %v\n%s", err, h.Stderr())
+		} else if t.Failed() {
+			t.Logf("envoyhost log:\n%s\nxDS client: %+v", h.Stderr(), h.Agent().Status())
+		}
+	})
+	return h
+}
+
+// writeFile replaces path atomically, as an editor or a ConfigMap swap does.
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestControlPlaneConfigRoutesThroughFilter: the host takes what the
+// control plane serves over ADS (listener, routes, clusters, the filter's
+// config) and routes through the real inflow.so; after a config edit the
+// same host routes by the new config, without a restart.
 func TestControlPlaneConfigRoutesThroughFilter(t *testing.T) {
 	t.Parallel()
 	b1, b2 := startBackend(t, "cp-b1"), startBackend(t, "cp-b2")
 	path := filepath.Join(t.TempDir(), "inflow.yaml")
-	if err := os.WriteFile(path, []byte(controlPlaneYAML(b1.Addr)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e, err := xdstest.Connect(startControlPlane(t, path), "e2e-envoy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-
+	writeFile(t, path, controlPlaneYAML(b1.Addr))
+	h := startXDSHost(t, startControlPlane(t, path), harness.XDSHostOptions{})
+	c := client(h)
 	steps := []struct {
-		version string
-		edit    string // new config, written before waiting for version
+		edit    string // new config, written first
+		version string // the control plane's snapshot version then
 		want    *harness.Backend
 	}{
-		{"1", "", b1},
-		{"2", controlPlaneYAML(b2.Addr), b2},
+		{"", "1", b1},
+		{controlPlaneYAML(b2.Addr), "2", b2},
 	}
-	for _, s := range steps {
-		t.Run("version "+s.version, func(t *testing.T) {
+	for i, s := range steps {
+		t.Run(fmt.Sprint("step ", i), func(t *testing.T) {
 			if s.edit != "" {
-				tmp := path + ".tmp"
-				if err := os.WriteFile(tmp, []byte(s.edit), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Rename(tmp, path); err != nil {
-					t.Fatal(err)
-				}
+				writeFile(t, path, s.edit)
 			}
-			if err := e.Await(xdsAwait, xdstest.AllAt(s.version)); err != nil {
+			if err := h.Agent().Await(testContext(t), hostxds.AllAt(s.version)); err != nil {
 				t.Fatal(err)
 			}
-			lf, err := harness.FromListener(e.State.Listeners["public"], e.State.Extensions)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if lf.Plugin != protocol.PluginName {
-				t.Fatalf("LDS names plugin %q, want %q", lf.Plugin, protocol.PluginName)
-			}
-			h := startHost(t, harness.HostOptions{PluginName: lf.Plugin, RawConfig: lf.Config})
-			id := "cp-v" + s.version
-			c := client(h)
+			id := fmt.Sprint("cp-", i)
 			resp, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi"), option.WithHeader(testIDHeader, id))
 			if err != nil {
 				t.Fatalf("chat: %v", err)
@@ -119,5 +125,8 @@ func TestControlPlaneConfigRoutesThroughFilter(t *testing.T) {
 				t.Errorf("%s is absent or 0: the filter did not run", protocol.StatRequests)
 			}
 		})
+	}
+	if st := h.Agent().Status(); st.NACKs != 0 {
+		t.Errorf("the host refused the control plane's config: %s", st.LastNACK)
 	}
 }

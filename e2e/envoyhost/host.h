@@ -11,6 +11,9 @@ typedef struct host_config {
   const char *library;        /* the one Go library this process loads */
   const char *library_id;     /* its library_id, once a config named one */
   const char *bind_listeners; /* test harness: bind every listener here, port 0 */
+  /* test harness: --listener-address NAME=IP:PORT pins a listener */
+  const char **pin_names, **pin_addrs;
+  size_t npins;
 } host_config_t;
 
 extern host_config_t g_cfg;

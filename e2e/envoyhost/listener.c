@@ -45,7 +45,15 @@ listener_t *listener_bind(const char *name, const char *addr, char *err, size_t 
     snprintf(err, errlen, "listener %s: address %s is not ip:port", name, addr);
     return NULL;
   }
-  if (g_cfg.bind_listeners != NULL) {
+  const char *pinned = NULL;
+  for (size_t i = 0; i < g_cfg.npins; i++)
+    if (strcmp(g_cfg.pin_names[i], name) == 0) pinned = g_cfg.pin_addrs[i];
+  if (pinned != NULL) {
+    if (split_addr(pinned, host, sizeof(host), &port) != 0) {
+      snprintf(err, errlen, "--listener-address %s=%s is not ip:port", name, pinned);
+      return NULL;
+    }
+  } else if (g_cfg.bind_listeners != NULL) {
     /* test harness: every listener on this IP with a free port */
     snprintf(host, sizeof(host), "%s", g_cfg.bind_listeners);
     port = 0;

@@ -22,6 +22,7 @@
 
 static const char kUsage[] =
     "usage: envoyhost serve --library FILE.so --admin IP:PORT [--concurrency N] [--bind-listeners IP]\n"
+    "                       [--listener-address NAME=IP:PORT]...\n"
     "                       [--drain-time-s SECONDS] [--log-level trace|debug|info|warning|error|critical|off]\n"
     "  xDS mode: listeners, routes, clusters and filter configs arrive by POST /envoyhost/config\n"
     "  (the xDS companion, e2e/cmd/envoyhost-xds, pushes what the control plane serves).\n"
@@ -132,6 +133,15 @@ int main(int argc, char **argv) {
     else if (strcmp(k, "--admin") == 0) admin_addr = v;
     else if (strcmp(k, "--concurrency") == 0) concurrency = atol(v);
     else if (strcmp(k, "--bind-listeners") == 0) g_cfg.bind_listeners = v;
+    else if (strcmp(k, "--listener-address") == 0) {
+      const char *eq = strchr(v, '=');
+      if (eq == NULL) die("--listener-address %s is not NAME=IP:PORT%s", v, "");
+      g_cfg.pin_names = realloc(g_cfg.pin_names, (g_cfg.npins + 1) * sizeof(char *));
+      g_cfg.pin_addrs = realloc(g_cfg.pin_addrs, (g_cfg.npins + 1) * sizeof(char *));
+      if (g_cfg.pin_names == NULL || g_cfg.pin_addrs == NULL) abort();
+      g_cfg.pin_names[g_cfg.npins] = strndup(v, (size_t)(eq - v));
+      g_cfg.pin_addrs[g_cfg.npins++] = eq + 1;
+    }
     else if (strcmp(k, "--drain-time-s") == 0) g_drain_time_ms = (long)(atof(v) * 1000);
     else if (strcmp(k, "--plugin-name") == 0) so.plugin_name = v;
     else if (strcmp(k, "--plugin-config") == 0) so.plugin_config = v;

@@ -139,25 +139,26 @@ static void apply_response_mutations(stream_t *st) {
 static int inject_credential(stream_t *st, cluster_t *c, hmap_t *h) {
   credinject_t *ci = c->cred;
   if (ci == NULL) return 0;
+  size_t kl = strlen(ci->header);
+  /* GenericCredentialInjector::inject: a header the client sent stays
+   * unless overwrite; an empty or missing secret fails the injection */
+  if (!ci->overwrite && hmap_get(h, ci->header, kl) != NULL) return 0;
   buf_t secret;
   buf_init(&secret);
-  int found = registry_secret(ci->secret, &secret);
+  int found = registry_secret(ci->secret, &secret) && secret.len > 0;
   if (!found) {
     buf_free(&secret);
     if (ci->allow_missing) return 0;
-    /* CredentialInjectorFilter: no credential is a 401 */
+    /* CredentialInjectorFilter::decodeHeaders */
     stream_local_reply(st, 401, "Failed to inject credential.", -1, "failed_to_inject_credential", 0);
     return -1;
   }
-  size_t kl = strlen(ci->header);
-  if (hmap_get(h, ci->header, kl) == NULL || ci->overwrite) {
-    buf_t v;
-    buf_init(&v);
-    buf_append(&v, ci->prefix, strlen(ci->prefix));
-    buf_append(&v, secret.data, secret.len);
-    hmap_set(h, ci->header, kl, v.data, v.len);
-    buf_free(&v);
-  }
+  buf_t v;
+  buf_init(&v);
+  buf_append(&v, ci->prefix, strlen(ci->prefix));
+  buf_append(&v, secret.data, secret.len);
+  hmap_set(h, ci->header, kl, v.data, v.len);
+  buf_free(&v);
   buf_free(&secret);
   return 0;
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/e2e/hostxds"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
@@ -98,13 +99,23 @@ type HostOptions struct {
 
 // Host is a running envoyhost.
 type Host struct {
-	Addr  string // ip:port of the proxy listener
+	// Addr is the ip:port of the proxy listener: the static mode's one, or
+	// an xDS-driven host's Listener (XDSHostOptions.Listener).
+	Addr  string
 	Admin string // ip:port of the admin listener
 	cmd   *exec.Cmd
 	errs  *syncBuffer
 	done  chan struct{}
 	err   error
+
+	mu        sync.Mutex
+	listeners map[string]string // listener name -> bound ip:port
+	seen      chan struct{}     // closed and replaced on every stdout line
+	agent     *hostxds.Agent
 }
+
+// staticListener is the static mode's listener name.
+const staticListener = "static"
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -153,8 +164,11 @@ func writeTypedStruct(path string, value any) error {
 	return os.WriteFile(path, data, 0o600)
 }
 
-// StartHost runs envoyhost serve and waits until it prints its addresses.
-// The caller must Close it.
+// StartHost runs envoyhost in its static mode (one listener, one route to
+// an ORIGINAL_DST cluster, the plugin config from opts) and waits until it
+// listens: the unit-level tests of the ABI and the state machine use it.
+// Tests of routing, clusters and config updates use StartXDSHost. The
+// caller must Close it.
 func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error) {
 	if opts.Library == "" {
 		opts.Library = Out(opts.PluginName + ".so")
@@ -194,13 +208,26 @@ func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error)
 		}
 		args = append(args, "--route-plugin-config", path)
 	}
+	h, err := spawn(ctx, args, opts.Env)
+	if err != nil {
+		return nil, err
+	}
+	if h.Addr, err = h.ListenerAddr(ctx, staticListener); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// spawn runs envoyhost with args and waits for its admin address.
+func spawn(ctx context.Context, args, env []string) (*Host, error) {
 	cmd := exec.Command(Out("envoyhost"), args...)
 	// Killed with us even if a test binary or the benchmark dies without
 	// running its cleanups.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// cgocheck=1 makes the Go runtime verify every pointer crossing the ABI.
-	cmd.Env = append(append(os.Environ(), "GODEBUG=cgocheck=1"), opts.Env...)
-	h := &Host{cmd: cmd, errs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Env = append(append(os.Environ(), "GODEBUG=cgocheck=1"), env...)
+	h := &Host{cmd: cmd, errs: &syncBuffer{}, done: make(chan struct{}), listeners: map[string]string{}, seen: make(chan struct{})}
 	cmd.Stderr = h.errs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -213,42 +240,71 @@ func StartHost(ctx context.Context, dir string, opts HostOptions) (*Host, error)
 		h.err = cmd.Wait()
 		close(h.done)
 	}()
-	lines := make(chan string)
+	// stdout is read for the life of the process: the host prints a LISTEN
+	// line whenever it binds a listener, and must never block on it
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			lines <- sc.Text()
+			f := strings.Fields(sc.Text())
+			h.mu.Lock()
+			switch {
+			case len(f) == 3 && f[0] == "LISTEN":
+				h.listeners[f[1]] = f[2]
+			case len(f) == 2 && f[0] == "ADMIN":
+				h.Admin = f[1]
+			}
+			close(h.seen)
+			h.seen = make(chan struct{})
+			h.mu.Unlock()
 		}
-		close(lines)
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	deadline := time.NewTimer(startTimeout)
-	defer deadline.Stop()
-	for h.Addr == "" || h.Admin == "" {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				<-h.done
-				return nil, fmt.Errorf("envoyhost exited before listening (%v): %s", h.err, h.errs.String())
-			}
-			if f := strings.Fields(l); len(f) == 3 && f[0] == "LISTEN" {
-				h.Addr = f[2]
-			} else if a, found := strings.CutPrefix(l, "ADMIN "); found {
-				h.Admin = a
-			}
-		case <-deadline.C:
-			h.Close()
-			return nil, fmt.Errorf("envoyhost did not start within %v: %s", startTimeout, h.errs.String())
-		case <-ctx.Done():
-			h.Close()
-			return nil, ctx.Err()
-		}
+	if _, err := h.wait(ctx, func() (string, bool) { return h.Admin, h.Admin != "" }); err != nil {
+		h.Close()
+		return nil, err
 	}
 	return h, nil
 }
 
-// Close kills the host and waits for it.
+// wait blocks until get reports a value from the host's stdout.
+func (h *Host) wait(ctx context.Context, get func() (string, bool)) (string, error) {
+	deadline := time.NewTimer(startTimeout)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		v, ok := get()
+		ch := h.seen
+		h.mu.Unlock()
+		if ok {
+			return v, nil
+		}
+		select {
+		case <-ch:
+		case <-h.done:
+			return "", fmt.Errorf("envoyhost exited (%v): %s", h.err, h.errs.String())
+		case <-deadline.C:
+			return "", fmt.Errorf("envoyhost: not there within %v: %s", startTimeout, h.errs.String())
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}
+
+// ListenerAddr waits until the host binds the named listener and returns
+// its ip:port. An xDS-driven host binds a listener once its config arrived
+// and warmed.
+func (h *Host) ListenerAddr(ctx context.Context, name string) (string, error) {
+	return h.wait(ctx, func() (string, bool) {
+		a, ok := h.listeners[name]
+		return a, ok
+	})
+}
+
+// Close stops the host's xDS client, kills the host and waits for it.
 func (h *Host) Close() {
+	if h.agent != nil {
+		h.agent.Close()
+	}
 	select {
 	case <-h.done:
 		return

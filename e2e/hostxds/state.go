@@ -1,0 +1,343 @@
+package hostxds
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// resources is one accepted (or candidate) state of the subscriptions.
+type resources struct {
+	listeners map[string]*listenerv3.Listener
+	clusters  map[string]*clusterv3.Cluster
+	routes    map[string]*routev3.RouteConfiguration
+	cla       map[string]*endpointv3.ClusterLoadAssignment
+	ecds      map[string]*corev3.TypedExtensionConfig
+	haveCDS   bool
+}
+
+func (r *resources) clone() *resources {
+	return &resources{listeners: maps(r.listeners), clusters: maps(r.clusters), routes: maps(r.routes),
+		cla: maps(r.cla), ecds: maps(r.ecds), haveCDS: r.haveCDS}
+}
+
+func maps[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// hostSnapshot is the whole configuration envoyhost runs (registry.c).
+type hostSnapshot struct {
+	Listeners        []*hostListener   `json:"listeners"`
+	RouteConfigs     []json.RawMessage `json:"route_configs"`
+	Clusters         []*hostCluster    `json:"clusters"`
+	ExtensionConfigs []*hostGolang     `json:"extension_configs"`
+	Secrets          []hostSecret      `json:"secrets"`
+
+	listeners map[string]*hostListener
+	clusters  map[string]*hostCluster
+}
+
+type state struct {
+	cur              *resources
+	versions, nonces map[string]string
+	timeout          time.Duration
+	// warming: when each listener or cluster version started waiting for
+	// what it references; a key is "kind/name/hash"
+	warming map[string]time.Time
+	expired map[string]bool
+	// active is what envoyhost last accepted: a warming new version keeps
+	// the old one serving, as Envoy's warming listeners do
+	active *hostSnapshot
+	// secret files by path, for the watcher
+	secretFiles map[string]bool
+}
+
+func newState(timeout time.Duration) *state {
+	return &state{
+		cur: &resources{listeners: map[string]*listenerv3.Listener{}, clusters: map[string]*clusterv3.Cluster{},
+			routes: map[string]*routev3.RouteConfiguration{}, cla: map[string]*endpointv3.ClusterLoadAssignment{},
+			ecds: map[string]*corev3.TypedExtensionConfig{}},
+		versions: map[string]string{}, nonces: map[string]string{}, timeout: timeout,
+		warming: map[string]time.Time{}, expired: map[string]bool{}, secretFiles: map[string]bool{},
+	}
+}
+
+func (s *state) resetStream() {
+	s.versions = map[string]string{}
+	s.nonces = map[string]string{}
+}
+
+// with is the candidate state after a response of type t. LDS and CDS
+// responses carry the whole set; RDS, EDS and ECDS the subscribed names.
+func (s *state) with(t string, res []*anypb.Any) (*resources, error) {
+	got, err := decode(t, res)
+	if err != nil {
+		return nil, err
+	}
+	next := s.cur.clone()
+	switch t {
+	case resource.ListenerType:
+		next.listeners = map[string]*listenerv3.Listener{}
+		for n, m := range got {
+			next.listeners[n] = m.(*listenerv3.Listener)
+		}
+	case resource.ClusterType:
+		next.clusters = map[string]*clusterv3.Cluster{}
+		for n, m := range got {
+			next.clusters[n] = m.(*clusterv3.Cluster)
+		}
+		next.haveCDS = true
+	case resource.RouteType:
+		for n, m := range got {
+			next.routes[n] = m.(*routev3.RouteConfiguration)
+		}
+	case resource.EndpointType:
+		for n, m := range got {
+			next.cla[n] = m.(*endpointv3.ClusterLoadAssignment)
+		}
+	case resource.ExtensionConfigType:
+		for n, m := range got {
+			next.ecds[n] = m.(*corev3.TypedExtensionConfig)
+		}
+	}
+	return next, nil
+}
+
+func (s *state) commit(next *resources) { s.cur = next }
+
+// referenced is, per non-wildcard type, the sorted names the accepted
+// listeners and clusters use.
+func (s *state) referenced() map[string][]string {
+	out := map[string][]string{}
+	add := func(t, n string) {
+		if n != "" && !slices.Contains(out[t], n) {
+			out[t] = append(out[t], n)
+		}
+	}
+	for _, l := range s.cur.listeners {
+		if hl, deps, err := translateListener(l); err == nil && hl != nil {
+			add(resource.RouteType, deps.rds)
+			add(resource.ExtensionConfigType, deps.ecds)
+		}
+	}
+	for _, c := range s.cur.clusters {
+		if c.GetType() == clusterv3.Cluster_EDS {
+			n := c.GetEdsClusterConfig().GetServiceName()
+			if n == "" {
+				n = c.GetName()
+			}
+			add(resource.EndpointType, n)
+		}
+	}
+	for t := range out {
+		slices.Sort(out[t])
+	}
+	return out
+}
+
+// wait reports whether key (a resource version) should still be held back.
+func (s *state) wait(key string, now time.Time) bool {
+	start, ok := s.warming[key]
+	if !ok {
+		s.warming[key] = now
+		return true
+	}
+	if now.Sub(start) < s.timeout {
+		return true
+	}
+	s.expired[key] = true
+	return false
+}
+
+// warmingExpired reports whether a warming resource reached its timeout
+// since the last look, so the state must be pushed again.
+func (s *state) warmingExpired(now time.Time) bool {
+	for k, start := range s.warming {
+		if !s.expired[k] && now.Sub(start) >= s.timeout {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *state) secretChanged(path string) bool {
+	return s.secretFiles[path] || s.secretFiles[filepath.Dir(path)]
+}
+
+// translate builds the snapshot envoyhost runs for r: every referenced
+// resource translated (an error refuses the update), warming listeners and
+// clusters kept at their active version until their dependencies arrive or
+// the initial fetch timeout passes (Envoy then goes on without them: no
+// route is a 404, no filter config a 500, no endpoints a 503).
+func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *secretWatch) (*hostSnapshot, error) {
+	snap := &hostSnapshot{Listeners: []*hostListener{}, RouteConfigs: []json.RawMessage{}, Clusters: []*hostCluster{},
+		ExtensionConfigs: []*hostGolang{}, Secrets: []hostSecret{},
+		listeners: map[string]*hostListener{}, clusters: map[string]*hostCluster{}}
+	live := map[string]bool{}
+	secrets := map[string]hostSecret{}
+	for _, name := range sortedKeys(r.clusters) {
+		c := r.clusters[name]
+		cla := r.cla[edsName(c)]
+		hc, deps, err := translateCluster(ctx, c, cla)
+		if err != nil {
+			return nil, err
+		}
+		key := "cluster/" + name + "/" + hc.Hash
+		live[key] = true
+		if deps.eds != "" && cla == nil && s.wait(key, now) {
+			if old := s.active.cluster(name); old != nil {
+				snap.addCluster(old)
+			}
+			continue
+		}
+		if deps.secretPath != "" {
+			if err := sw.add(deps); err != nil {
+				return nil, err
+			}
+			s.secretFiles[deps.secretPath] = true
+			if deps.watchDir != "" {
+				s.secretFiles[deps.watchDir] = true
+			}
+			// a secret that cannot be read is absent: the injector answers 401
+			if v, err := readSecretFile(deps.secretPath, deps.secret); err == nil {
+				secrets[deps.secret] = hostSecret{Name: deps.secret, Value: v}
+			}
+		}
+		snap.addCluster(hc)
+	}
+	usedRoutes, usedECDS := map[string]bool{}, map[string]bool{}
+	for _, name := range sortedKeys(r.listeners) {
+		hl, deps, err := translateListener(r.listeners[name])
+		if err != nil {
+			return nil, err
+		}
+		key := "listener/" + name + "/" + hl.Hash
+		live[key] = true
+		ready := r.haveCDS && (deps.rds == "" || r.routes[deps.rds] != nil) && (deps.ecds == "" || r.ecds[deps.ecds] != nil)
+		if !ready && s.wait(key, now) {
+			if old := s.active.listener(name); old != nil {
+				snap.addListener(old)
+				hl = old
+			} else {
+				continue
+			}
+		} else {
+			snap.addListener(hl)
+		}
+		usedRoutes[deps.rds] = true
+		usedECDS[deps.ecds] = true
+	}
+	for _, name := range sortedKeys(r.routes) {
+		if !usedRoutes[name] && !s.active.usesRoute(name) {
+			continue
+		}
+		rc, err := translateRouteConfig(r.routes[name])
+		if err != nil {
+			return nil, err
+		}
+		snap.RouteConfigs = append(snap.RouteConfigs, rc)
+	}
+	for _, name := range sortedKeys(r.ecds) {
+		if !usedECDS[name] && !s.active.usesECDS(name) {
+			continue
+		}
+		g, err := translateExtensionConfig(r.ecds[name])
+		if err != nil {
+			return nil, err
+		}
+		snap.ExtensionConfigs = append(snap.ExtensionConfigs, g)
+	}
+	for _, k := range sortedKeys(secrets) {
+		snap.Secrets = append(snap.Secrets, secrets[k])
+	}
+	for k := range s.warming {
+		if !live[k] {
+			delete(s.warming, k)
+			delete(s.expired, k)
+		}
+	}
+	return snap, nil
+}
+
+func edsName(c *clusterv3.Cluster) string {
+	if c.GetType() != clusterv3.Cluster_EDS {
+		return ""
+	}
+	if n := c.GetEdsClusterConfig().GetServiceName(); n != "" {
+		return n
+	}
+	return c.GetName()
+}
+
+func (h *hostSnapshot) addCluster(c *hostCluster) {
+	h.Clusters = append(h.Clusters, c)
+	h.clusters[c.Name] = c
+}
+
+func (h *hostSnapshot) addListener(l *hostListener) {
+	h.Listeners = append(h.Listeners, l)
+	h.listeners[l.Name] = l
+}
+
+func (h *hostSnapshot) cluster(name string) *hostCluster {
+	if h == nil {
+		return nil
+	}
+	return h.clusters[name]
+}
+
+func (h *hostSnapshot) listener(name string) *hostListener {
+	if h == nil {
+		return nil
+	}
+	return h.listeners[name]
+}
+
+// usesRoute: an active (older) listener version still serves with it.
+func (h *hostSnapshot) usesRoute(name string) bool {
+	if h == nil {
+		return false
+	}
+	for _, l := range h.Listeners {
+		var m map[string]any
+		if json.Unmarshal(l.HCM, &m) == nil && m["rds_route_config_name"] == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *hostSnapshot) usesECDS(name string) bool {
+	if h == nil {
+		return false
+	}
+	for _, l := range h.Listeners {
+		if l.Golang != nil && l.Golang.ECDS == name {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
