@@ -47,9 +47,9 @@ type hostCluster struct {
 }
 
 type hostOriginalDst struct {
-	UseHTTPHeader  bool         `json:"use_http_header"`
-	HTTPHeaderName string       `json:"http_header_name,omitempty"`
-	MetadataKey    *hostMDKey   `json:"metadata_key,omitempty"`
+	UseHTTPHeader  bool       `json:"use_http_header"`
+	HTTPHeaderName string     `json:"http_header_name,omitempty"`
+	MetadataKey    *hostMDKey `json:"metadata_key,omitempty"`
 }
 
 type hostMDKey struct {
