@@ -38,11 +38,14 @@ type filter struct {
 	resp  *response
 }
 
-// DecodeHeaders answers the models API and wrong methods, buffers
-// inference POSTs and lets everything else through without the routing
-// headers a client could use to pick an arbitrary upstream.
+// DecodeHeaders drops the routing headers a client could use to pick an
+// arbitrary upstream, on every request: a request may never reach
+// DecodeData (headers then trailers, no body), and what the router or the
+// cluster trusts must not come from the client. Then it answers the models
+// API and wrong methods, buffers inference POSTs and lets the rest through.
 func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) (status api.StatusType) {
 	defer f.recoverPanic(&status)
+	f.stripRoutingHeaders(h)
 	path, method := h.Path(), h.Method()
 	kind, inference := request.KindForPath(path)
 	if status, handled := f.serveModels(method, path); handled {
@@ -52,7 +55,6 @@ func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) (status a
 	case inference && method != http.MethodPost:
 		return f.methodNotAllowed(inferenceAllow)
 	case !inference:
-		f.stripRoutingHeaders(h)
 		return api.Continue
 	}
 	inc(f.cfg.metrics.requests)
@@ -117,6 +119,18 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 		api.LogDebugf("inflow: model=%q served=%q endpoint=%v fail_open=%v", d.Model.Name, d.ServedModel, endpointAddr(f.endpoint), d.FailOpen)
 	}
 	return api.Continue
+}
+
+// DecodeTrailers ends a buffered inference request that had trailers and
+// no body (HTTP/2 HEADERS then trailers): DecodeData never ran, so there is
+// nothing to route on.
+func (f *filter) DecodeTrailers(api.RequestTrailerMap) (status api.StatusType) {
+	defer f.recoverPanic(&status)
+	if f.headers == nil {
+		return api.Continue
+	}
+	f.headers = nil
+	return f.fail(apierror.ErrNoBody)
 }
 
 // OnDestroy runs once per stream however it ends (done, reset, local

@@ -290,6 +290,59 @@ func TestOtherPathsPassThroughWithoutRoutingHeaders(t *testing.T) {
 	}
 }
 
+// Client-sent routing headers go in DecodeHeaders on inference requests
+// too: the request might never reach DecodeData (trailers, no body), and
+// the route was chosen with them, so it is cleared.
+func TestInferenceRequestLosesClientRoutingHeadersInDecodeHeaders(t *testing.T) {
+	h := newHarness(t, testConfig)
+	hdr := newHeaders("POST", "/v1/chat/completions", protocol.HeaderModel, "plain", protocol.HeaderDestination, "169.254.169.254:80")
+	f := Factory(h.cfg, newCallbacks()).(*filter)
+	defer f.OnDestroy(api.Normal)
+	if st := f.DecodeHeaders(hdr, false); st != api.StopAndBuffer {
+		t.Fatalf("status %v, want StopAndBuffer", st)
+	}
+	for _, k := range []string{protocol.HeaderModel, protocol.HeaderDestination} {
+		if v, ok := hdr.Get(k); ok {
+			t.Errorf("%s = %q still there after DecodeHeaders", k, v)
+		}
+	}
+	if n := f.callbacks.(*fakeCallbacks).routeClears; n != 1 {
+		t.Errorf("route cache cleared %d times, want 1", n)
+	}
+}
+
+// Headers then trailers, no body: a buffered inference request never sees
+// DecodeData, so DecodeTrailers answers it with the OpenAI 400.
+func TestInferenceRequestWithTrailersAndNoBodyIs400(t *testing.T) {
+	h := newHarness(t, testConfig)
+	cb := newCallbacks()
+	f := Factory(h.cfg, cb).(*filter)
+	defer f.OnDestroy(api.Normal)
+	if st := f.DecodeHeaders(newHeaders("POST", "/v1/chat/completions"), false); st != api.StopAndBuffer {
+		t.Fatalf("headers: status %v", st)
+	}
+	if st := f.DecodeTrailers(nil); st != api.LocalReply {
+		t.Fatalf("trailers: status %v, want LocalReply", st)
+	}
+	if len(cb.decoder.replies) != 1 || cb.decoder.replies[0].status != http.StatusBadRequest {
+		t.Fatalf("replies %+v, want one 400", cb.decoder.replies)
+	}
+	var e struct {
+		Error struct{ Message, Type string } `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(cb.decoder.replies[0].body), &e); err != nil || e.Error.Message == "" || e.Error.Type == "" {
+		t.Errorf("body %q is not an OpenAI error", cb.decoder.replies[0].body)
+	}
+	if v := h.metrics.value("inflow_rejected_400_total"); v != 1 {
+		t.Errorf("inflow_rejected_400_total = %d", v)
+	}
+	// a request whose body came first is done by then: trailers pass
+	g := Factory(h.cfg, newCallbacks()).(*filter)
+	if st := g.DecodeTrailers(nil); st != api.Continue {
+		t.Errorf("trailers of a pass-through request: %v", st)
+	}
+}
+
 func TestLeastInFlightAndRelease(t *testing.T) {
 	h := newHarness(t, testConfig)
 	body := `{"model":"plain","prompt":"x"}`
