@@ -7,7 +7,7 @@ HOST_HDRS     := $(wildcard e2e/envoyhost/*.h)
 HOST_PKGS     := libevent jansson
 HOST_CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -pthread
 HOST_LDLIBS    = -rdynamic -ldl -lpthread $(shell pkg-config --libs $(HOST_PKGS))
-TESTFILTERS   := passthrough panicky
+TESTFILTERS   := passthrough panicky configprobe
 
 build-host: $(OUT)/envoyhost ## build the Envoy ABI test host: build/out/envoyhost
 
@@ -17,7 +17,7 @@ $(OUT)/envoyhost: $(HOST_SRCS) $(HOST_HDRS) go.mod
 	$(CC) $(HOST_CFLAGS) -I$(ENVOY_GO_DIR)/contrib/golang/common/go/api $(shell pkg-config --cflags $(HOST_PKGS)) \
 		-o $@ $(HOST_SRCS) $(HOST_LDLIBS)
 
-build-testfilters: ## build the e2e test filters: build/out/{passthrough,panicky}.so
+build-testfilters: ## build the e2e test filters: build/out/{passthrough,panicky,configprobe}.so
 	@mkdir -p $(OUT)
 	$(foreach f,$(TESTFILTERS),$(GO) build -buildmode=c-shared -trimpath -o $(OUT)/$(f).so ./e2e/testfilters/$(f) &&) true
 

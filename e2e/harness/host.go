@@ -29,6 +29,7 @@ import (
 const (
 	PassthroughPlugin = "passthrough"
 	PanickyPlugin     = "panicky"
+	ConfigProbePlugin = "configprobe"
 	typedStructURL    = "type.googleapis.com/xds.type.v3.TypedStruct"
 	startTimeout      = 30 * time.Second
 )
