@@ -218,3 +218,25 @@ func TestRoutingInputs(t *testing.T) {
 		t.Errorf("override with a host name: status %d %q, want the filter's 400 for CAPIInvalidIPAddress", resp.StatusCode, body)
 	}
 }
+
+// A filter's Set replaces every copy of a header, as Envoy's setCopy
+// (header_map_impl.cc:326-329): a client's duplicate cannot survive it.
+func TestSetReplacesEveryCopy(t *testing.T) {
+	t.Parallel()
+	b := startBackend(t, "b1")
+	h := startHost(t, harness.HostOptions{PluginName: harness.PanickyPlugin, DefaultUpstream: b.Addr})
+	req, _ := http.NewRequestWithContext(testContext(t), http.MethodGet, h.URL("/set"), nil)
+	req.Header.Add("x-dup", "client-1")
+	req.Header.Add("x-dup", "client-2")
+	req.Header.Set("x-set", "filter")
+	req.Header.Set(testIDHeader, "set")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, r := received(t, "set", b)
+	if v := r.Header.Values("x-dup"); len(v) != 1 || v[0] != "filter" {
+		t.Errorf("upstream x-dup = %q, want only the filter's value", v)
+	}
+}

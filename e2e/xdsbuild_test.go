@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net"
 	"strconv"
 	"testing"
@@ -15,14 +16,18 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
+	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // Hand-built xDS resources for the host's own xDS tests: what Envoy's
@@ -34,6 +39,7 @@ const (
 	golangTypeURL    = "type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config"
 	// testLibraryPath is what a config names; envoyhost runs --library.
 	testLibraryPath = "/usr/local/lib/test/filter.so"
+
 )
 
 func typed(t *testing.T, m proto.Message) *anypb.Any {
@@ -48,12 +54,17 @@ func typed(t *testing.T, m proto.Message) *anypb.Any {
 // golangConfig is a golang filter config with a TypedStruct plugin_config.
 func golangConfig(t *testing.T, plugin, typeURL string, value map[string]any) *golangv3alpha.Config {
 	t.Helper()
-	s, err := structpb.NewStruct(value)
+	// through JSON: structpb takes []any, not the []string a config has
+	raw, err := json.Marshal(value)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var s structpb.Struct
+	if err := protojson.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
 	return &golangv3alpha.Config{LibraryId: "test", LibraryPath: testLibraryPath, PluginName: plugin,
-		PluginConfig: typed(t, &xdstype.TypedStruct{TypeUrl: typeURL, Value: s})}
+		PluginConfig: typed(t, &xdstype.TypedStruct{TypeUrl: typeURL, Value: &s})}
 }
 
 func probeConfig(t *testing.T, name string) *golangv3alpha.Config {
@@ -155,4 +166,20 @@ type resources map[resource.Type][]types.Resource
 func (r resources) add(t resource.Type, rs ...types.Resource) resources {
 	r[t] = append(r[t], rs...)
 	return r
+}
+
+// originalDstCluster reads the endpoint where Inflow writes it (CONTRACTS item 2).
+func originalDstCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{Name: name, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, ConnectTimeout: durationpb.New(time.Second),
+		LbConfig: &clusterv3.Cluster_OriginalDstLbConfig_{OriginalDstLbConfig: &clusterv3.Cluster_OriginalDstLbConfig{
+			UseHttpHeader: true, HttpHeaderName: protocol.HeaderDestination,
+			MetadataKey: &metadatav3.MetadataKey{Key: protocol.MetadataNamespaceLB, Path: []*metadatav3.MetadataKey_PathSegment{{
+				Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: protocol.MetadataKeyDestination}}}},
+		}}}
+}
+
+// inflowFilterConfig is Inflow's plugin_config for filterCfg (as inflowConfig builds).
+func inflowFilterConfig(t *testing.T, filterCfg map[string]any) *golangv3alpha.Config {
+	return golangConfig(t, harness.InflowPlugin, config.TypeURL, filterCfg)
 }

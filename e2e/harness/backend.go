@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 type Recorded struct {
 	Method, Path string
 	Header       http.Header
+	Trailer      http.Header
 	Body         []byte
 	Model        string // the "model" field of a JSON body
 }
@@ -30,13 +32,22 @@ type Backend struct {
 	Gate chan struct{}
 	// NoRecord skips recording (for load tests).
 	NoRecord bool
+	// HangOn, if set, makes a request whose body contains it wait until
+	// its client (the host) goes away; Cancelled counts those.
+	HangOn string
+	// Status, if set, answers every request with it (an OpenAI-shaped error).
+	Status int
 
 	srv     *http.Server
 	ln      net.Listener
 	mu      sync.Mutex
-	reqs    []Recorded
-	scrapes atomic.Int64
+	reqs      []Recorded
+	scrapes   atomic.Int64
+	cancelled atomic.Int64
 }
+
+// Cancelled counts HangOn requests whose upstream connection went away.
+func (b *Backend) Cancelled() int64 { return b.cancelled.Load() }
 
 // metricsText is an idle vLLM server's /metrics, which Inflow's scheduler
 // scrapes from every pool endpoint.
@@ -96,10 +107,24 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &in)
 	if !b.NoRecord {
 		b.mu.Lock()
-		b.reqs = append(b.reqs, Recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body, Model: in.Model})
+		b.reqs = append(b.reqs, Recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Trailer: r.Trailer.Clone(), Body: body, Model: in.Model})
 		b.mu.Unlock()
 	}
 	w.Header().Set("x-backend", b.Name)
+	if b.HangOn != "" && bytes.Contains(body, []byte(b.HangOn)) {
+		select {
+		case <-r.Context().Done():
+			b.cancelled.Add(1)
+		case <-time.After(gateTimeout):
+		}
+		return
+	}
+	if b.Status != 0 {
+		w.Header().Set("content-type", "application/json")
+		w.WriteHeader(b.Status)
+		fmt.Fprintf(w, `{"error":{"message":"backend %s answers %d","type":"server_error","param":null,"code":null}}`, b.Name, b.Status)
+		return
+	}
 	chat := r.URL.Path == "/v1/chat/completions"
 	if r.URL.Path != "/v1/completions" && !chat {
 		w.Header().Set("content-type", "text/plain")

@@ -23,6 +23,9 @@
 //	x-override: ip:port    SetUpstreamOverrideHost (a 400 reply carries its error)
 //	x-lb-endpoint: value   dynamic metadata envoy.lb/x-gateway-destination-endpoint
 //
+// And x-set: value makes DecodeHeaders Set x-dup to value (Envoy's setCopy
+// replaces every copy the client sent).
+//
 // Plugin name "panicky".
 package main
 
@@ -66,6 +69,9 @@ func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) api.Statu
 			f.cb.DecoderFilterCallbacks().SendLocalReply(400, err.Error(), nil, 0, "")
 			return api.LocalReply
 		}
+	}
+	if v, ok := h.Get("x-set"); ok {
+		h.Set("x-dup", v)
 	}
 	if ep, ok := h.Get("x-lb-endpoint"); ok {
 		f.cb.StreamInfo().DynamicMetadata().Set(protocol.MetadataNamespaceLB, protocol.MetadataKeyDestination, ep)
