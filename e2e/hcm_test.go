@@ -268,8 +268,8 @@ func TestPathsOutsideTheModelRoutes(t *testing.T) {
 		code         int
 	}{
 		{http.MethodGet, "/v1/models", 200},
-		{http.MethodGet, "//v1/models", 200},     // merge_slashes
-		{http.MethodGet, "/v1/./models", 200},    // normalize_path
+		{http.MethodGet, "//v1/models", 200},      // merge_slashes
+		{http.MethodGet, "/v1/./models", 200},     // normalize_path
 		{http.MethodGet, "/v1/models/llama", 404}, // the catch-all
 		{http.MethodGet, "/v1/chat/completions", 404},
 		{http.MethodHead, "/v1/chat/completions", 404},

@@ -39,7 +39,6 @@ const (
 	golangTypeURL    = "type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config"
 	// testLibraryPath is what a config names; envoyhost runs --library.
 	testLibraryPath = "/usr/local/lib/test/filter.so"
-
 )
 
 func typed(t *testing.T, m proto.Message) *anypb.Any {

@@ -38,9 +38,9 @@ type Backend struct {
 	// Status, if set, answers every request with it (an OpenAI-shaped error).
 	Status int
 
-	srv     *http.Server
-	ln      net.Listener
-	mu      sync.Mutex
+	srv       *http.Server
+	ln        net.Listener
+	mu        sync.Mutex
 	reqs      []Recorded
 	scrapes   atomic.Int64
 	cancelled atomic.Int64
