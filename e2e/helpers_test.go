@@ -51,12 +51,12 @@ func startBackend(t *testing.T, name string) *harness.Backend {
 	return b
 }
 
-func client(h *harness.Host) openai.Client {
-	return openai.NewClient(
+func client(h *harness.Host, opts ...option.RequestOption) openai.Client {
+	return openai.NewClient(append([]option.RequestOption{
 		option.WithBaseURL(h.URL("/v1/")),
 		option.WithAPIKey("test"),
 		option.WithMaxRetries(0), // a retry would hide a failed request
-	)
+	}, opts...)...)
 }
 
 // stat returns a counter from /stats, failing the test if it is absent.

@@ -239,8 +239,12 @@ func TestListenerUpdateDrainsItsConnections(t *testing.T) {
 	setADS(t, a, "2", inline("v2"))
 	awaitAccepted(t, h, "2", resource.ListenerType)
 	waitStat(t, h, "listener.l.downstream_cx_drained", func(v int64) bool { return v == 1 })
-	// the idle connection was closed by the drain; a new one gets v2
-	if resp, cfg, _ := probeGet(t, c, h, nil); cfg != "v2" {
-		t.Fatalf("after the LDS update: config %q (close %v), want v2", cfg, resp.Close)
+	// the open connection still runs the old chain, and closes after its
+	// next response; a new connection gets the new chain
+	if resp, cfg, _ := probeGet(t, c, h, nil); cfg != "v1" || !resp.Close {
+		t.Fatalf("on the drained connection: config %q close %v, want v1 and connection: close", cfg, resp.Close)
+	}
+	if resp, cfg, _ := probeGet(t, c, h, nil); cfg != "v2" || resp.Close {
+		t.Fatalf("on a new connection: config %q close %v, want v2", cfg, resp.Close)
 	}
 }

@@ -396,6 +396,10 @@ void conn_drain(dconn_t *c) {
     c->drain_counted = 1;
     atomic_fetch_add(c->lis->cx_drained, 1);
   }
+  /* HTTP/1 has no GOAWAY: the next response says connection: close
+   * (drainClose() under --drain-strategy immediate; Envoy's default
+   * "gradual" does it with a probability that grows over the drain time,
+   * conn_manager_impl.cc:1958-1968); an idle connection stays until then
+   * or until the drain time ends */
   c->draining = 1;
-  if (c->st == NULL && h1p_idle(&c->p)) conn_close(c);
 }
