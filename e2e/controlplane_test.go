@@ -13,8 +13,8 @@ import (
 
 	"github.com/inflow-gateway/inflow/controlplane/local"
 	"github.com/inflow-gateway/inflow/e2e/harness"
-	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/e2e/hostxds"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // controlPlaneYAML serves model "llama" (rewritten to llama-3-8b, as

@@ -15,6 +15,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // What Envoy's HTTP connection manager and HTTP/1 codec do with the bytes,
@@ -160,7 +161,7 @@ func TestClientDisconnectReleasesTheEndpointAtOnce(t *testing.T) {
 		_, err := c.Chat.Completions.New(ctx, chatParams("llama", "HANG"))
 		done <- err
 	}()
-	waitFor(t, "the hung request in flight", func() bool {
+	poll.Eventually(t, "the hung request in flight", func() bool {
 		v, ok := optionalStat(t, h, "inflow_requests_in_flight")
 		return ok && v == 1
 	})
@@ -171,7 +172,7 @@ func TestClientDisconnectReleasesTheEndpointAtOnce(t *testing.T) {
 	cancel()
 	<-done
 	start := time.Now()
-	waitFor(t, "the stream's OnDestroy", func() bool {
+	poll.Eventually(t, "the stream's OnDestroy", func() bool {
 		v, _ := optionalStat(t, h, "inflow_requests_in_flight")
 		return v == 0 && hung.Cancelled() == 1
 	})
@@ -257,8 +258,9 @@ func TestDuplicateRoutingHeadersNeverReachTheUpstream(t *testing.T) {
 }
 
 // The paths clients get wrong, answered as Envoy answers them with the
-// control plane's route table and HCM (merge_slashes, normalize_path,
-// the catch-all) instead of a text 503.
+// control plane's route table and HCM (merge_slashes, normalize_path, the
+// no-route 404 shaped by local_reply_config) or by the filter's models API
+// and 405s, always in OpenAI's JSON, never a text 503.
 func TestPathsOutsideTheModelRoutes(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, "b")
@@ -270,11 +272,12 @@ func TestPathsOutsideTheModelRoutes(t *testing.T) {
 		{http.MethodGet, "/v1/models", 200},
 		{http.MethodGet, "//v1/models", 200},      // merge_slashes
 		{http.MethodGet, "/v1/./models", 200},     // normalize_path
-		{http.MethodGet, "/v1/models/llama", 404}, // the catch-all
-		{http.MethodGet, "/v1/chat/completions", 404},
-		{http.MethodHead, "/v1/chat/completions", 404},
-		{http.MethodGet, "/V1/MODELS", 404}, // routes match case-sensitively
-		{http.MethodGet, "/v1/models/", 404},
+		{http.MethodGet, "/v1/models/llama", 200}, // retrieve model
+		{http.MethodGet, "/v1/models/nope", 404},
+		{http.MethodGet, "/v1/chat/completions", 405},
+		{http.MethodHead, "/v1/chat/completions", 405},
+		{http.MethodGet, "/V1/MODELS", 404}, // no route: Envoy's 404, OpenAI-shaped by local_reply_config
+		{http.MethodGet, "/v1/models/", 200},
 		{http.MethodPost, "/nope", 404},
 	}
 	for _, c := range cases {

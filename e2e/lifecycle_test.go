@@ -15,6 +15,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/hostxds"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // The golang filter's config lifecycle as Envoy runs it: an ECDS update
@@ -89,7 +90,7 @@ func probeGet(t *testing.T, c *http.Client, h *harness.Host, hdr map[string]stri
 func waitStat(t *testing.T, h *harness.Host, name string, cond func(int64) bool) int64 {
 	t.Helper()
 	var v int64
-	waitFor(t, name, func() bool {
+	poll.Eventually(t, name, func() bool {
 		var ok bool
 		v, ok = optionalStat(t, h, name)
 		return ok && cond(v)
@@ -117,7 +118,7 @@ func TestECDSUpdateSwapsTheFilterConfigWithoutADrain(t *testing.T) {
 	if !strings.Contains(destroyed, "v1@destroy=gone") {
 		t.Errorf("destroyed configs %q: want v1's metric call inside Destroy to get CAPIFilterIsGone", destroyed)
 	}
-	waitFor(t, "the goroutine's late metric call", func() bool {
+	poll.Eventually(t, "the goroutine's late metric call", func() bool {
 		_, _, d := probeGet(t, c, h, nil)
 		return strings.Contains(d, "v1@later=gone")
 	})
@@ -156,7 +157,7 @@ func TestOldConfigDiesWithItsLastStreamOnTheWorker(t *testing.T) {
 		t.Errorf("the held stream finished on %q, want v1 (in-flight streams keep their config)", cfg)
 	}
 	waitStat(t, h, "envoyhost.plugin_configs_destroyed_on_worker", func(v int64) bool { return v == 1 })
-	waitFor(t, "v1's Destroy ran", func() bool {
+	poll.Eventually(t, "v1's Destroy ran", func() bool {
 		_, _, d := probeGet(t, c, h, nil)
 		return strings.Contains(d, "v1@destroy=gone")
 	})

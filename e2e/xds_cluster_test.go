@@ -28,6 +28,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // Clusters the control plane does not emit yet (or emits through cp11's
@@ -248,7 +249,7 @@ func TestCredentialInjectorReadsTheMountedSecret(t *testing.T) {
 	// rotation: the file changes, the next requests carry the new key
 	secretFile(t, path, "openai-key", "sk-second")
 	n := 0
-	waitFor(t, "the rotated key", func() bool {
+	poll.Eventually(t, "the rotated key", func() bool {
 		n++
 		return auth(fmt.Sprint("k2-", n)) == "Bearer sk-second"
 	})

@@ -28,6 +28,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/filter/protocol"
+	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
 // The HTTP connection manager's own configuration, by hand: local_reply_config,
@@ -139,7 +140,7 @@ func TestAccessLogInEnvoysFormats(t *testing.T) {
 		_, _, _ = getWith(t, h, hdr)
 	}
 	var lines []map[string]any
-	waitFor(t, "two access log lines", func() bool {
+	poll.Eventually(t, "two access log lines", func() bool {
 		lines = readJSONLines(t, jsonLog)
 		return len(lines) == 2
 	})

@@ -180,5 +180,5 @@ func originalDstCluster(name string) *clusterv3.Cluster {
 
 // inflowFilterConfig is Inflow's plugin_config for filterCfg (as inflowConfig builds).
 func inflowFilterConfig(t *testing.T, filterCfg map[string]any) *golangv3alpha.Config {
-	return golangConfig(t, harness.InflowPlugin, config.TypeURL, filterCfg)
+	return golangConfig(t, protocol.PluginName, config.TypeURL, filterCfg)
 }

@@ -19,8 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/e2e/hostxds"
+	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/inflow-gateway/inflow/e2e/hostxds"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // XDSHostOptions configures an envoyhost driven by a control plane over
@@ -50,7 +51,7 @@ var nodeSeq atomic.Int64
 // tells what was ACKed or NACKed. The caller must Close the host.
 func StartXDSHost(ctx context.Context, opts XDSHostOptions) (*Host, error) {
 	if opts.Library == "" {
-		opts.Library = Out(InflowPlugin + ".so")
+		opts.Library = Out(protocol.PluginName + ".so")
 	}
 	if opts.Concurrency == 0 {
 		opts.Concurrency = 2

@@ -129,13 +129,19 @@ func (a *Agent) Status() Status {
 	return s
 }
 
-// AllAt is a condition for Await: every type in types accepted at version.
+// AllAt is a condition for Await: every type in types accepted at
+// version; with no types, LDS, CDS and every other type accepted so far
+// (a control plane that versions its snapshots as a whole).
 func AllAt(version string, types ...string) func(Status) bool {
-	if len(types) == 0 {
-		types = []string{resource.ListenerType, resource.ClusterType}
-	}
 	return func(s Status) bool {
-		for _, t := range types {
+		ts := types
+		if len(ts) == 0 {
+			ts = []string{resource.ListenerType, resource.ClusterType}
+			for t := range s.Accepted {
+				ts = append(ts, t)
+			}
+		}
+		for _, t := range ts {
 			if s.Accepted[t] != version {
 				return false
 			}
