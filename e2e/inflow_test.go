@@ -75,7 +75,7 @@ func completionParams(model, prompt string) openai.CompletionNewParams {
 func TestInflowNonStreaming(t *testing.T) {
 	t.Parallel()
 	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
-	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b1, b2)})
+	h := startInflowHost(t, inflowConfig(0, b1, b2))
 	c := client(h)
 
 	t.Run("chat", func(t *testing.T) {
@@ -142,7 +142,7 @@ func TestInflowErrors(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, "b1")
 	const maxBody = 4096
-	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(maxBody, b)})
+	h := startInflowHost(t, inflowConfig(maxBody, b))
 	c := client(h)
 
 	t.Run("unknown model 404", func(t *testing.T) {
@@ -170,41 +170,12 @@ func TestInflowErrors(t *testing.T) {
 	noBackendGot(t, b)
 }
 
-// Envoy's own per-stream buffer limit answers 413 before the filter sees the
-// body when the filter buffers (StopAndBuffer) more than it. That reply
-// passes the filter's encode path, and the filter counts it with its own
-// 413s.
-func TestInflowEnvoyBufferLimit413(t *testing.T) {
-	t.Parallel()
-	b := startBackend(t, "b1")
-	const limit = 32 * 1024
-	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b), BufferLimit: limit})
-	c := client(h)
-	_, err := c.Chat.Completions.New(testContext(t), chatParams("llama", strings.Repeat("x", 3*limit)))
-	var apiErr *openai.Error
-	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Fatalf("want 413, got %v", err)
-	}
-	if _, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "small")); err != nil {
-		t.Fatalf("a small request after the 413: %v", err)
-	}
-	if len(b.Requests()) != 1 {
-		t.Errorf("backend got %d requests, want only the small one", len(b.Requests()))
-	}
-	if got := stat(t, h, protocol.StatRejected413); got != 1 {
-		t.Errorf("%s = %d, want Envoy's 413 counted", protocol.StatRejected413, got)
-	}
-	if got := stat(t, h, protocol.StatEnvoyReplies4xx); got != 1 {
-		t.Errorf("%s = %d", protocol.StatEnvoyReplies4xx, got)
-	}
-}
-
 // Many clients in parallel over 2 workers, streaming and not: every request
 // must land on the endpoint the filter chose.
 func TestInflowParallelClients(t *testing.T) {
 	t.Parallel()
 	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
-	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b1, b2), Concurrency: 2})
+	h := startInflowHost(t, inflowConfig(0, b1, b2))
 	c := client(h)
 	const clients, perClient = 8, 15
 	var wg sync.WaitGroup
@@ -251,18 +222,19 @@ func TestInflowParallelClients(t *testing.T) {
 	}
 }
 
-// The other OpenAI-style endpoints are routed like chat; unknown paths pass
-// through untouched (here to the host's default upstream).
-func TestInflowOtherEndpointsAndPassThrough(t *testing.T) {
+// The other OpenAI-style endpoints are routed like chat; a path the
+// generated routes do not know gets Envoy's no-route 404 (in OpenAI's shape)
+// and reaches no model server, whatever model its body names.
+func TestInflowOtherEndpointsAndNoRoute(t *testing.T) {
 	t.Parallel()
-	b, def := startBackend(t, "b1"), startBackend(t, "default")
-	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b), DefaultUpstream: def.Addr})
+	b := startBackend(t, "b1")
+	h := startInflowHost(t, inflowConfig(0, b))
 	bodies := map[string]string{
 		"/v1/embeddings": `{"model":"llama","input":"hello"}`,
 		"/v1/responses":  `{"model":"llama","input":"hello"}`,
 		"/v1/messages":   `{"model":"llama","max_tokens":8,"messages":[{"role":"user","content":"hello"}]}`,
 	}
-	post := func(path, body string) *http.Response {
+	post := func(path, body string) (*http.Response, string) {
 		req, _ := http.NewRequestWithContext(testContext(t), http.MethodPost, h.URL(path), strings.NewReader(body))
 		req.Header.Set("content-type", "application/json")
 		req.Header.Set(testIDHeader, path)
@@ -270,25 +242,26 @@ func TestInflowOtherEndpointsAndPassThrough(t *testing.T) {
 		if err != nil {
 			t.Fatalf("POST %s: %v", path, err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
 	}
 	for path, body := range bodies {
-		if resp := post(path, body); resp.StatusCode != 200 {
+		if resp, _ := post(path, body); resp.StatusCode != 200 {
 			t.Errorf("%s: status %d", path, resp.StatusCode)
 			continue
 		}
-		got, r := received(t, path, b, def)
+		got, r := received(t, path, b)
 		checkRouted(t, got, r)
 	}
-	const other = `{"model":"nope"}`
-	if resp := post("/other", other); resp.StatusCode != 200 {
-		t.Fatalf("/other: status %d", resp.StatusCode)
+	resp, body := post("/other", `{"model":"llama"}`)
+	var e struct {
+		Error struct{ Message, Type string } `json:"error"`
 	}
-	got, r := received(t, "/other", b, def)
-	if got != def || string(r.Body) != other || r.Header.Get(protocol.HeaderModel) != "" {
-		t.Errorf("/other reached %s with body %q, x-ai-eg-model %q: want it untouched at the default upstream",
-			got.Name, r.Body, r.Header.Get(protocol.HeaderModel))
+	if resp.StatusCode != http.StatusNotFound || json.Unmarshal([]byte(body), &e) != nil || e.Error.Type == "" {
+		t.Errorf("/other: status %d %s, want an OpenAI-shaped 404", resp.StatusCode, body)
+	}
+	if n := len(b.Requests()); n != len(bodies) {
+		t.Errorf("the model server got %d requests, want %d", n, len(bodies))
 	}
 }

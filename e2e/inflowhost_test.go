@@ -41,3 +41,10 @@ func writeConfig(t *testing.T, path string, cfg map[string]any) {
 	}
 	writeFile(t, path, string(b))
 }
+
+// startInflowHost is startInflow for a filter config (as inflowConfig builds).
+func startInflowHost(t *testing.T, filterCfg map[string]any) *harness.Host {
+	t.Helper()
+	h, _ := startInflow(t, cpConfig(filterCfg), harness.XDSHostOptions{})
+	return h
+}

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
@@ -18,7 +17,7 @@ func TestRetrieveModelWithTheOpenAIClient(t *testing.T) {
 	b := startBackend(t, "b1")
 	cfg := inflowConfig(0, b)
 	cfg["models"] = append(cfg["models"].([]any), map[string]any{"name": "meta-llama/Llama-3.1-8B-Instruct", "pool": "p1", "owned_by": "meta"})
-	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: cfg})
+	h := startInflowHost(t, cfg)
 	c := client(h)
 	for id, owner := range map[string]string{"llama": "inflow", "meta-llama/Llama-3.1-8B-Instruct": "meta"} {
 		m, err := c.Models.Get(testContext(t), id)
@@ -41,7 +40,7 @@ func TestRetrieveModelWithTheOpenAIClient(t *testing.T) {
 func TestWrongMethodThroughTheHost(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, "b1")
-	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b)})
+	h := startInflowHost(t, inflowConfig(0, b))
 	resp, err := http.Get(h.URL("/v1/chat/completions"))
 	if err != nil {
 		t.Fatal(err)

@@ -28,12 +28,12 @@ func startSims(t *testing.T, n int) *sim.Cluster {
 
 func schedulingHost(t *testing.T, addrs []string) *harness.Host {
 	t.Helper()
-	return startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: map[string]any{
+	return startInflowHost(t, map[string]any{
 		"models": []map[string]any{{"name": "llama", "pool": "sims"}},
 		"pools": []map[string]any{{"name": "sims", "endpoints": addrs,
 			"scheduler": map[string]any{"scrape_interval": "20ms", "staleness": "1s"}}},
 		"objectives": map[string]int{"batch": -1},
-	}})
+	})
 }
 
 func statIs(t *testing.T, h *harness.Host, name string, cond func(int64) bool) func() bool {

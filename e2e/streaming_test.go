@@ -9,7 +9,6 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
-	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
@@ -19,7 +18,7 @@ func streamHost(t *testing.T) (*harness.Host, chan struct{}, []*harness.Backend)
 	gate := make(chan struct{})
 	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
 	b1.Gate, b2.Gate = gate, gate
-	h := startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: inflowConfig(0, b1, b2)})
+	h := startInflowHost(t, inflowConfig(0, b1, b2))
 	return h, gate, []*harness.Backend{b1, b2}
 }
 
