@@ -3,7 +3,7 @@
 # The ABI test host links libevent and jansson; pkg-config finds them.
 # build/check runs build/k8s/xds-certs.sh, which needs openssl.
 set -euo pipefail
-packages=(pkg-config libevent-dev libjansson-dev openssl)
+packages=(pkg-config libevent-dev libjansson-dev libssl-dev openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -177,16 +180,10 @@ func TestOverrideHostWalksTheListOnRetries(t *testing.T) {
 	}
 }
 
-// secretFile writes an SDS DiscoveryResponse holding generic secret name.
-func secretFile(t *testing.T, path, name, value string) {
+// writeAtomic replaces path as Kubernetes and careful operators do: a
+// temporary file in the same directory, then a rename over it.
+func writeAtomic(t *testing.T, path, text string) {
 	t.Helper()
-	text := fmt.Sprintf(`resources:
-- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
-  name: %s
-  generic_secret:
-    secret:
-      inline_string: %q
-`, name, value)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -196,13 +193,27 @@ func secretFile(t *testing.T, path, name, value string) {
 	}
 }
 
+// sdsFile is the shipped shape (CONTRACTS item 3): one generic secret
+// whose value is the key file beside it.
+func sdsFile(name, keyFile string) string {
+	return fmt.Sprintf(`resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: %s
+  generic_secret:
+    secret:
+      filename: %s
+`, name, keyFile)
+}
+
 // credentialCluster reaches b with the credential injector as an upstream
-// HTTP filter reading secret name from path.
+// HTTP filter reading secret name from the SDS file at path (a path in the
+// Envoy container), reloaded on moves in its directory.
 func credentialCluster(t *testing.T, b *harness.Backend, name, path string) *clusterv3.Cluster {
 	c := staticCluster(t, "backend/b", b.Addr)
 	gen := &genericv3.Generic{
-		Credential: &tlsv3.SdsSecretConfig{Name: name, SdsConfig: &corev3.ConfigSource{
-			ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{Path: path}}}},
+		Credential: &tlsv3.SdsSecretConfig{Name: name, SdsConfig: &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3,
+			ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{
+				Path: path, WatchedDirectory: &corev3.WatchedDirectory{Path: filepath.Dir(path)}}}}},
 		Header: "authorization", HeaderValuePrefix: "Bearer ",
 	}
 	ci := &credinjv3.CredentialInjector{Overwrite: true, Credential: &corev3.TypedExtensionConfig{
@@ -222,42 +233,109 @@ func credentialCluster(t *testing.T, b *harness.Backend, name, path string) *clu
 func TestCredentialInjectorReadsTheMountedSecret(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, "b")
+	// the Envoy container's /etc/inflow/secrets is this directory
+	const container = "/etc/inflow/secrets"
 	dir := t.TempDir()
-	path := filepath.Join(dir, "openai.yaml")
-	secretFile(t, path, "openai-key", "sk-first")
-	state := func(secret string) resources {
+	writeAtomic(t, filepath.Join(dir, "openai.yaml"), sdsFile("openai", container+"/openai.key"))
+	writeAtomic(t, filepath.Join(dir, "openai.key"), "sk-first")
+	state := func(secret, sds string) resources {
 		return resources{}.
 			add(resource.ListenerType, listener(t, "l", "r", nil, golangInline(t, golangConfig(t, harness.PassthroughPlugin, "", map[string]any{})))).
 			add(resource.RouteType, routeConfig("r", prefixRoute("b", "/", "backend/b"))).
-			add(resource.ClusterType, credentialCluster(t, b, secret, path))
+			add(resource.ClusterType, credentialCluster(t, b, secret, container+"/"+sds))
 	}
 	a := startADS(t)
-	setADS(t, a, "1", state("openai-key"))
-	h := startXDSHost(t, a.Addr, harness.XDSHostOptions{Listener: "l", Library: harness.Out(harness.PassthroughPlugin + ".so")})
-	auth := func(id string) string {
+	setADS(t, a, "1", state("openai", "openai.yaml"))
+	h := startXDSHost(t, a.Addr, harness.XDSHostOptions{Listener: "l", Library: harness.Out(harness.PassthroughPlugin + ".so"),
+		Mounts: map[string]string{container: dir}})
+	n := 0
+	auth := func() (int, string) {
 		t.Helper()
-		resp, body, err := getWith(t, h, map[string]string{"authorization": "Bearer client-key", testIDHeader: id})
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("status %v %s %v", resp, body, err)
+		n++
+		id := fmt.Sprint("k", n)
+		resp, _, err := getWith(t, h, map[string]string{"authorization": "Bearer client-key", testIDHeader: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			return resp.StatusCode, ""
 		}
 		_, r := received(t, id, b)
-		return r.Header.Get("authorization")
+		return 200, r.Header.Get("authorization")
 	}
-	if got := auth("k1"); got != "Bearer sk-first" {
-		t.Fatalf("upstream authorization %q, want the injected key replacing the client's", got)
+	if code, got := auth(); code != 200 || got != "Bearer sk-first" {
+		t.Fatalf("%d %q, want the injected key replacing the client's", code, got)
 	}
-	// rotation: the file changes, the next requests carry the new key
-	secretFile(t, path, "openai-key", "sk-second")
-	n := 0
-	poll.Eventually(t, "the rotated key", func() bool {
-		n++
-		return auth(fmt.Sprint("k2-", n)) == "Bearer sk-second"
-	})
-	// a secret the file does not hold fails the injection: 401
-	setADS(t, a, "2", state("no-such-key"))
+	// rotation: the key file is replaced, the next requests carry the new key
+	writeAtomic(t, filepath.Join(dir, "openai.key"), "sk-second")
+	poll.Eventually(t, "the rotated key", func() bool { _, got := auth(); return got == "Bearer sk-second" })
+	// no key file: the injection fails, 401 (Failed to inject credential.)
+	if err := os.Remove(filepath.Join(dir, "openai.key")); err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, filepath.Join(dir, "openai.yaml"), sdsFile("openai", container+"/openai.key")) // a move in the watched directory
+	poll.Eventually(t, "the 401 without a key", func() bool { code, _ := auth(); return code == http.StatusUnauthorized })
+	// a secret name the file does not hold: the SDS update is refused, no key
+	writeAtomic(t, filepath.Join(dir, "openai.key"), "sk-third")
+	setADS(t, a, "2", state("team-key", "openai.yaml"))
 	awaitAccepted(t, h, "2", resource.ClusterType)
+	if code, _ := auth(); code != http.StatusUnauthorized {
+		t.Errorf("secret name mismatch: status %d, want 401", code)
+	}
+	// an SDS file that does not exist rejects the cluster (NACK)
+	setADS(t, a, "3", state("openai", "missing.yaml"))
+	nack, err := a.NACK(testContext(t))
+	if err != nil || !strings.Contains(nack.GetErrorDetail().GetMessage(), "missing.yaml") {
+		t.Errorf("a missing SDS file: %v %v, want a NACK naming it", nack.GetErrorDetail(), err)
+	}
+}
+
+// tlsCluster reaches addr over TLS verified against caFile and san.
+func tlsCluster(t *testing.T, addr, caFile, sni, san string) *clusterv3.Cluster {
+	c := staticCluster(t, "backend/tls", addr)
+	c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: typed(t, &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: caFile}},
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_DNS,
+					Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: san}}}},
+			}}}}),
+	}}
+	return c
+}
+
+// An external backend over TLS, as the control plane emits it for https
+// base URLs: verified against its CA bundle and subject alt name; a
+// certificate that does not match is a connection failure (503 UF).
+func TestUpstreamTLSVerifiesTheBackend(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-sni", r.TLS.ServerName)
+		fmt.Fprint(w, "over tls")
+	}))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	state := func(san string) resources {
+		return resources{}.
+			add(resource.ListenerType, listener(t, "l", "r", nil)).
+			add(resource.RouteType, routeConfig("r", prefixRoute("b", "/", "backend/tls"))).
+			add(resource.ClusterType, tlsCluster(t, addr, ca, "example.com", san))
+	}
+	a := startADS(t)
+	setADS(t, a, "1", state("example.com")) // httptest's certificate names example.com
+	h := startXDSHost(t, a.Addr, harness.XDSHostOptions{Listener: "l"})
 	resp, body, err := getWith(t, h, nil)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || body != "Failed to inject credential." {
-		t.Errorf("missing secret: %v %q %v, want 401 Failed to inject credential.", resp.StatusCode, body, err)
+	if err != nil || resp.StatusCode != 200 || body != "over tls" || resp.Header.Get("x-sni") != "example.com" {
+		t.Fatalf("over TLS: %v %q %v", resp, body, err)
+	}
+	setADS(t, a, "2", state("api.openai.com"))
+	awaitAccepted(t, h, "2", resource.ClusterType)
+	resp, body, err = getWith(t, h, nil)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "connection failure") {
+		t.Errorf("a certificate for another name: %v %q %v, want 503 upstream connect error", resp, body, err)
 	}
 }

@@ -4,7 +4,7 @@
 ENVOY_GO_DIR   = $(shell $(GO) mod download -json github.com/envoyproxy/envoy | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')
 HOST_SRCS     := $(wildcard e2e/envoyhost/*.c)
 HOST_HDRS     := $(wildcard e2e/envoyhost/*.h)
-HOST_PKGS     := libevent jansson
+HOST_PKGS     := libevent libevent_openssl openssl jansson
 HOST_CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -pthread
 HOST_LDLIBS    = -rdynamic -ldl -lpthread $(shell pkg-config --libs $(HOST_PKGS))
 TESTFILTERS   := passthrough panicky configprobe

@@ -115,3 +115,18 @@ func (c *Config) Rewritten(addrs []string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// RewriteEdit maps an edited config text the way Rewritten mapped the
+// original: each of the original pool endpoints (compose addresses) becomes
+// its simulator's address, wherever it appears. Endpoints the edit added
+// stay as written (they reach nothing here); whether the edit is valid is
+// the control plane's to say, as it is in the compose demo.
+func (c *Config) RewriteEdit(raw []byte, addrs []string) []byte {
+	out := raw
+	for i, ep := range c.Endpoints {
+		if i < len(addrs) {
+			out = bytes.ReplaceAll(out, []byte(ep), []byte(addrs[i]))
+		}
+	}
+	return out
+}

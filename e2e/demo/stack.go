@@ -6,19 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/inflow-gateway/inflow/controlplane/local"
-	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
 )
-
-// xdsAwait bounds waiting for the first snapshot; generous so a loaded
-// machine makes the start slow, not failed.
-const xdsAwait = 15 * time.Second
 
 // Options configure Start.
 type Options struct {
@@ -40,9 +33,10 @@ type Stack struct {
 }
 
 // Start brings the demo up: the simulators, the control plane serving the
-// rewritten config over ADS, an ADS client that takes the listener's golang
-// filter config the way Envoy would, and envoyhost loading inflow.so with
-// exactly that plugin config. The caller must Close the stack.
+// rewritten config over ADS (and following edits of o.Config), and
+// envoyhost running inflow.so with exactly what the control plane serves
+// (listener, routes, clusters, the filter config over ECDS), as Envoy
+// would. The caller must Close the stack.
 func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -79,43 +73,37 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return s, err
 	}
 	path := filepath.Join(o.Dir, "controlplane.yaml")
-	if err := os.WriteFile(path, text, 0o600); err != nil {
+	if err := writeAtomic(path, text); err != nil {
 		return s, err
 	}
 	if s.cp, err = local.Start(cctx, path, o.Log); err != nil {
 		return s, err
 	}
 	s.XDSAddr = s.cp.Addr
-	l, err := fromLDS(s.XDSAddr, cfg.Listener)
+	addrs := s.Sims.Addrs()
+	if err := followEdits(cctx, o.Config, path, func(raw []byte) []byte { return cfg.RewriteEdit(raw, addrs) }, o.Log); err != nil {
+		return s, err
+	}
+	root, err := harness.Root()
 	if err != nil {
 		return s, err
 	}
-	s.Host, err = harness.StartHost(ctx, o.Dir, harness.HostOptions{
-		PluginName: l.Plugin, RawConfig: l.Config, Listen: o.Listen, Admin: o.Admin, LogLevel: "warning",
-		// The listener's buffer limit, as Envoy would apply it: without it
-		// the host's 1 MiB default would answer 413 where Envoy does not.
-		BufferLimit: l.BufferLimit,
+	pin := map[string]string{}
+	if o.Listen != "" {
+		pin[cfg.Listener] = o.Listen
+	}
+	s.Host, err = harness.StartXDSHost(ctx, harness.XDSHostOptions{
+		ControlPlane: s.XDSAddr, NodeID: "inflow-demo", Listener: cfg.Listener, ListenerAddresses: pin,
+		Admin: o.Admin, LogLevel: "warning", Log: o.Log,
+		// the compose demo mounts e2e/secrets at /etc/inflow/secrets
+		Mounts: map[string]string{secretsMount: filepath.Join(root, "e2e", "secrets")},
 	})
 	return s, err
 }
 
-// fromLDS subscribes like Envoy and returns the golang filter config of the
-// named listener.
-func fromLDS(addr, listener string) (lf harness.ListenerFilter, err error) {
-	e, err := xdstest.Connect(addr, "inflow-demo")
-	if err != nil {
-		return lf, err
-	}
-	defer func() { err = errors.Join(err, e.Close()) }()
-	if err := e.Await(xdsAwait, xdstest.AllAt("1")); err != nil {
-		return lf, fmt.Errorf("control plane: %w", err)
-	}
-	l, ok := e.State.Listeners[listener]
-	if !ok {
-		return lf, fmt.Errorf("LDS has no listener %q", listener)
-	}
-	return harness.FromListener(l, e.State.Extensions)
-}
+// secretsMount is where the compose demo mounts e2e/secrets in the Envoy
+// container (e2e/docker-compose.yaml); the config's SDS paths are under it.
+const secretsMount = "/etc/inflow/secrets"
 
 // Close stops the host, the control plane and the simulators.
 func (s *Stack) Close() error {

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "log.h"
 #include "routecfg.h"
 #include "stats.h"
@@ -161,6 +164,63 @@ static int lb_of(const char *s, int *out) {
   return 0;
 }
 
+/* An SSL_CTX for the cluster: the CA bundle must load, as Envoy rejects a
+ * cluster whose trusted_ca does not (context_config_impl.cc). */
+static upstream_tls_t *parse_tls(json_t *j, const char *cluster, char *err, size_t errlen) {
+  upstream_tls_t *t = calloc(1, sizeof(*t));
+  if (t == NULL) abort();
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == NULL) abort();
+  t->ctx = ctx;
+  const char *ca = json_string_value(json_object_get(j, "ca_file"));
+  if (ca == NULL || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+    snprintf(err, errlen, "cluster %s: failed to load trusted CA certificates from %s", cluster, ca ? ca : "(none)");
+    return t;
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION); /* Envoy's client default minimum */
+  const char *sni = json_string_value(json_object_get(j, "sni"));
+  if (sni && sni[0]) t->sni = dup_s(sni);
+  json_t *sans = json_object_get(j, "sans");
+  for (size_t i = 0; i < json_array_size(sans); i++) {
+    json_t *s = json_array_get(sans, i);
+    const char *type = json_string_value(json_object_get(s, "type"));
+    const char *v = json_string_value(json_object_get(s, "exact"));
+    if (type && strcmp(type, "IP_ADDRESS") == 0) {
+      if (t->ip_san == NULL) t->ip_san = dup_s(v);
+    } else {
+      t->dns_sans = realloc(t->dns_sans, (t->ndns + 1) * sizeof(char *));
+      if (t->dns_sans == NULL) abort();
+      t->dns_sans[t->ndns++] = dup_s(v);
+    }
+  }
+  err[0] = 0;
+  return t;
+}
+
+static void tls_free(upstream_tls_t *t) {
+  if (t == NULL) return;
+  SSL_CTX_free(t->ctx);
+  free(t->sni);
+  for (size_t i = 0; i < t->ndns; i++) free(t->dns_sans[i]);
+  free(t->dns_sans);
+  free(t->ip_san);
+  free(t);
+}
+
+void *cluster_new_ssl(const cluster_t *c) {
+  upstream_tls_t *t = c->tls;
+  SSL *ssl = SSL_new(t->ctx);
+  if (ssl == NULL) abort();
+  if (t->sni) SSL_set_tlsext_host_name(ssl, t->sni);
+  /* match_typed_subject_alt_names: the certificate's SANs only, never its CN */
+  X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+  X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+  for (size_t i = 0; i < t->ndns; i++) X509_VERIFY_PARAM_add1_host(vp, t->dns_sans[i], 0);
+  if (t->ip_san) X509_VERIFY_PARAM_set1_ip_asc(vp, t->ip_san);
+  return ssl;
+}
+
 cluster_t *cluster_parse(json_t *j, char *err, size_t errlen) {
   cluster_t *c = calloc(1, sizeof(*c));
   if (c == NULL) abort();
@@ -247,6 +307,14 @@ cluster_t *cluster_parse(json_t *j, char *err, size_t errlen) {
   LIMIT(max_requests, "max_requests", kDefaultMaxRequests);
   LIMIT(max_retries, "max_retries", kDefaultMaxRetries);
 #undef LIMIT
+  json_t *tls = json_object_get(j, "tls");
+  if (tls) {
+    c->tls = parse_tls(tls, c->name, err, errlen);
+    if (err[0]) {
+      cluster_unref(c);
+      return NULL;
+    }
+  }
   json_t *ci = json_object_get(j, "credential_injector");
   if (ci) {
     c->cred = calloc(1, sizeof(*c->cred));
@@ -275,6 +343,7 @@ void cluster_unref(cluster_t *c) {
   }
   free(c->sources);
   free(c->hosts);
+  tls_free(c->tls);
   if (c->cred) {
     free(c->cred->secret);
     free(c->cred->header);

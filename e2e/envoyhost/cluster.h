@@ -49,6 +49,15 @@ typedef struct override_source {
   md_path_t md;
 } override_source_t;
 
+/* UpstreamTlsContext: verify against a CA bundle and subject alt names, send SNI. */
+typedef struct upstream_tls {
+  void *ctx; /* SSL_CTX */
+  char *sni;
+  char **dns_sans;
+  size_t ndns;
+  char *ip_san;
+} upstream_tls_t;
+
 typedef struct credinject {
   char *secret, *header, *prefix;
   int overwrite, allow_missing;
@@ -69,6 +78,7 @@ typedef struct cluster {
   uint32_t buffer_limit;
   long max_connections, max_pending, max_requests, max_retries;
   credinject_t *cred;
+  upstream_tls_t *tls;
   cstats_t *st;
   atomic_uint rr;
 } cluster_t;
@@ -92,6 +102,8 @@ typedef struct pick_ctx {
 } pick_ctx_t;
 
 void pick_ctx_free(pick_ctx_t *p);
+/* A new SSL object (SNI and SAN checks set) for a TLS cluster's connection. */
+void *cluster_new_ssl(const cluster_t *c);
 /* NULL: no host (503 no healthy upstream). */
 host_t *cluster_pick(cluster_t *c, pick_ctx_t *p);
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,6 +27,7 @@ struct upconn {
   h1p_t p;
   int connected, in_use, req_done, headers_seen, chunked_out, keep_alive;
   int dispatching, cancelled, ended, trailers_seen;
+  cluster_t *pool_cluster; /* the cluster version whose pool holds it (ref) */
   struct event *connect_timer;
   const upreq_cb_t *cb;
   void *arg;
@@ -70,6 +72,7 @@ static void remove_idle(upconn_t *u) {
 }
 
 static void up_free(upconn_t *u) {
+  cluster_unref(u->pool_cluster);
   if (u->bev) {
     bufferevent_free(u->bev);
     atomic_fetch_sub(u->st->cx_active, 1);
@@ -242,6 +245,14 @@ static void take(upconn_t *u, cluster_t *c, const upreq_cb_t *cb, void *arg) {
 
 upconn_t *up_start(worker_t *w, cluster_t *c, host_t *h, const upreq_cb_t *cb, void *arg) {
   idle_list_t *l = idle_for(w, h);
+  /* a connection pool belongs to one cluster version: an updated cluster
+   * (new TLS settings, say) starts with new connections, as Envoy's does */
+  while (l->head != NULL && l->head->pool_cluster != c) {
+    upconn_t *old = l->head;
+    l->head = old->next_idle;
+    l->n--;
+    up_free(old);
+  }
   upconn_t *u = l->head;
   if (u != NULL) {
     l->head = u->next_idle;
@@ -256,7 +267,15 @@ upconn_t *up_start(worker_t *w, cluster_t *c, host_t *h, const upreq_cb_t *cb, v
   u->host = h;
   u->st = c->st;
   h1p_init(&u->p, H1_RESPONSE);
-  u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+  if (c->tls) {
+    /* BEV_EVENT_CONNECTED comes after the handshake; a failed one is a
+     * connection failure, as Envoy's TLS transport socket reports it */
+    u->bev = bufferevent_openssl_socket_new(w->base, -1, cluster_new_ssl(c), BUFFEREVENT_SSL_CONNECTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (u->bev) bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
+  } else {
+    u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+  }
   if (u->bev == NULL) abort();
   atomic_fetch_add(c->st->cx_total, 1);
   atomic_fetch_add(c->st->cx_active, 1);
@@ -280,6 +299,8 @@ upconn_t *up_start(worker_t *w, cluster_t *c, host_t *h, const upreq_cb_t *cb, v
     sl = sizeof(*s4);
   }
   take(u, c, cb, arg);
+  cluster_ref(c);
+  u->pool_cluster = c;
   if (c->connect_timeout_ms > 0) {
     struct timeval tv = {c->connect_timeout_ms / 1000, (c->connect_timeout_ms % 1000) * 1000};
     event_add(u->connect_timer, &tv);

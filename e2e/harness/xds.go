@@ -38,10 +38,13 @@ type XDSHostOptions struct {
 	DrainTime time.Duration
 	// InitialFetchTimeout bounds warming (Envoy's default 15 s).
 	InitialFetchTimeout time.Duration
-	Admin               string // default 127.0.0.1:0
-	Env                 []string
-	DialOptions         []grpc.DialOption
-	Log                 *slog.Logger
+	// Mounts maps directories of the Envoy container (paths the config
+	// names: SDS files, CA bundles) to local ones, as its volumes do.
+	Mounts      map[string]string
+	Admin       string // default 127.0.0.1:0
+	Env         []string
+	DialOptions []grpc.DialOption
+	Log         *slog.Logger
 }
 
 var nodeSeq atomic.Int64
@@ -79,7 +82,7 @@ func StartXDSHost(ctx context.Context, opts XDSHostOptions) (*Host, error) {
 	}
 	h.agent, err = hostxds.Start(context.Background(), hostxds.Options{
 		XDS: opts.ControlPlane, NodeID: opts.NodeID, NodeCluster: opts.NodeCluster, HostAdmin: h.Admin,
-		DialOptions: opts.DialOptions, InitialFetchTimeout: opts.InitialFetchTimeout, Log: opts.Log,
+		DialOptions: opts.DialOptions, InitialFetchTimeout: opts.InitialFetchTimeout, Mounts: opts.Mounts, Log: opts.Log,
 	})
 	if err != nil {
 		h.Close()

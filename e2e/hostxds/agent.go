@@ -52,9 +52,13 @@ type Options struct {
 	HostAdmin string
 	// DialOptions replace the default plain-text dial (e.g. mTLS credentials).
 	DialOptions []grpc.DialOption
-	// InitialFetchTimeout overrides the 15 s warming bound.
+	// InitialFetchTimeout overrides the 15 s default warming bound (a
+	// config source's own initial_fetch_timeout still wins).
 	InitialFetchTimeout time.Duration
-	Log                 *slog.Logger
+	// Mounts maps directories of the Envoy container to local ones, as its
+	// volumes would: "/etc/inflow/secrets" -> "e2e/secrets".
+	Mounts map[string]string
+	Log    *slog.Logger
 }
 
 // Status is what the agent did so far, for tests and logs.
@@ -176,7 +180,7 @@ func (a *Agent) update(f func(*Status)) {
 }
 
 func (a *Agent) run(ctx context.Context, sw *secretWatch) {
-	st := newState(a.opts.InitialFetchTimeout)
+	st := newState(a.opts.InitialFetchTimeout, mounts(a.opts.Mounts))
 	for ctx.Err() == nil {
 		err := a.session(ctx, st, sw)
 		if ctx.Err() != nil {
@@ -288,6 +292,16 @@ func (s *session) handle(ctx context.Context, r *discoveryv3.DiscoveryResponse) 
 		msg := err.Error()
 		s.agent.opts.Log.Error("hostxds: rejecting an update (NACK)", "type", t, "version", r.GetVersionInfo(), "error", msg)
 		s.agent.update(func(st *Status) { st.NACKs++; st.LastNACK = msg })
+		if t == resource.ExtensionConfigType {
+			// a refused first config ends the warm-up of the listeners
+			// waiting for it: they serve without it (NFCF)
+			for _, n := range s.subs[t] {
+				if s.st.cur.ecds[n] == nil {
+					s.st.ecdsFailed[n] = true
+				}
+			}
+			s.sync(ctx, "")
+		}
 		return s.send(&discoveryv3.DiscoveryRequest{
 			Node: s.node, TypeUrl: t, VersionInfo: s.st.versions[t], ResponseNonce: r.GetNonce(),
 			ResourceNames: s.subs[t], ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: msg},

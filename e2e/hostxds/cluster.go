@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -13,6 +14,7 @@ import (
 	credinjv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/credential_injector/v3"
 	genericv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/injected_credentials/generic/v3"
 	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"google.golang.org/protobuf/proto"
@@ -44,6 +46,7 @@ type hostCluster struct {
 	BufferLimit     *uint32           `json:"per_connection_buffer_limit_bytes,omitempty"`
 	CircuitBreakers map[string]uint32 `json:"circuit_breakers,omitempty"`
 	Credential      *hostCredential   `json:"credential_injector,omitempty"`
+	TLS             *hostTLS          `json:"tls,omitempty"`
 }
 
 type hostOriginalDst struct {
@@ -82,10 +85,24 @@ type hostCredential struct {
 // clusterDeps are what a cluster warms on: its ClusterLoadAssignment (EDS)
 // and the file an SDS secret is read from.
 type clusterDeps struct {
-	eds        string
-	secret     string
-	secretPath string
-	watchDir   string
+	eds          string
+	fetchTimeout *time.Duration
+	secret       string
+	secretPath   string
+	watchDir     string
+}
+
+// hostTLS is an UpstreamTlsContext envoyhost implements: verify the
+// server against a CA bundle and a subject alt name, send SNI.
+type hostTLS struct {
+	SNI    string    `json:"sni,omitempty"`
+	CAFile string    `json:"ca_file"`
+	SANs   []hostSAN `json:"sans,omitempty"`
+}
+
+type hostSAN struct {
+	Type  string `json:"type"` // DNS or IP_ADDRESS
+	Exact string `json:"exact"`
 }
 
 func mdKey(k *metadatav3.MetadataKey) *hostMDKey {
@@ -108,7 +125,7 @@ func durationString(d *durationpb.Duration) string {
 
 // translateCluster turns a Cluster (and, for EDS, its assignment) into
 // envoyhost's form. cla is nil until EDS delivered it.
-func translateCluster(ctx context.Context, c *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment) (*hostCluster, clusterDeps, error) {
+func translateCluster(ctx context.Context, c *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment, m mounts) (*hostCluster, clusterDeps, error) {
 	var deps clusterDeps
 	path := "Cluster " + c.GetName()
 	if err := checkModelled(c, path); err != nil {
@@ -137,6 +154,7 @@ func translateCluster(ctx context.Context, c *clusterv3.Cluster, cla *endpointv3
 		return nil, deps, err
 	}
 	var hashCLA *endpointv3.ClusterLoadAssignment
+	var err error
 	switch c.GetType() {
 	case clusterv3.Cluster_ORIGINAL_DST:
 		out.Type = "ORIGINAL_DST"
@@ -154,6 +172,7 @@ func translateCluster(ctx context.Context, c *clusterv3.Cluster, cla *endpointv3
 		if deps.eds == "" {
 			deps.eds = c.GetName()
 		}
+		noteTimeout(&deps.fetchTimeout, c.GetEdsClusterConfig().GetEdsConfig())
 		if cla != nil {
 			if err := checkModelled(cla, "ClusterLoadAssignment "+deps.eds); err != nil {
 				return nil, deps, err
@@ -183,7 +202,11 @@ func translateCluster(ctx context.Context, c *clusterv3.Cluster, cla *endpointv3
 	if err := upstreamFilters(c, out, &deps, path); err != nil {
 		return nil, deps, err
 	}
-	var err error
+	if ts := c.GetTransportSocket(); ts != nil {
+		if out.TLS, err = upstreamTLS(ts, m, path); err != nil {
+			return nil, deps, err
+		}
+	}
 	if hashCLA != nil {
 		out.Hash, err = hashOf(c, hashCLA)
 	} else {
@@ -273,7 +296,9 @@ func endpoints(ctx context.Context, cla *endpointv3.ClusterLoadAssignment, resol
 				ips, err := net.DefaultResolver.LookupNetIP(rctx, "ip4", host)
 				cancel()
 				if err != nil || len(ips) == 0 {
-					return nil, fmt.Errorf("resolving %s: %v", host, err)
+					// a DNS cluster that does not resolve has no hosts
+					// (503 no healthy upstream); it is not an invalid config
+					continue
 				}
 				host = ips[0].String()
 			}
@@ -342,4 +367,42 @@ func upstreamFilters(c *clusterv3.Cluster, out *hostCluster, deps *clusterDeps, 
 		Overwrite: ci.GetOverwrite(), AllowMissing: ci.GetAllowRequestWithoutCredential()}
 	deps.secret, deps.secretPath, deps.watchDir = sds.GetName(), pcs.GetPath(), pcs.GetWatchedDirectory().GetPath()
 	return nil
+}
+
+const tlsSocketType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+// upstreamTLS reads the one TLS shape envoyhost implements: a CA bundle
+// (which must load, or Envoy rejects the cluster), exact SAN matchers, SNI.
+func upstreamTLS(ts *corev3.TransportSocket, m mounts, path string) (*hostTLS, error) {
+	tpath := path + ".transport_socket"
+	if ts.GetTypedConfig().GetTypeUrl() != tlsSocketType {
+		return nil, fmt.Errorf("%w: %s: %s (upstream TLS only)", ErrNotModelled, tpath, ts.GetTypedConfig().GetTypeUrl())
+	}
+	var u tlsv3.UpstreamTlsContext
+	if err := ts.GetTypedConfig().UnmarshalTo(&u); err != nil {
+		return nil, err
+	}
+	vc := u.GetCommonTlsContext().GetValidationContext()
+	ca := vc.GetTrustedCa().GetFilename()
+	if ca == "" {
+		return nil, fmt.Errorf("%w: %s: a validation_context with a trusted_ca file", ErrNotModelled, tpath)
+	}
+	local := m.local(ca)
+	if _, err := os.Stat(local); err != nil {
+		return nil, fmt.Errorf("%s: failed to load trusted CA certificates from %s: %w", tpath, ca, err)
+	}
+	out := &hostTLS{SNI: u.GetSni(), CAFile: local}
+	for _, s := range vc.GetMatchTypedSubjectAltNames() {
+		exact := s.GetMatcher().GetExact()
+		if exact == "" {
+			return nil, fmt.Errorf("%w: %s: subject alt name matchers other than exact", ErrNotModelled, tpath)
+		}
+		switch s.GetSanType() {
+		case tlsv3.SubjectAltNameMatcher_DNS, tlsv3.SubjectAltNameMatcher_IP_ADDRESS:
+			out.SANs = append(out.SANs, hostSAN{Type: s.GetSanType().String(), Exact: exact})
+		default:
+			return nil, fmt.Errorf("%w: %s: san_type %s", ErrNotModelled, tpath, s.GetSanType())
+		}
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package hostxds
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -54,6 +55,21 @@ type hostGolang struct {
 // is warmed before it takes traffic).
 type listenerDeps struct {
 	rds, ecds string
+	// fetchTimeout is the shortest initial_fetch_timeout of their config
+	// sources (nil: Envoy's default; 0: wait for ever).
+	fetchTimeout *time.Duration
+}
+
+// noteTimeout records a config source's initial_fetch_timeout.
+func noteTimeout(cur **time.Duration, cs *corev3.ConfigSource) {
+	d := cs.GetInitialFetchTimeout()
+	if d == nil {
+		return
+	}
+	v := d.AsDuration()
+	if *cur == nil || (v > 0 && (**cur == 0 || v < **cur)) {
+		*cur = &v
+	}
 }
 
 func newHostGolang(name string, g *golangv3alpha.Config) (*hostGolang, error) {
@@ -113,6 +129,7 @@ func translateListener(l *listenerv3.Listener) (*hostListener, listenerDeps, err
 			return nil, deps, err
 		}
 		deps.rds = hcm.GetRds().GetRouteConfigName()
+		noteTimeout(&deps.fetchTimeout, hcm.GetRds().GetConfigSource())
 	case hcm.GetRouteConfig() != nil:
 		if routeConfig, err = translateRouteConfig(hcm.GetRouteConfig()); err != nil {
 			return nil, deps, err
@@ -185,6 +202,7 @@ func golangFilter(hcm *hcmv3.HttpConnectionManager, path string, deps *listenerD
 			return nil, err
 		}
 		deps.ecds = f.GetName()
+		noteTimeout(&deps.fetchTimeout, cd.GetConfigSource())
 		return &golangRef{ECDS: f.GetName()}, nil
 	}
 	if f.GetTypedConfig().GetTypeUrl() != golangTypeURL {

@@ -23,47 +23,75 @@ type hostSecret struct {
 	Value []byte `json:"value"`
 }
 
-// readSecretFile reads a file-based SDS source as Envoy's filesystem
-// subscription does: a DiscoveryResponse in YAML or JSON (by extension)
-// holding Secret resources; name picks one generic_secret.
-func readSecretFile(path, name string) ([]byte, error) {
+// mounts maps directories of the Envoy container to this machine's, as
+// the container's volumes do: paths in the config name files inside the
+// image (an SDS file, a CA bundle); envoyhost reads them here.
+type mounts map[string]string
+
+func (m mounts) local(p string) string {
+	for dir, here := range m {
+		if p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/") {
+			return filepath.Join(here, strings.TrimPrefix(p, dir))
+		}
+	}
+	return p
+}
+
+// readSDS reads a file-based SDS source as Envoy's filesystem subscription
+// and SdsApi do. The file must exist when the cluster is created
+// (subscription_factory_impl.cc:58-61: else the cluster is rejected): that
+// is the only error. The file is a DiscoveryResponse (YAML or JSON, by
+// extension) with exactly one Secret, of the configured name
+// (sds_api.cc onConfigUpdate; anything else is a rejected update, so the
+// secret stays absent); its generic_secret DataSource may name a file,
+// read as is (not trimmed) and watched (sds_api.cc:116-140). watch lists
+// what to watch for changes: the watched_directory or the file's
+// directory, and the key file's directory.
+func readSDS(m mounts, d clusterDeps) (value []byte, watch []string, err error) {
+	path := m.local(d.secretPath)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, fmt.Errorf("SDS path_config_source %s: %w (paths must exist when the cluster is created)", d.secretPath, err)
+	}
+	if d.watchDir != "" {
+		watch = append(watch, m.local(d.watchDir))
+	} else {
+		watch = append(watch, filepath.Dir(path))
+	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, watch, nil
 	}
 	if ext := strings.ToLower(filepath.Ext(path)); ext == ".yaml" || ext == ".yml" {
 		if raw, err = yaml.YAMLToJSON(raw); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, watch, nil
 		}
 	}
 	var resp discoveryv3.DiscoveryResponse
-	if err := protojson.Unmarshal(raw, &resp); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if protojson.Unmarshal(raw, &resp) != nil || len(resp.GetResources()) != 1 || resp.GetResources()[0].GetTypeUrl() != secretTypeURL {
+		return nil, watch, nil
 	}
-	for _, a := range resp.GetResources() {
-		if a.GetTypeUrl() != secretTypeURL {
-			return nil, fmt.Errorf("%s: resource of type %s, want %s", path, a.GetTypeUrl(), secretTypeURL)
-		}
-		var s tlsv3.Secret
-		if err := a.UnmarshalTo(&s); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if s.GetName() != name {
-			continue
-		}
-		ds := s.GetGenericSecret().GetSecret()
-		switch {
-		case ds.GetInlineString() != "":
-			return []byte(ds.GetInlineString()), nil
-		case len(ds.GetInlineBytes()) > 0:
-			return ds.GetInlineBytes(), nil
-		case ds.GetFilename() != "":
-			return os.ReadFile(ds.GetFilename())
-		default:
-			return nil, fmt.Errorf("%s: secret %s: %w: only generic_secret with an inline or file DataSource", path, name, ErrNotModelled)
-		}
+	var s tlsv3.Secret
+	if resp.GetResources()[0].UnmarshalTo(&s) != nil || s.GetName() != d.secret {
+		return nil, watch, nil
 	}
-	return nil, fmt.Errorf("%s: no secret named %s", path, name)
+	ds := s.GetGenericSecret().GetSecret()
+	switch {
+	case ds.GetFilename() != "":
+		key := m.local(ds.GetFilename())
+		watch = append(watch, filepath.Dir(key))
+		v, err := os.ReadFile(key)
+		if err != nil {
+			return nil, watch, nil // recovered when the file appears
+		}
+		return v, watch, nil
+	case ds.GetInlineString() != "":
+		return []byte(ds.GetInlineString()), watch, nil
+	case len(ds.GetInlineBytes()) > 0:
+		return ds.GetInlineBytes(), watch, nil
+	case ds.GetEnvironmentVariable() != "":
+		return []byte(os.Getenv(ds.GetEnvironmentVariable())), watch, nil
+	}
+	return nil, watch, nil
 }
 
 // secretWatch re-reads secret files when they change, as Envoy's
@@ -82,19 +110,14 @@ func newSecretWatch() (*secretWatch, error) {
 	return &secretWatch{w: w, watched: map[string]bool{}}, nil
 }
 
-func (s *secretWatch) add(d clusterDeps) error {
-	dir := d.watchDir
-	if dir == "" {
-		dir = filepath.Dir(d.secretPath)
-	}
+// add watches dir; a directory that does not exist (yet) is not watched.
+func (s *secretWatch) add(dir string) {
 	if s.watched[dir] {
-		return nil
+		return
 	}
-	if err := s.w.Add(dir); err != nil {
-		return err
+	if s.w.Add(dir) == nil {
+		s.watched[dir] = true
 	}
-	s.watched[dir] = true
-	return nil
 }
 
 func (s *secretWatch) close() error { return s.w.Close() }

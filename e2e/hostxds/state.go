@@ -3,6 +3,7 @@ package hostxds
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"time"
@@ -58,21 +59,29 @@ type state struct {
 	// warming: when each listener or cluster version started waiting for
 	// what it references; a key is "kind/name/hash"
 	warming map[string]time.Time
+	limits  map[string]time.Duration
 	expired map[string]bool
 	// active is what envoyhost last accepted: a warming new version keeps
 	// the old one serving, as Envoy's warming listeners do
 	active *hostSnapshot
-	// secret files by path, for the watcher
-	secretFiles map[string]bool
+	// directories whose changes re-read secrets
+	secretDirs map[string]bool
+	mounts     mounts
+	// ecdsFailed: ECDS names whose first config was refused; a listener
+	// waiting on one goes live without it (config_discovery_impl.cc:185-192)
+	ecdsFailed map[string]bool
+	// initDone: the clusters were all warm once (start-up is over)
+	initDone bool
 }
 
-func newState(timeout time.Duration) *state {
+func newState(timeout time.Duration, m mounts) *state {
 	return &state{
 		cur: &resources{listeners: map[string]*listenerv3.Listener{}, clusters: map[string]*clusterv3.Cluster{},
 			routes: map[string]*routev3.RouteConfiguration{}, cla: map[string]*endpointv3.ClusterLoadAssignment{},
 			ecds: map[string]*corev3.TypedExtensionConfig{}},
 		versions: map[string]string{}, nonces: map[string]string{}, timeout: timeout,
-		warming: map[string]time.Time{}, expired: map[string]bool{}, secretFiles: map[string]bool{},
+		warming: map[string]time.Time{}, limits: map[string]time.Duration{}, expired: map[string]bool{}, secretDirs: map[string]bool{},
+		mounts: m, ecdsFailed: map[string]bool{},
 	}
 }
 
@@ -149,14 +158,21 @@ func (s *state) referenced() map[string][]string {
 	return out
 }
 
-// wait reports whether key (a resource version) should still be held back.
-func (s *state) wait(key string, now time.Time) bool {
+// wait reports whether key (a resource version) should still be held
+// back: for its config sources' initial_fetch_timeout (unset: the
+// default; 0: for ever).
+func (s *state) wait(key string, now time.Time, timeout *time.Duration) bool {
+	limit := s.timeout
+	if timeout != nil {
+		limit = *timeout
+	}
 	start, ok := s.warming[key]
 	if !ok {
 		s.warming[key] = now
+		s.limits[key] = limit
 		return true
 	}
-	if now.Sub(start) < s.timeout {
+	if limit == 0 || now.Sub(start) < limit {
 		return true
 	}
 	s.expired[key] = true
@@ -167,7 +183,7 @@ func (s *state) wait(key string, now time.Time) bool {
 // since the last look, so the state must be pushed again.
 func (s *state) warmingExpired(now time.Time) bool {
 	for k, start := range s.warming {
-		if !s.expired[k] && now.Sub(start) >= s.timeout {
+		if l := s.limits[k]; !s.expired[k] && l > 0 && now.Sub(start) >= l {
 			return true
 		}
 	}
@@ -175,7 +191,7 @@ func (s *state) warmingExpired(now time.Time) bool {
 }
 
 func (s *state) secretChanged(path string) bool {
-	return s.secretFiles[path] || s.secretFiles[filepath.Dir(path)]
+	return s.secretDirs[filepath.Dir(path)] || s.secretDirs[path]
 }
 
 // translate builds the snapshot envoyhost runs for r: every referenced
@@ -189,31 +205,34 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 		listeners: map[string]*hostListener{}, clusters: map[string]*hostCluster{}}
 	live := map[string]bool{}
 	secrets := map[string]hostSecret{}
+	clustersWarm := true
 	for _, name := range sortedKeys(r.clusters) {
 		c := r.clusters[name]
 		cla := r.cla[edsName(c)]
-		hc, deps, err := translateCluster(ctx, c, cla)
+		hc, deps, err := translateCluster(ctx, c, cla, s.mounts)
 		if err != nil {
 			return nil, err
 		}
 		key := "cluster/" + name + "/" + hc.Hash
 		live[key] = true
-		if deps.eds != "" && cla == nil && s.wait(key, now) {
+		if deps.eds != "" && cla == nil && s.wait(key, now, deps.fetchTimeout) {
+			clustersWarm = false
 			if old := s.active.cluster(name); old != nil {
 				snap.addCluster(old)
 			}
 			continue
 		}
 		if deps.secretPath != "" {
-			if err := sw.add(deps); err != nil {
-				return nil, err
+			v, watch, err := readSDS(s.mounts, deps)
+			if err != nil {
+				return nil, fmt.Errorf("Cluster %s: %w", name, err)
 			}
-			s.secretFiles[deps.secretPath] = true
-			if deps.watchDir != "" {
-				s.secretFiles[deps.watchDir] = true
+			for _, dir := range watch {
+				sw.add(dir)
+				s.secretDirs[dir] = true
 			}
 			// a secret that cannot be read is absent: the injector answers 401
-			if v, err := readSecretFile(deps.secretPath, deps.secret); err == nil {
+			if len(v) > 0 {
 				secrets[deps.secret] = hostSecret{Name: deps.secret, Value: v}
 			}
 		}
@@ -227,8 +246,12 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 		}
 		key := "listener/" + name + "/" + hl.Hash
 		live[key] = true
-		ready := r.haveCDS && (deps.rds == "" || r.routes[deps.rds] != nil) && (deps.ecds == "" || r.ecds[deps.ecds] != nil)
-		if !ready && s.wait(key, now) {
+		// at start-up listeners wait for the cluster manager: CDS and the
+		// clusters' EDS (Envoy's server init); after that, for their own
+		// RDS and ECDS resources only
+		ready := r.haveCDS && (s.initDone || clustersWarm) && (deps.rds == "" || r.routes[deps.rds] != nil) &&
+			(deps.ecds == "" || r.ecds[deps.ecds] != nil || s.ecdsFailed[deps.ecds])
+		if !ready && s.wait(key, now, deps.fetchTimeout) {
 			if old := s.active.listener(name); old != nil {
 				snap.addListener(old)
 				hl = old
@@ -261,12 +284,16 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 		}
 		snap.ExtensionConfigs = append(snap.ExtensionConfigs, g)
 	}
+	if r.haveCDS && clustersWarm {
+		s.initDone = true
+	}
 	for _, k := range sortedKeys(secrets) {
 		snap.Secrets = append(snap.Secrets, secrets[k])
 	}
 	for k := range s.warming {
 		if !live[k] {
 			delete(s.warming, k)
+			delete(s.limits, k)
 			delete(s.expired, k)
 		}
 	}
