@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Inflow's build and tests need, if missing.
-# The ABI test host links libevent and jansson; pkg-config finds them.
+# The ABI test host links libevent (with its OpenSSL bufferevents), OpenSSL
+# (upstream TLS) and jansson; pkg-config finds them.
 # build/check runs build/k8s/xds-certs.sh, which needs openssl.
 set -euo pipefail
 packages=(pkg-config libevent-dev libjansson-dev libssl-dev openssl)

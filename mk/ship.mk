@@ -17,8 +17,15 @@ images: ## build the Envoy+filter and control-plane images (needs a Docker engin
 demo: ## docker compose demo: Envoy on 127.0.0.1:8080, 3 llm-d simulators, the control plane (needs Docker)
 	$(COMPOSE) up --build
 
-demo-local: build-filter build-host ## the compose demo's config without Docker: simulators + control plane + inflow.so in the ABI host on 127.0.0.1:8080 (DEMO_FLAGS=-smoke to check and exit)
-	$(GO) run ./e2e/cmd/inflow-demo $(DEMO_FLAGS)
+# A cold build takes minutes on a small machine: say what is being built
+# (go run would compile the runner in silence).
+demo-local: ## the compose demo's config without Docker: simulators + control plane + inflow.so in the xDS-driven ABI host on 127.0.0.1:8080, following edits of e2e/demo/controlplane.yaml (DEMO_FLAGS=-smoke to check and exit)
+	@echo "demo-local: building $(OUT)/inflow.so (the filter) and $(OUT)/envoyhost (the ABI host); the first build takes a few minutes"
+	@$(MAKE) --no-print-directory build-filter build-host
+	@echo "demo-local: building $(OUT)/inflow-demo (simulators, control plane, the host's xDS client)"
+	@$(GO) build -o $(OUT)/inflow-demo ./e2e/cmd/inflow-demo
+	@echo "demo-local: starting"
+	@$(OUT)/inflow-demo $(DEMO_FLAGS)
 
 # The separate module keeps Kubernetes, Envoy Gateway and compose-go out of
 # the filter's go.mod. kubectl is optional: the tests run kustomize's own

@@ -28,6 +28,8 @@ type Stack struct {
 	Sims    *sim.Cluster
 	Host    *harness.Host
 	XDSAddr string
+	// Watched is the config file whose edits the stack follows.
+	Watched string
 	cancel  context.CancelFunc
 	cp      *local.Server
 }
@@ -54,7 +56,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("%s names %d endpoints, the demo has %d servers", o.Config, len(cfg.Endpoints), len(Servers))
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	s := &Stack{Config: cfg, cancel: cancel}
+	s := &Stack{Config: cfg, Watched: o.Config, cancel: cancel}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.Close())

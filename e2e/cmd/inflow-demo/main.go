@@ -2,9 +2,9 @@
 // without Docker or Envoy: three vLLM simulators (one base model, two LoRA
 // adapters, different loads), the control plane serving the compose demo's
 // own config (e2e/demo/controlplane.yaml, pool endpoints rewritten from the
-// compose addresses to the simulators' loopback ports), and the real
-// inflow.so in the envoyhost ABI test host, configured with the plugin
-// config the control plane sends over LDS.
+// compose addresses to the simulators' loopback ports) and following edits
+// of it, and the real inflow.so in the envoyhost ABI test host, which is
+// configured over ADS by that control plane as Envoy would be.
 //
 //	make demo-local                              # or:
 //	go run ./e2e/cmd/inflow-demo -listen 127.0.0.1:8080
@@ -111,7 +111,10 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 // against the compose demo on the same port.
 var usage = template.Must(template.New("usage").Parse(`
 Inflow demo: the real inflow.so in the ABI test host (no Envoy here), configured over xDS
-by the control plane from {{.Config.Listener}} of e2e/demo/controlplane.yaml.
+(listener {{.Config.Listener}}, routes, clusters, the filter config over ECDS) by the control plane from
+  {{.Watched}}
+Edit that file while the demo runs: the change is live within a second (an invalid edit is
+refused and logged; the running config stays).
   proxy  http://{{.Host.Addr}}     admin  http://{{.Host.Admin}}/stats
   model servers (vLLM simulators): {{range .Sims.Servers}}{{.Addr}} {{end}}
 
