@@ -13,11 +13,11 @@ import (
 )
 
 // route is where the client sends a request. With -via host every policy
-// goes through the ABI host running a real Go filter .so: Inflow's policy
-// is inflow.so picking inside the host; a baseline picks in the client and
-// steers the host's ORIGINAL_DST-style routing with the
-// x-gateway-destination-endpoint header through the pass-through filter,
-// so every policy pays the same proxy hop.
+// goes through the ABI host running a real Go filter .so, driven over xDS:
+// Inflow's policy is inflow.so picking inside a host fed by the real
+// control plane; a baseline picks in the client and steers an ORIGINAL_DST
+// cluster with the x-gateway-destination-endpoint header through the
+// pass-through filter, so every policy pays the same proxy hop.
 type route struct {
 	host *harness.Host
 	dir  string
@@ -47,28 +47,29 @@ func startHost(ctx context.Context, addrs []string, inflow bool) (*route, error)
 // startHostWith runs the host with inflow.so and these pool scheduler
 // settings (the adapters added), or with the pass-through filter when
 // settings is nil.
-func startHostWith(ctx context.Context, addrs []string, settings map[string]any) (*route, error) {
-	dir, err := os.MkdirTemp("", "benchsched-")
-	if err != nil {
-		return nil, err
+func startHostWith(ctx context.Context, addrs []string, settings map[string]any) (r *route, err error) {
+	r = &route{}
+	defer func() {
+		if err != nil {
+			r.close()
+			err = fmt.Errorf("start host (run make build-filter build-host build-testfilters): %w", err)
+		}
+	}()
+	if settings == nil {
+		r.host, err = harness.StartPassthroughHost(ctx, harness.PassthroughOptions{Concurrency: 2})
+		return r, err
 	}
-	r := &route{dir: dir}
-	opts := harness.HostOptions{PluginName: "passthrough", Concurrency: 2}
-	if settings != nil {
-		opts.PluginName = protocol.PluginName
-		opts.Config = inflowFilterConfig(addrs, settings)
+	if r.dir, err = os.MkdirTemp("", "benchsched-"); err != nil {
+		return r, err
 	}
-	if r.host, err = harness.StartHost(ctx, dir, opts); err != nil {
-		r.close()
-		return nil, fmt.Errorf("start host (run make build-filter build-host build-testfilters): %w", err)
-	}
-	return r, nil
+	r.host, err = harness.StartInflowHost(ctx, r.dir, inflowConfig(addrs, settings), harness.XDSHostOptions{Concurrency: 2})
+	return r, err
 }
 
-// inflowFilterConfig serves the workload's base model and both adapters
-// from one pool of the simulators, with the default scheduler profile
-// changed by settings.
-func inflowFilterConfig(addrs []string, settings map[string]any) map[string]any {
+// inflowConfig is the control plane's config: the workload's base model and
+// both adapters from one pool of the simulators, with the default scheduler
+// profile changed by settings.
+func inflowConfig(addrs []string, settings map[string]any) map[string]any {
 	var models []map[string]any
 	for _, m := range adapterMix {
 		models = append(models, map[string]any{"name": m.model, "pool": "sim"})
@@ -78,8 +79,9 @@ func inflowFilterConfig(addrs []string, settings map[string]any) map[string]any 
 		sched[k] = v
 	}
 	return map[string]any{
-		"models": models,
-		"pools":  []map[string]any{{"name": "sim", "endpoints": addrs, "scheduler": sched}},
+		"listeners": []map[string]any{{"name": "public", "address": "127.0.0.1", "port": 10000}},
+		"models":    models,
+		"pools":     []map[string]any{{"name": "sim", "endpoints": addrs, "scheduler": sched}},
 	}
 }
 

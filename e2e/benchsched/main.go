@@ -7,8 +7,9 @@
 // throughput and the simulators' prefix-cache hit rate in one table.
 //
 // By default (-via host) every policy runs through the ABI host with a
-// real Go filter .so: Inflow is inflow.so picking in process from its own
-// scrapes; the baselines pick in the client and steer the host with the
+// real Go filter .so, driven over xDS: Inflow is inflow.so picking in
+// process from its own scrapes, configured by the real control plane; the
+// baselines pick in the client and steer an ORIGINAL_DST cluster with the
 // x-gateway-destination-endpoint header through a pass-through filter.
 // -via direct calls the scheduler package in process instead, to measure
 // the picks alone.

@@ -113,6 +113,7 @@ type Host struct {
 	listeners map[string]string // listener name -> bound ip:port
 	seen      chan struct{}     // closed and replaced on every stdout line
 	agent     *hostxds.Agent
+	onClose   []func() // what the host was started with (a control plane), stopped after it
 }
 
 // staticListener is the static mode's listener name.
@@ -308,11 +309,14 @@ func (h *Host) Close() {
 	}
 	select {
 	case <-h.done:
-		return
 	default:
+		_ = h.cmd.Process.Kill()
+		<-h.done
 	}
-	_ = h.cmd.Process.Kill()
-	<-h.done
+	for _, f := range h.onClose {
+		f()
+	}
+	h.onClose = nil
 }
 
 // Exited reports whether the process has exited, and its error.

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
-	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 const sectionTitle = "## ABI host load benchmark"
@@ -67,17 +66,32 @@ func main() {
 	defer backend.Close()
 
 	sizes := []int{1 << 10, 4 << 10, 64 << 10}
+	// Both hosts are driven over xDS as Envoy is: the pass-through one by
+	// hand-built resources (its filter inline, a STATIC cluster of the
+	// backend), the Inflow one by the real control plane (the filter config
+	// over ECDS, the pool an EDS cluster with OverrideHost).
+	dir, err := os.MkdirTemp("", "benche2e")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	inflowConfig := map[string]any{
+		"listeners": []any{map[string]any{"name": "public", "address": "127.0.0.1", "port": 10000}},
+		"models": []any{map[string]any{"name": "llama", "pool": "p1",
+			"rewrite": []any{map[string]any{"model": "llama-3-8b", "weight": 1}}}},
+		"pools": []any{map[string]any{"name": "p1", "endpoints": []string{backend.Addr}}},
+	}
 	setups := []struct {
-		name string
-		opts *harness.HostOptions
+		name  string
+		start func() (*harness.Host, error)
 	}{
 		{"direct (no host)", nil},
-		{"host + passthrough.so", &harness.HostOptions{PluginName: harness.PassthroughPlugin, DefaultUpstream: backend.Addr}},
-		{"host + inflow.so", &harness.HostOptions{PluginName: protocol.PluginName, Config: map[string]any{
-			"models": []any{map[string]any{"name": "llama", "pool": "p1",
-				"rewrite": []any{map[string]any{"model": "llama-3-8b", "weight": 1}}}},
-			"pools": []any{map[string]any{"name": "p1", "endpoints": []string{backend.Addr}}},
-		}}},
+		{"host + passthrough.so", func() (*harness.Host, error) {
+			return harness.StartPassthroughHost(ctx, harness.PassthroughOptions{Upstreams: []string{backend.Addr}, Concurrency: *workers})
+		}},
+		{"host + inflow.so", func() (*harness.Host, error) {
+			return harness.StartInflowHost(ctx, dir, inflowConfig, harness.XDSHostOptions{Concurrency: *workers})
+		}},
 	}
 	// Start every host first, then run the setups one after the other for
 	// each size: on a shared machine, load drifts, and interleaving keeps the
@@ -86,16 +100,10 @@ func main() {
 	hosts := make([]*harness.Host, len(setups))
 	for i, s := range setups {
 		bases[i] = "http://" + backend.Addr
-		if s.opts == nil {
+		if s.start == nil {
 			continue
 		}
-		s.opts.Concurrency = *workers
-		dir, err := os.MkdirTemp("", "benche2e")
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer os.RemoveAll(dir)
-		h, err := harness.StartHost(ctx, dir, *s.opts)
+		h, err := s.start()
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -314,7 +322,9 @@ func render(results []result, clients, workers int, duration time.Duration, roun
 	fmt.Fprintf(&b, "%s\n\n", sectionTitle)
 	fmt.Fprintf(&b, "Command: `make bench-e2e` (`go run ./e2e/cmd/benche2e -out docs/benchmarks.md`).\n\n")
 	fmt.Fprintf(&b, "envoyhost (the C program playing Envoy v1.39.0's side of the golang filter ABI, see "+
-		"e2e/envoyhost/README.md) with `--concurrency %d`, %d keep-alive clients in the same process as a Go "+
+		"e2e/envoyhost/README.md) with `--concurrency %d`, driven over xDS (pass-through: hand-built resources, "+
+		"the filter inline, a STATIC cluster of the backend; Inflow: the real control plane, the filter config "+
+		"over ECDS, the pool an EDS cluster with OverrideHost), %d keep-alive clients in the same process as a Go "+
 		"fake backend that answers a fixed chat completion, POST /v1/chat/completions with a JSON body of "+
 		"the given size; each row is the median of %d rounds of %v (after a warm-up each), the setups of a "+
 		"size interleaved, errors the worst round. "+
