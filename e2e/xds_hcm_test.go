@@ -451,3 +451,48 @@ func TestUnmodelledConfigIsRefusedByName(t *testing.T) {
 		}
 	}
 }
+
+// A filter config the filter's own parser refuses is a NACK of the ECDS
+// resource, as in Envoy (FilterConfig::newGoPluginConfig throws "golang
+// filter failed to parse plugin config": contrib/golang/filters/http/source/
+// golang_filter.cc:1815-1823), and the listener keeps the last good config.
+func TestFilterConfigTheFilterRefusesIsNACKed(t *testing.T) {
+	t.Parallel()
+	b := startBackend(t, "b")
+	state := func(filterCfg map[string]any) resources {
+		return resources{}.
+			add(resource.ListenerType, listener(t, "l", "r", nil, golangECDS(protocol.PluginName))).
+			add(resource.RouteType, routeConfig("r", prefixRoute("all", "/", "pool/p1"))).
+			add(resource.ClusterType, originalDstCluster("pool/p1")).
+			add(resource.ExtensionConfigType, ecdsResource(t, protocol.PluginName, inflowFilterConfig(t, filterCfg)))
+	}
+	a := startADS(t)
+	setADS(t, a, "1", state(inflowConfig(0, b)))
+	h := startXDSHost(t, a.Addr, harness.XDSHostOptions{Listener: "l"})
+	chat := func() int {
+		resp, err := http.Post(h.URL("/v1/chat/completions"), "application/json", strings.NewReader(chatBody("llama", "hi")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := chat(); got != 200 {
+		t.Fatalf("with a good filter config: %d", got)
+	}
+	bad := inflowConfig(0, b)
+	bad["models"] = []any{map[string]any{"name": "llama", "pool": "no-such-pool"}}
+	setADS(t, a, "2", state(bad))
+	nack, err := a.NACK(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := nack.GetErrorDetail().GetMessage(); nack.GetTypeUrl() != resource.ExtensionConfigType ||
+		!strings.Contains(msg, "failed to parse plugin config") || nack.GetResponseNonce() == "" {
+		t.Errorf("NACK %s %q (nonce %q), want the ECDS resource refused by the filter's parser",
+			nack.GetTypeUrl(), msg, nack.GetResponseNonce())
+	}
+	if got := chat(); got != 200 {
+		t.Errorf("after the NACK: %d, want the last good config serving", got)
+	}
+}
