@@ -257,6 +257,38 @@ func TestDuplicateRoutingHeadersNeverReachTheUpstream(t *testing.T) {
 	}
 }
 
+// The model routes match x-ai-eg-model on every path, and an ORIGINAL_DST
+// pool follows x-gateway-destination-endpoint: a request the filter does
+// not route itself (any other path, the models API) must lose the client's
+// values in DecodeHeaders, or the client reaches any address it names.
+func TestClientRoutingHeadersOnOtherPathsReachNothing(t *testing.T) {
+	t.Parallel()
+	b, target := startBackend(t, "b"), startBackend(t, "target")
+	for _, destination := range []string{"original_dst", "override_host"} {
+		cfg := inflowConfig(0, b)
+		cfg["pools"].([]any)[0].(map[string]any)["destination"] = destination
+		h, _ := startInflow(t, cpConfig(cfg), harness.XDSHostOptions{})
+		for _, path := range []string{"/v1/files", "/admin", "/v1/models"} {
+			req, _ := http.NewRequestWithContext(testContext(t), http.MethodGet, h.URL(path), nil)
+			req.Header.Set(protocol.HeaderModel, "llama")
+			req.Header.Set(protocol.HeaderDestination, target.Addr)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := bodyOf(resp)
+			want := http.StatusNotFound // Envoy's no-route reply, OpenAI-shaped
+			if path == "/v1/models" {
+				want = http.StatusOK // the filter's models API
+			}
+			if resp.StatusCode != want {
+				t.Errorf("%s GET %s with the client's routing headers: %d %s, want %d", destination, path, resp.StatusCode, body, want)
+			}
+		}
+	}
+	noBackendGot(t, b, target)
+}
+
 // The paths clients get wrong, answered as Envoy answers them with the
 // control plane's route table and HCM (merge_slashes, normalize_path, the
 // no-route 404 shaped by local_reply_config) or by the filter's models API

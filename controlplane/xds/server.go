@@ -23,6 +23,7 @@ import (
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -78,7 +79,11 @@ type Server struct {
 func New(ctx context.Context, log *slog.Logger, m *admin.Metrics) *Server {
 	s := &Server{log: log, metrics: m}
 	s.cache = cachev3.NewSnapshotCache(true, allNodes{}, cacheLogger(log))
-	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	// Ordered ADS sends each snapshot's types in go-control-plane's ADS
+	// order (CDS, EDS, LDS, RDS, ..., ECDS last), so a new model's route is
+	// in place before the filter config that lists it: out of order, a model
+	// could show in /v1/models and 404 (no route) for a moment.
+	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks(), sotw.WithOrderedADS())
 	return s
 }
 
