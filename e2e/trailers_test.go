@@ -30,13 +30,17 @@ func trailerState(t *testing.T, b *harness.Backend, enable bool) resources {
 
 // chunkedPost sends a chunked POST with body (possibly empty) and trailers.
 func chunkedPost(t *testing.T, addr, body string) *http.Response {
+	return chunkedPostTrailer(t, addr, body, "x-trace: t1")
+}
+
+func chunkedPostTrailer(t *testing.T, addr, body, trailer string) *http.Response {
 	rc := dialRaw(t, addr)
 	req := "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
 		"transfer-encoding: chunked\r\ntrailer: x-trace\r\n" + testIDHeader + ": trl\r\n\r\n"
 	if body != "" {
 		req += fmt.Sprintf("%x\r\n%s\r\n", len(body), body)
 	}
-	rc.write(req + "0\r\nx-trace: t1\r\n\r\n")
+	rc.write(req + "0\r\n" + trailer + "\r\n\r\n")
 	return rc.response(&http.Request{Method: http.MethodPost})
 }
 
@@ -65,6 +69,13 @@ func TestRequestTrailers(t *testing.T) {
 	checkRouted(t, b, r)
 	if got := r.Trailer.Get("x-trace"); got != "t1" {
 		t.Errorf("upstream trailer x-trace = %q, want t1", got)
+	}
+
+	// trailers count against max_request_headers_kb like headers
+	// (ConnectionImpl::checkMaxHeadersSize, http1/codec_impl.cc:603-614)
+	resp = chunkedPostTrailer(t, h.Addr, chatBody("llama", "hi"), "x-big: "+strings.Repeat("a", 61<<10))
+	if body := bodyOf(resp); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a 61 KiB trailer: status %d %s, want 431", resp.StatusCode, body)
 	}
 
 	// without enable_trailers the codec drops them: an empty body, which
