@@ -248,4 +248,8 @@ func TestListenerUpdateDrainsItsConnections(t *testing.T) {
 	if resp, cfg, _ := probeGet(t, c, h, nil); cfg != "v2" || resp.Close {
 		t.Fatalf("on a new connection: config %q close %v, want v2", cfg, resp.Close)
 	}
+	// Envoy's own count of the connection: close a drain sent
+	if n := stat(t, h, "http.l.downstream_cx_drain_close"); n != 1 {
+		t.Errorf("http.l.downstream_cx_drain_close = %d, want 1", n)
+	}
 }

@@ -123,6 +123,7 @@ func TestAccessLogInEnvoysFormats(t *testing.T) {
 					"code": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%", "upstream": "%UPSTREAM_HOST%",
 					"lb":      "%DYNAMIC_METADATA(" + protocol.MetadataNamespaceLB + ":" + protocol.MetadataKeyDestination + ")%",
 					"panicky": "%DYNAMIC_METADATA(panicky)%", "id": "%REQ(X-TEST-ID)%", "path": "%REQ(:PATH)% by %REQ(USER-AGENT)%",
+					"route": "%ROUTE_NAME%",
 				})}})}},
 			{Name: "envoy.access_loggers.file", ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: typed(t, &filev3.FileAccessLog{Path: textLog})}},
 		}
@@ -136,13 +137,16 @@ func TestAccessLogInEnvoysFormats(t *testing.T) {
 	for _, hdr := range []map[string]string{
 		{testIDHeader: "ok", "x-lb-endpoint": b.Addr, "user-agent": "t"},
 		{testIDHeader: "uh", "x-panic": "encode-headers-not"}, // no endpoint: UH
+		// a ClearRouteCache after the response headers went out changes
+		// nothing: the HCM has blocked its route cache
+		{testIDHeader: "clr", "x-lb-endpoint": b.Addr, "x-clear-route": "encode-data"},
 	} {
 		_, _, _ = getWith(t, h, hdr)
 	}
 	var lines []map[string]any
-	poll.Eventually(t, "two access log lines", func() bool {
+	poll.Eventually(t, "three access log lines", func() bool {
 		lines = readJSONLines(t, jsonLog)
-		return len(lines) == 2
+		return len(lines) == 3
 	})
 	byID := map[string]map[string]any{}
 	for _, l := range lines {
@@ -152,6 +156,9 @@ func TestAccessLogInEnvoysFormats(t *testing.T) {
 	if ok["code"] != float64(200) || ok["flags"] != "-" || ok["upstream"] != b.Addr || ok["lb"] != b.Addr ||
 		ok["path"] != "/x by t" {
 		t.Errorf("200 line %v", ok)
+	}
+	if clr := byID["clr"]; clr["code"] != float64(200) || clr["route"] != "pool" || ok["route"] != "pool" {
+		t.Errorf("route names after a ClearRouteCache in EncodeData: %v, and without: %v; want pool", clr["route"], ok["route"])
 	}
 	if md, _ := ok["panicky"].(map[string]any); md["async"] != "1" {
 		t.Errorf("metadata set from a goroutine missing from the log: %v", ok["panicky"])

@@ -91,6 +91,7 @@ chain_t *chain_parse(json_t *j, fconfig_t *golang, char *err, size_t errlen) {
   C(rq_timeout, "downstream_rq_timeout");
   C(rq_idle_timeout, "downstream_rq_idle_timeout");
   C(continue_sent, "downstream_rq_100_continue");
+  C(cx_drain_close, "downstream_cx_drain_close");
 #undef C
   return c;
 fail:

@@ -34,7 +34,7 @@ typedef struct chain {
   char *golang_ecds;  /* config_discovery: the TypedExtensionConfig name */
   /* http.<stat_prefix>.* */
   atomic_long *rq_total, *rq_2xx, *rq_3xx, *rq_4xx, *rq_5xx, *rq_rx_reset, *rq_response_before_rq_complete,
-      *cx_protocol_error, *rq_timeout, *rq_idle_timeout, *continue_sent;
+      *cx_protocol_error, *rq_timeout, *rq_idle_timeout, *continue_sent, *cx_drain_close;
 } chain_t;
 
 /* j: the companion's listener JSON. golang is the filter config already

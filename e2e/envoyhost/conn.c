@@ -304,8 +304,16 @@ void conn_encode_headers(dconn_t *c, hmap_t *h, int end_stream) {
   struct evbuffer *out = bufferevent_get_output(c->bev);
   const char *st = hmap_get_str(h, ":status");
   int code = st ? atoi(st) : 500;
+  if (c->draining && !c->drain_closed) {
+    /* ActiveStream::encodeHeaders: drainClose() -> downstream_cx_drain_close
+     * (http/conn_manager_impl.cc:1956-1968) */
+    c->drain_closed = 1;
+    atomic_fetch_add(c->chain->cx_drain_close, 1);
+  }
   if (c->draining || !c->req_complete || c->close_after) {
-    /* encodeHeaders: a draining (or closing) HTTP/1 connection says so */
+    /* encodeHeaders: a draining HTTP/1 connection, a response before the
+     * request is complete (conn_manager_impl.cc:1995-2004, 2015-2024) or a close asked
+     * for says connection: close */
     c->close_after = 1;
   }
   evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", c->p.head.minor == 0 ? 0 : 1, code, reason(code));

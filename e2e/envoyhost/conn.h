@@ -30,7 +30,7 @@ typedef struct dconn {
   struct stream *st;
   buf_t pending; /* body bytes parsed in this read, delivered together */
   int req_complete, end_delivered, resp_done;
-  int close_after, closed, draining, drain_counted;
+  int close_after, closed, draining, drain_counted, drain_closed;
   int paused;
   int out_chunked, out_head, out_no_body;
   struct event *hdr_timer, *resume_ev;

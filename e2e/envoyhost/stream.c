@@ -47,6 +47,9 @@ static void down_headers(stream_t *st, int end_stream) {
   if (st->drain_on_completion) st->conn->close_after = 1;
   if (st->resp_first_ns == 0) st->resp_first_ns = now_ns();
   st->down_headers_sent = 1;
+  /* ActiveStream::encodeHeaders blocks the route cache: from here on
+   * clearing it is a no-op (http/conn_manager_impl.cc:2011-2014) */
+  st->route_blocked = 1;
   if (st->head_request) {
     /* a HEAD response ends with its headers (the codec drops any body) */
     end_stream = 1;
@@ -189,7 +192,10 @@ void fm_watermark(stream_t *st, int dir, int above) {
 }
 
 void fm_clear_route_cache(stream_t *st) {
-  /* ActiveStream::clearRouteCache: the router re-matches when it asks */
+  /* ActiveStream::clearRouteCache: ignored once the route cache is blocked,
+   * else the cached route is dropped and re-matched when next asked for
+   * (http/conn_manager_impl.cc:2468-2477) */
+  if (st->route_blocked) return;
   st->route_cache_clears++;
   st->route_cached = 0;
   st->route = NULL;

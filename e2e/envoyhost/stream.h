@@ -65,6 +65,7 @@ typedef struct stream {
   const route_t *route;
   const vhost_t *vhost;
   int route_cached;
+  int route_blocked; /* response headers went out: the route is final */
   uint32_t buffer_limit; /* the filter manager's buffer limit */
   int64_t idle_timeout_ms;
   struct event *idle_timer, *request_timer;

@@ -24,7 +24,9 @@
 //	x-lb-endpoint: value   dynamic metadata envoy.lb/x-gateway-destination-endpoint
 //
 // And x-set: value makes DecodeHeaders Set x-dup to value (Envoy's setCopy
-// replaces every copy the client sent).
+// replaces every copy the client sent); x-clear-route: encode-data makes
+// EncodeData call ClearRouteCache, after the response headers went out
+// (Envoy has blocked the route cache by then).
 //
 // Plugin name "panicky".
 package main
@@ -56,14 +58,16 @@ func (parser) Merge(parent, _ interface{}) interface{} { return parent }
 
 type filter struct {
 	api.PassThroughStreamFilter
-	cb   api.FilterCallbackHandler
-	mode string
-	body string
+	cb         api.FilterCallbackHandler
+	mode       string
+	body       string
+	clearRoute string
 }
 
 func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) api.StatusType {
 	f.mode, _ = h.Get(PanicHeader)
 	f.body, _ = h.Get("x-body")
+	f.clearRoute, _ = h.Get("x-clear-route")
 	if host, ok := h.Get("x-override"); ok {
 		if err := f.cb.DecoderFilterCallbacks().SetUpstreamOverrideHost(host, false); err != nil {
 			f.cb.DecoderFilterCallbacks().SendLocalReply(400, err.Error(), nil, 0, "")
@@ -129,6 +133,13 @@ func (f *filter) EncodeHeaders(h api.ResponseHeaderMap, _ bool) api.StatusType {
 		panic("panicky: encode-headers")
 	}
 	h.Set("x-panicky", "ok")
+	return api.Continue
+}
+
+func (f *filter) EncodeData(api.BufferInstance, bool) api.StatusType {
+	if f.clearRoute == "encode-data" {
+		f.cb.ClearRouteCache()
+	}
 	return api.Continue
 }
 
