@@ -297,6 +297,10 @@ func TestRouteTableMatching(t *testing.T) {
 		r.Header.Get("x-drop") != "" || r.Header.Get("x-envoy-original-path") != "/old/path" {
 		t.Errorf("rewritten request: path %s headers %v", r.Path, r.Header)
 	}
+	// host_rewrite_literal keeps the client's host in x-envoy-original-host
+	if r.Host != "upstream.example" || r.Header.Get("x-envoy-original-host") != h.Addr {
+		t.Errorf("rewritten host %q, x-envoy-original-host %q; want upstream.example and %s", r.Host, r.Header.Get("x-envoy-original-host"), h.Addr)
+	}
 }
 
 // A route's timeout (15 s unless set) answers 504 UT when the upstream

@@ -13,13 +13,16 @@
 #include "routecfg.h"
 #include "stats.h"
 
-/* Cluster circuit breaker defaults (api/envoy/config/cluster/v3/circuit_breaker.proto). */
+/* Cluster circuit breaker defaults (upstream/upstream_impl.cc:2166-2169). */
 enum { kDefaultMaxConnections = 1024, kDefaultMaxPending = 1024, kDefaultMaxRequests = 1024, kDefaultMaxRetries = 3 };
-/* Cluster.connect_timeout default. */
+/* Cluster.connect_timeout default (upstream/upstream_impl.cc:1206-1207). */
 enum { kDefaultConnectTimeoutMs = 5000 };
-/* per_connection_buffer_limit_bytes default (1 MiB). */
+/* per_connection_buffer_limit_bytes default, 1 MiB (upstream/upstream_impl.cc:1279). */
 enum { kDefaultBufferLimit = 1024 * 1024 };
 
+/* Utility::parseInternetAddressAndPortNoThrow: "ip:port" or "[ip6]:port",
+ * one address, never a list (network/utility.cc:130-171); ip comes back in
+ * the canonical form of Address::Ip::addressAsString. */
 int parse_ip_port(const char *s, char *ip, size_t iplen, uint16_t *port) {
   size_t n = strlen(s);
   const char *colon;
@@ -33,6 +36,8 @@ int parse_ip_port(const char *s, char *ip, size_t iplen, uint16_t *port) {
     tmp[rb - s - 1] = 0;
     struct in6_addr a6;
     if (inet_pton(AF_INET6, tmp, &a6) != 1) return -1;
+    /* Ipv6Instance::asString is canonical: lower case, zeros compressed */
+    inet_ntop(AF_INET6, &a6, tmp, sizeof(tmp));
     colon = rb + 1;
   } else {
     colon = strrchr(s, ':');
@@ -41,6 +46,7 @@ int parse_ip_port(const char *s, char *ip, size_t iplen, uint16_t *port) {
     tmp[colon - s] = 0;
     struct in_addr a4;
     if (inet_pton(AF_INET, tmp, &a4) != 1) return -1;
+    inet_ntop(AF_INET, &a4, tmp, sizeof(tmp));
   }
   const char *ps = colon + 1;
   if (*ps == 0) return -1;
@@ -237,7 +243,7 @@ cluster_t *cluster_parse(json_t *j, char *err, size_t errlen) {
     return NULL;
   }
   if ((c->type == CT_ORIGINAL_DST) != (c->lb == LB_CLUSTER_PROVIDED)) {
-    /* ORIGINAL_DST only takes CLUSTER_PROVIDED (original_dst_cluster.cc factory) */
+    /* ORIGINAL_DST only takes CLUSTER_PROVIDED (clusters/original_dst/original_dst_cluster.cc:395-410) */
     snprintf(err, errlen, "cluster %s: ORIGINAL_DST goes with lb_policy CLUSTER_PROVIDED and only it", c->name);
     cluster_unref(c);
     return NULL;
@@ -246,7 +252,7 @@ cluster_t *cluster_parse(json_t *j, char *err, size_t errlen) {
   if (od) {
     if (json_is_true(json_object_get(od, "use_http_header"))) {
       const char *h = json_string_value(json_object_get(od, "http_header_name"));
-      /* an empty name means x-envoy-original-dst-host */
+      /* an empty name means x-envoy-original-dst-host (original_dst_cluster.cc:203-206) */
       c->odst_header = dup_s(h && h[0] ? h : "x-envoy-original-dst-host");
     }
     json_t *mk = json_object_get(od, "metadata_key");
@@ -372,7 +378,8 @@ static uint64_t next_rand(pick_ctx_t *p) {
 }
 
 /* Config::Metadata::metadataValue as a string; list values give their first
- * element when first_of_list (ORIGINAL_DST does that, OverrideHost not). */
+ * element when first_of_list (ORIGINAL_DST does that, original_dst_cluster.cc:151-190;
+ * OverrideHost not). */
 static int md_string(const metadata_t *md, const md_path_t *path, int first_of_list, char *out, size_t outlen) {
   if (md == NULL || path->ns == NULL || path->nkeys == 0) return 0;
   const buf_t *v = md_get(md, path->ns, path->keys[0]);
@@ -395,6 +402,10 @@ static int md_string(const metadata_t *md, const md_path_t *path, int first_of_l
   return ok;
 }
 
+/* OriginalDstCluster::LoadBalancer::chooseHost: metadata_key, then the
+ * header, then the restored local address; hosts are created on first use
+ * and shared (original_dst_cluster.cc:32-100). The filter-state source is
+ * not modelled (Inflow does not set it). */
 static host_t *original_dst(cluster_t *c, pick_ctx_t *p) {
   char v[512], ip[48];
   uint16_t port;
@@ -404,7 +415,8 @@ static host_t *original_dst(cluster_t *c, pick_ctx_t *p) {
     hlog(LOG_DEBUG, "original_dst_load_balancer: invalid override metadata value. %s", v);
   }
   if (c->odst_header) {
-    /* an implicitly untrusted header: only its first value is used */
+    /* an implicitly untrusted header: only its first value is used; not an
+     * address -> original_dst_host_invalid (original_dst_cluster.cc:123-149) */
     const char *h = hmap_get_str(p->headers, c->odst_header);
     if (h != NULL) {
       if (parse_ip_port(h, ip, sizeof(ip), &port) == 0) return known_host(c->st, ip, port);
@@ -425,7 +437,8 @@ static host_t *round_robin(cluster_t *c) {
 }
 
 /* LeastRequestLoadBalancer with equal weights: the less loaded of
- * choice_count (2) random hosts. */
+ * choice_count (2) random hosts, the first on a tie
+ * (load_balancing_policies/least_request/least_request_lb.cc:126-150). */
 static host_t *least_request(cluster_t *c, pick_ctx_t *p) {
   if (c->nhosts == 0) return NULL;
   host_t *best = c->hosts[next_rand(p) % c->nhosts];
@@ -442,7 +455,9 @@ static void add_selected(pick_ctx_t *p, const char *s, size_t n) {
   p->selected[p->nselected++] = strndup(s, n);
 }
 
-/* getSelectedHosts: every source in order, each "ip:port[,ip:port...]". */
+/* getSelectedHosts: every source in order, each "ip:port[,ip:port...]",
+ * split on commas, blanks skipped and trimmed; metadata must be a string
+ * (load_balancing_policies/override_host/load_balancer.cc:232-291). */
 static void init_selected(cluster_t *c, pick_ctx_t *p) {
   p->selected_init = 1;
   for (size_t i = 0; i < c->nsources; i++) {
@@ -471,7 +486,9 @@ static host_t *member(cluster_t *c, const char *addr) {
 
 static host_t *override_host(cluster_t *c, pick_ctx_t *p) {
   if (!p->selected_init) init_selected(c, p);
-  /* getEndpoint: each pick consumes entries until one is a cluster member */
+  /* getEndpoint: each pick (each retry) consumes entries until one is in
+   * the host map; when none is left, the fallback policy picks
+   * (override_host/load_balancer.cc:153-189, 313-328) */
   while (p->next_selected < p->nselected) {
     host_t *h = member(c, p->selected[p->next_selected++]);
     if (h != NULL) return h;
@@ -481,15 +498,11 @@ static host_t *override_host(cluster_t *c, pick_ctx_t *p) {
 
 host_t *cluster_pick(cluster_t *c, pick_ctx_t *p) {
   if (p->override_host && p->override_host[0]) {
-    /* HostUtility::selectOverrideHost over the cross-priority host map */
-    char ip[48], canon[64];
-    uint16_t port;
-    host_t *h = NULL;
-    if (parse_ip_port(p->override_host, ip, sizeof(ip), &port) == 0) {
-      if (strchr(ip, ':')) snprintf(canon, sizeof(canon), "[%s]:%u", ip, port);
-      else snprintf(canon, sizeof(canon), "%s:%u", ip, port);
-      h = c->type == CT_ORIGINAL_DST ? find_known(c->st, canon) : member(c, canon);
-    }
+    /* HostUtility::selectOverrideHost: the string as the filter gave it,
+     * looked up in the cross-priority host map, whose keys are the hosts'
+     * address strings (upstream/host_utility.cc:141-172): no
+     * canonicalisation, so "[::0001]:80" is not "[::1]:80" */
+    host_t *h = c->type == CT_ORIGINAL_DST ? find_known(c->st, p->override_host) : member(c, p->override_host);
     if (h != NULL) return h;
     if (p->override_strict) {
       atomic_fetch_add(c->st->cx_none_healthy, 1);

@@ -100,7 +100,8 @@ void router_free(stream_t *st) {
 static void apply_request_mutations(stream_t *st, const route_t *route) {
   fmt_ctx_t c;
   hcm_fmt_ctx(st, &c);
-  /* finalizeRequestHeaders: route, then virtual host, then route configuration */
+  /* RouteEntryImplBase::finalizeRequestHeaders: route, then virtual host,
+   * then route configuration (router/config_impl.cc:987-1015) */
   hmuts_apply(&route->req_headers, &st->req_headers, &c);
   if (st->vhost) hmuts_apply(&st->vhost->req_headers, &st->req_headers, &c);
   if (st->rc) hmuts_apply(&st->rc->req_headers, &st->req_headers, &c);
@@ -110,15 +111,24 @@ static void apply_request_mutations(stream_t *st, const route_t *route) {
     if (path && strlen(path) >= l) {
       char *np = NULL;
       if (asprintf(&np, "%s%s", route->prefix_rewrite, path + l) < 0) abort();
-      /* the original path is kept for logs (x-envoy-original-path) */
+      /* prefix_rewrite keeps the original path in x-envoy-original-path
+       * (router/config_impl.cc:930-955) */
       hmap_set(&st->req_headers, "x-envoy-original-path", 21, path, strlen(path));
       hmap_set(&st->req_headers, ":path", 5, np, strlen(np));
       free(np);
     }
   }
-  if (route->host_rewrite) hmap_set(&st->req_headers, ":authority", 10, route->host_rewrite, strlen(route->host_rewrite));
+  if (route->host_rewrite) {
+    /* finalizeHostHeader -> Utility::updateAuthority keeps the client's host
+     * in x-envoy-original-host (router/config_impl.cc:958-985,
+     * http/utility.cc:464-471) */
+    const char *host = hmap_get_str(&st->req_headers, ":authority");
+    if (host && host[0]) hmap_set(&st->req_headers, "x-envoy-original-host", 21, host, strlen(host));
+    hmap_set(&st->req_headers, ":authority", 10, route->host_rewrite, strlen(route->host_rewrite));
+  }
   if (route->timeout_ms > 0) {
-    /* FilterUtility::finalTimeout tells the upstream its deadline */
+    /* FilterUtility::finalTimeout tells the upstream its deadline in
+     * x-envoy-expected-rq-timeout-ms (router/router.cc:180-300) */
     char tmp[24];
     int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)route->timeout_ms);
     hmap_set(&st->req_headers, "x-envoy-expected-rq-timeout-ms", 30, tmp, (size_t)n);
@@ -141,7 +151,8 @@ static int inject_credential(stream_t *st, cluster_t *c, hmap_t *h) {
   if (ci == NULL) return 0;
   size_t kl = strlen(ci->header);
   /* GenericCredentialInjector::inject: a header the client sent stays
-   * unless overwrite; an empty or missing secret fails the injection */
+   * unless overwrite; an empty or missing secret fails the injection
+   * (http/injected_credentials/generic/generic_impl.cc:11-30) */
   if (!ci->overwrite && hmap_get(h, ci->header, kl) != NULL) return 0;
   buf_t secret;
   buf_init(&secret);
@@ -149,7 +160,9 @@ static int inject_credential(stream_t *st, cluster_t *c, hmap_t *h) {
   if (!found) {
     buf_free(&secret);
     if (ci->allow_missing) return 0;
-    /* CredentialInjectorFilter::decodeHeaders */
+    /* CredentialInjectorFilter::decodeHeaders: 401 unless
+     * allow_request_without_credential
+     * (filters/http/credential_injector/credential_injector_filter.cc:18-56) */
     stream_local_reply(st, 401, "Failed to inject credential.", -1, "failed_to_inject_credential", 0);
     return -1;
   }
@@ -228,7 +241,8 @@ static void attempt_ended(stream_t *st) {
   release_retry(r);
 }
 
-/* RetryStateImpl::shouldRetry: limit, then the retries circuit breaker. */
+/* RetryStateImpl::shouldRetry: the retry limit (URX once exhausted), then
+ * the retries circuit breaker (router/retry_state_impl.cc:269-300). */
 static int may_retry(stream_t *st) {
   router_t *r = st->router;
   if (r->retry == NULL || !r->retry->set || r->body_overflow) return 0;
@@ -249,7 +263,9 @@ static void schedule_retry(stream_t *st) {
   atomic_fetch_add(&r->cluster->st->active_retries, 1);
   r->retry_reserved = 1;
   atomic_fetch_add(r->cluster->st->rq_retry, 1);
-  /* JitteredExponentialBackOffStrategy: random in [0, interval), interval doubling to max */
+  /* JitteredExponentialBackOffStrategy: random in [0, interval), interval
+   * doubling to max (common/common/backoff_strategy.cc:13-19), base 25 ms and
+   * max 10x base (router/retry_state_impl.cc:87-101) */
   if (r->backoff_ms <= 0) r->backoff_ms = r->retry->base_ms;
   int64_t wait = r->backoff_ms > 0 ? (int64_t)(worker_rand(st->w) % (uint64_t)r->backoff_ms) : 0;
   r->backoff_ms = r->backoff_ms * 2 > r->retry->max_ms ? r->retry->max_ms : r->backoff_ms * 2;
@@ -358,6 +374,8 @@ static void up_reset(void *arg, int reason, int after_headers) {
   attempt_ended(st);
   atomic_fetch_add(&g_stats.upstream_rq_failed, 1);
   if (r->resp_forwarded || after_headers) {
+    /* a reset after the response started downstream is never retried: the
+     * stream is reset (router/router.cc:1574-1580, 1640-1650) */
     stream_set_flag(st, reason == UP_CONNECTION_TERMINATION ? RF_UPSTREAM_CONNECTION_TERMINATION : RF_UPSTREAM_REMOTE_RESET);
     stream_reset(st, "upstream_reset_after_response_started");
     stream_unref(st);
@@ -368,7 +386,8 @@ static void up_reset(void *arg, int reason, int after_headers) {
     stream_unref(st);
     return;
   }
-  /* Filter::onUpstreamReset: 503 (502 for a protocol error) with the reason */
+  /* Filter::onUpstreamReset: 503 (502 for a protocol error) with the reason
+   * (router/router.cc:1631-1712) */
   static const char *const kReason[] = {"remote connection failure", "connection timeout", "connection termination",
                                         "protocol error", "overflow"};
   static const int kFlag[] = {RF_UPSTREAM_CONNECTION_FAILURE, RF_UPSTREAM_CONNECTION_FAILURE,
@@ -399,7 +418,8 @@ static void on_global_timeout(evutil_socket_t fd, short what, void *arg) {
     stream_reset(st, "upstream_response_timeout");
     return;
   }
-  /* Filter::onResponseTimeout: 504 upstream request timeout */
+  /* Filter::onResponseTimeout: 504 upstream request timeout
+   * (router/router.cc:1352-1370, 1540-1545) */
   stream_local_reply(st, 504, "upstream request timeout", -1, "upstream_response_timeout", 1);
 }
 
@@ -416,7 +436,7 @@ void router_headers(stream_t *st, int end_stream) {
   if (r->route != NULL) return; /* already routed */
   const route_t *route = hcm_route(st);
   if (route == NULL) {
-    /* Filter::decodeHeaders: no route */
+    /* Filter::decodeHeaders: no route, 404 NR (router/router.cc:505-516) */
     stream_local_reply(st, 404, "", RF_NO_ROUTE_FOUND, "route_not_found", 0);
     return;
   }
@@ -429,9 +449,12 @@ void router_headers(stream_t *st, int end_stream) {
   snprintf(st->cluster_name, sizeof(st->cluster_name), "%s", route->cluster);
   r->cluster = registry_cluster(route->cluster);
   if (r->cluster == NULL) {
+    /* cluster_not_found_response_code, 503 by default (router/router.cc:566-576) */
     stream_local_reply(st, 503, "", RF_NO_CLUSTER_FOUND, "cluster_not_found", 1);
     return;
   }
+  /* max_requests: the pool fails the stream with Overflow, UO
+   * (common/conn_pool/conn_pool_base.cc:242-250) */
   if (atomic_load(r->cluster->st->rq_active) >= r->cluster->max_requests) {
     atomic_fetch_add(r->cluster->st->rq_pending_overflow, 1);
     stream_local_reply(st, 503, "upstream connect error or disconnect/reset before headers. reset reason: overflow",

@@ -15,6 +15,7 @@ import (
 // Recorded is one request a Backend received.
 type Recorded struct {
 	Method, Path string
+	Host         string // the request's Host (HTTP/1 host header)
 	Header       http.Header
 	Trailer      http.Header
 	Body         []byte
@@ -107,7 +108,7 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &in)
 	if !b.NoRecord {
 		b.mu.Lock()
-		b.reqs = append(b.reqs, Recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Trailer: r.Trailer.Clone(), Body: body, Model: in.Model})
+		b.reqs = append(b.reqs, Recorded{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header.Clone(), Trailer: r.Trailer.Clone(), Body: body, Model: in.Model})
 		b.mu.Unlock()
 	}
 	w.Header().Set("x-backend", b.Name)
