@@ -257,6 +257,55 @@ func TestDuplicateRoutingHeadersNeverReachTheUpstream(t *testing.T) {
 	}
 }
 
+// The control plane's listener sets use_remote_address, so every request
+// is an edge request: the HCM sanitises what a client could inject before
+// the filter and the upstream see it (conn_manager_utility.cc:121-392).
+func TestEdgeRequestHeadersAreSanitised(t *testing.T) {
+	t.Parallel()
+	b := startBackend(t, "b")
+	h, _ := startInflow(t, cpConfig(inflowConfig(0, b)), harness.XDSHostOptions{})
+	req, _ := http.NewRequestWithContext(testContext(t), http.MethodPost, h.URL("/v1/chat/completions"), strings.NewReader(chatBody("llama", "hi")))
+	for k, v := range map[string]string{
+		"content-type": "application/json", testIDHeader: "edge",
+		"x-request-id": "client-chosen", "x-envoy-original-path": "/evil", "x-envoy-max-retries": "9",
+		"x-envoy-expected-rq-timeout-ms": "1", "x-envoy-internal": "true", "x-forwarded-proto": "https",
+		"x-forwarded-for": "203.0.113.7", "x-envoy-external-address": "203.0.113.7",
+	} {
+		req.Header.Set(k, v)
+	}
+	req.Header.Add("referer", "http://a.example/")
+	req.Header.Add("referer", "http://b.example/")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	_, r := received(t, "edge", b)
+	// the routes have no timeout, so the router sets no
+	// x-envoy-expected-rq-timeout-ms of its own either
+	for _, gone := range []string{"x-envoy-original-path", "x-envoy-max-retries", "x-envoy-internal", "referer", "x-envoy-expected-rq-timeout-ms"} {
+		if v := r.Header.Values(gone); len(v) != 0 {
+			t.Errorf("%s = %q reached the upstream", gone, v)
+		}
+	}
+	want := map[string]string{
+		"x-forwarded-proto":        "http",
+		"x-forwarded-for":          "203.0.113.7,127.0.0.1",
+		"x-envoy-external-address": "127.0.0.1",
+	}
+	for k, v := range want {
+		if got := r.Header.Values(k); len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want [%s]", k, got, v)
+		}
+	}
+	if id := r.Header.Get("x-request-id"); id == "client-chosen" || len(id) != 36 {
+		t.Errorf("x-request-id %q: an edge request gets a new UUID", id)
+	}
+}
+
 // The model routes match x-ai-eg-model on every path, and an ORIGINAL_DST
 // pool follows x-gateway-destination-endpoint: a request the filter does
 // not route itself (any other path, the models API) must lose the client's

@@ -51,7 +51,8 @@ static void refresh_route(stream_t *st) {
   st->route_cached = 1;
   st->route = st->rc ? routecfg_match(st->rc, &st->req_headers, &st->vhost) : NULL;
   if (st->route == NULL) return;
-  /* refreshBufferLimit: a route limit only ever raises the stream's */
+  /* refreshCachedRoute -> refreshBufferLimit: a route limit only ever raises
+   * the stream's (http/conn_manager_impl.cc:2400, 2446-2466) */
   int64_t limit = st->route->body_buffer_limit >= 0 ? st->route->body_buffer_limit
                   : st->vhost ? st->vhost->body_buffer_limit : -1;
   if (limit > (int64_t)st->buffer_limit) st->buffer_limit = (uint32_t)(limit > 0xffffffffLL ? 0xffffffffLL : limit);
@@ -63,7 +64,8 @@ const route_t *hcm_route(stream_t *st) {
   return st->route;
 }
 
-/* ---- path and host normalisation (ConnectionManagerUtility::maybeNormalizePath/Host) ---- */
+/* ---- path and host normalisation (ConnectionManagerUtility::maybeNormalizePath/Host,
+ * http/conn_manager_utility.cc:770-850) ---- */
 
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -170,37 +172,118 @@ static void strip_port(stream_t *st) {
   free(host);
 }
 
-static void add_request_id(stream_t *st) {
-  if (hmap_get(&st->req_headers, "x-request-id", 12) != NULL) return;
+/* UUIDRequestIDExtension::set: a new id when there is none, and on an edge
+ * request whatever the client sent (preserve_external_request_id is not
+ * modelled, so false) (extensions/request_id/uuid/config.cc:14-44). */
+static void set_request_id(stream_t *st, int edge) {
+  const char *id0 = hmap_get_str(&st->req_headers, "x-request-id");
+  if (id0 != NULL && id0[0] && !edge) return;
   uint64_t a = worker_rand(st->w), b = worker_rand(st->w);
   char id[40];
   int n = snprintf(id, sizeof(id), "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
                    (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
                    (unsigned long long)(b & 0xffffffffffffull));
-  hmap_add(&st->req_headers, "x-request-id", 12, id, (size_t)n);
+  hmap_set(&st->req_headers, "x-request-id", 12, id, (size_t)n);
 }
 
-/* ConnectionManagerUtility::mutateRequestHeaders, the parts that apply
- * to a plain-text listener */
+static size_t count_of(const hmap_t *m, const char *key) {
+  size_t n = 0, kl = strlen(key);
+  for (size_t i = 0; i < m->n; i++)
+    if (m->e[i].klen == kl && strcasecmp(m->e[i].key, key) == 0) n++;
+  return n;
+}
+
+/* sanitizeTEHeader: TE survives only as "trailers" (conn_manager_utility.cc:326-343). */
+static void sanitize_te(hmap_t *h) {
+  const char *te = hmap_get_str(h, "te");
+  if (te == NULL) return;
+  for (const char *s = te;;) {
+    const char *comma = strchr(s, ',');
+    size_t n = comma ? (size_t)(comma - s) : strlen(s);
+    while (n > 0 && (*s == ' ' || *s == '\t')) s++, n--;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    if (n == 8 && strncmp(s, "trailers", 8) == 0) {
+      hmap_set(h, "te", 2, "trailers", 8);
+      return;
+    }
+    if (comma == NULL) break;
+    s = comma + 1;
+  }
+  hmap_remove(h, "te", 2);
+}
+
+/* Utility::isValidRefererValue, the parts that matter here: no fragment,
+ * no userinfo in an absolute URL (http/utility.cc:1646-1670). */
+static int valid_referer(const char *v) {
+  if (strchr(v, '#')) return 0;
+  const char *sep = strstr(v, "://");
+  if (sep) {
+    const char *a = sep + 3, *end = a + strcspn(a, "/?");
+    for (const char *p = a; p < end; p++)
+      if (*p == '@') return 0;
+  }
+  return 1;
+}
+
+/* cleanInternalHeaders: what a client must not inject; every request is
+ * external, as no internal_address_config is modelled (the default treats
+ * no address as internal: http/conn_manager_config.h:197-200)
+ * (conn_manager_utility.cc:351-392). */
+static void clean_internal_headers(hmap_t *h, int edge) {
+  static const char *const kEdge[] = {"x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
+                                      "x-envoy-downstream-service-node", "x-envoy-original-path",
+                                      "x-envoy-original-host"};
+  static const char *const kAll[] = {"x-envoy-retriable-status-codes", "x-envoy-retriable-header-names",
+                                     "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
+                                     "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-ms",
+                                     "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-upstream-rq-timeout-alt-response",
+                                     "x-envoy-expected-rq-timeout-ms", "x-envoy-force-trace", "x-envoy-ip-tags",
+                                     "x-envoy-original-url", "x-envoy-hedge-on-per-try-timeout"};
+  for (size_t i = 0; edge && i < sizeof(kEdge) / sizeof(kEdge[0]); i++) hmap_remove(h, kEdge[i], strlen(kEdge[i]));
+  for (size_t i = 0; i < sizeof(kAll) / sizeof(kAll[0]); i++) hmap_remove(h, kAll[i], strlen(kAll[i]));
+}
+
+/* ConnectionManagerUtility::mutateRequestHeaders (http/conn_manager_utility.cc:121-320) for a
+ * plain-text listener without upgrades: hop-by-hop headers (the codec
+ * already left out connection, keep-alive, proxy-connection,
+ * transfer-encoding and upgrade), XFF and x-forwarded-proto, :scheme,
+ * internal headers, x-envoy-external-address and x-request-id. */
 static void mutate_request_headers(stream_t *st) {
-  if (st->chain->use_remote_address) {
-    char ip[80];
-    snprintf(ip, sizeof(ip), "%s", st->peer);
-    char *colon = strrchr(ip, ':');
-    if (colon) *colon = 0;
-    const char *xff = hmap_get_str(&st->req_headers, "x-forwarded-for");
+  hmap_t *h = &st->req_headers;
+  sanitize_te(h);
+  hmap_remove(h, "x-envoy-internal", 16);
+  const char *referer = hmap_get_str(h, "referer");
+  if (referer && (count_of(h, "referer") > 1 || !valid_referer(referer))) hmap_remove(h, "referer", 7);
+  int edge = st->chain->use_remote_address;
+  char ip[80];
+  snprintf(ip, sizeof(ip), "%s", st->peer[0] == '[' ? st->peer + 1 : st->peer);
+  char *colon = strrchr(ip, st->peer[0] == '[' ? ']' : ':');
+  if (colon) *colon = 0; /* Address::Ip::addressAsString: no port, no brackets */
+  if (edge) {
+    /* appendXff: "," without a space (http/utility.cc:448-455) */
+    const char *xff = hmap_get_str(h, "x-forwarded-for");
     if (xff != NULL) {
       char *v = NULL;
       if (asprintf(&v, "%s,%s", xff, ip) < 0) abort();
-      hmap_set(&st->req_headers, "x-forwarded-for", 15, v, strlen(v));
+      hmap_set(h, "x-forwarded-for", 15, v, strlen(v));
       free(v);
     } else {
-      hmap_add(&st->req_headers, "x-forwarded-for", 15, ip, strlen(ip));
+      hmap_add(h, "x-forwarded-for", 15, ip, strlen(ip));
     }
   }
-  if (st->chain->use_remote_address || hmap_get(&st->req_headers, "x-forwarded-proto", 17) == NULL)
-    hmap_set(&st->req_headers, "x-forwarded-proto", 17, "http", 4);
-  add_request_id(st);
+  if (edge || hmap_get(h, "x-forwarded-proto", 17) == NULL) hmap_set(h, "x-forwarded-proto", 17, "http", 4);
+  if (hmap_get(h, ":scheme", 7) == NULL) {
+    /* getScheme: a valid x-forwarded-proto, else the connection's (http) */
+    const char *xfp = hmap_get_str(h, "x-forwarded-proto");
+    const char *scheme = xfp && (strcasecmp(xfp, "http") == 0 || strcasecmp(xfp, "https") == 0) ? xfp : "http";
+    char lower[6];
+    size_t n = strlen(scheme);
+    for (size_t i = 0; i < n; i++) lower[i] = (char)tolower((unsigned char)scheme[i]);
+    hmap_set(h, ":scheme", 7, lower, n);
+  }
+  clean_internal_headers(h, edge);
+  if (edge) hmap_set(h, "x-envoy-external-address", 24, ip, strlen(ip));
+  set_request_id(st, edge);
 }
 
 int hcm_decode_headers(stream_t *st, int end_stream) {
@@ -247,7 +330,8 @@ int hcm_decode_headers(stream_t *st, int end_stream) {
   }
   if (st->chain->strip_any_host_port) strip_port(st);
   mutate_request_headers(st);
-  /* snapped_route_config_: the stream keeps the table it started with */
+  /* snapped_route_config_: the stream keeps the table it started with
+   * (http/conn_manager_impl.cc:1390-1405) */
   if (st->chain->inline_rc) {
     st->rc = st->chain->inline_rc;
     routecfg_ref(st->rc);
@@ -265,7 +349,8 @@ static void idle_timeout(evutil_socket_t fd, short what, void *arg) {
   stream_t *st = arg;
   atomic_fetch_add(st->chain->rq_idle_timeout, 1);
   stream_set_flag(st, RF_STREAM_IDLE_TIMEOUT);
-  /* maybeRequestTimeoutCode: 504 once the whole request arrived, else 408 */
+  /* maybeRequestTimeoutCode: 504 once the whole request arrived, else 408
+   * (http/conn_manager_impl.cc:1061-1095) */
   stream_local_reply(st, st->remote_complete ? 504 : 408, "stream timeout", -1, "stream_idle_timeout", 0);
 }
 
@@ -290,7 +375,7 @@ void hcm_arm_timers(stream_t *st) {
 }
 
 void stream_touch(stream_t *st) {
-  /* resetIdleTimer: any activity restarts it */
+  /* resetIdleTimer: any activity restarts it (http/conn_manager_impl.cc:1052-1059) */
   if (st->idle_timer == NULL || st->finishing) return;
   if (st->idle_timeout_ms > 0) arm(st->idle_timer, st->idle_timeout_ms);
   else event_del(st->idle_timer);

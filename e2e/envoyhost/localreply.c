@@ -95,7 +95,10 @@ void localreply_free(localreply_t *lr) {
 void localreply_rewrite(const localreply_t *lr, fmt_ctx_t *c, int *code, buf_t *body, hmap_t *resp_headers,
                         const char **content_type) {
   char tmp[16];
-  /* the status is set first: the status filter reads it (local_reply.cc rewrite) */
+  /* LocalReplyImpl::rewrite: the status is set first (status filters read
+   * it), the first mapper whose filter matches rewrites body, headers and
+   * status and may pick its body format, else the default format applies
+   * (local_reply/local_reply.cc:103-131, 178-206) */
   c->code = *code;
   c->resp = resp_headers;
   int n = snprintf(tmp, sizeof(tmp), "%d", *code);

@@ -1,5 +1,6 @@
 #include "stream.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,7 +463,14 @@ static void build_request_headers(stream_t *st, h1_head_t *h) {
   if (host) hmap_add(&st->req_headers, ":authority", 10, host, strlen(host));
   hmap_add(&st->req_headers, ":path", 5, path, strlen(path));
   hmap_add(&st->req_headers, ":method", 7, h->method, strlen(h->method));
-  hmap_add(&st->req_headers, ":scheme", 7, "http", 4);
+  /* the codec sets :scheme only for an absolute-form target; the HCM
+   * fills it in from x-forwarded-proto (hcm.c) */
+  if (path != target) {
+    char scheme[6];
+    size_t n = strncasecmp(target, "https", 5) == 0 ? 5 : 4;
+    for (size_t i = 0; i < n; i++) scheme[i] = (char)tolower((unsigned char)target[i]);
+    hmap_add(&st->req_headers, ":scheme", 7, scheme, n);
+  }
   for (size_t i = 0; i < h->headers.n; i++) {
     const hentry_t *e = &h->headers.e[i];
     if (strcmp(e->key, "host") == 0 || is_hop_by_hop(e->key)) continue;
