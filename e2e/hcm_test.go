@@ -237,14 +237,7 @@ func TestDuplicateRoutingHeadersNeverReachTheUpstream(t *testing.T) {
 	for _, v := range []string{other.Addr, "169.254.169.254:80"} {
 		req.Header.Add(protocol.HeaderDestination, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
+	doOK(t, req)
 	got, r := received(t, "dup", b, other)
 	if got != b {
 		t.Fatalf("served by %s: the client's headers chose the route", got.Name)
@@ -254,6 +247,19 @@ func TestDuplicateRoutingHeadersNeverReachTheUpstream(t *testing.T) {
 	}
 	if v := r.Header.Values(protocol.HeaderDestination); len(v) != 1 || v[0] != b.Addr {
 		t.Errorf("upstream %s = %q, want [%s]", protocol.HeaderDestination, v, b.Addr)
+	}
+}
+
+// doOK sends req and fails the test unless the answer is a 200.
+func doOK(t *testing.T, req *http.Request) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
 
@@ -275,14 +281,7 @@ func TestEdgeRequestHeadersAreSanitised(t *testing.T) {
 	}
 	req.Header.Add("referer", "http://a.example/")
 	req.Header.Add("referer", "http://b.example/")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
+	doOK(t, req)
 	_, r := received(t, "edge", b)
 	// the routes have no timeout, so the router sets no
 	// x-envoy-expected-rq-timeout-ms of its own either
