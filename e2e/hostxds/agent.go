@@ -278,7 +278,11 @@ func (s *session) send(r *discoveryv3.DiscoveryRequest) error {
 	return nil
 }
 
-// handle decodes one response, applies it through the host, and ACKs or NACKs it.
+// handle decodes one response, applies it through the host, and ACKs or
+// NACKs it as GrpcMuxImpl::onDiscoveryResponse does: an ACK carries the new
+// version and the response's nonce; a NACK the last accepted version, the
+// response's nonce and error_detail with code INTERNAL and the reason
+// (source/extensions/config_subscription/grpc/grpc_mux_impl.cc:363-460).
 func (s *session) handle(ctx context.Context, r *discoveryv3.DiscoveryResponse) error {
 	t := r.GetTypeUrl()
 	next, err := s.st.with(t, r.GetResources())
@@ -304,7 +308,7 @@ func (s *session) handle(ctx context.Context, r *discoveryv3.DiscoveryResponse) 
 		}
 		return s.send(&discoveryv3.DiscoveryRequest{
 			Node: s.node, TypeUrl: t, VersionInfo: s.st.versions[t], ResponseNonce: r.GetNonce(),
-			ResourceNames: s.subs[t], ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: msg},
+			ResourceNames: s.subs[t], ErrorDetail: &status.Status{Code: int32(codes.Internal), Message: msg},
 		})
 	}
 	s.st.commit(next)

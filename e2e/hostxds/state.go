@@ -160,7 +160,8 @@ func (s *state) referenced() map[string][]string {
 
 // wait reports whether key (a resource version) should still be held
 // back: for its config sources' initial_fetch_timeout (unset: the
-// default; 0: for ever).
+// default; 0: for ever), as GrpcSubscriptionImpl::start arms it
+// (source/extensions/config_subscription/grpc/grpc_subscription_impl.cc:29-37).
 func (s *state) wait(key string, now time.Time, timeout *time.Duration) bool {
 	limit := s.timeout
 	if timeout != nil {
@@ -198,7 +199,11 @@ func (s *state) secretChanged(path string) bool {
 // resource translated (an error refuses the update), warming listeners and
 // clusters kept at their active version until their dependencies arrive or
 // the initial fetch timeout passes (Envoy then goes on without them: no
-// route is a 404, no filter config a 500, no endpoints a 503).
+// route is a 404, no filter config a 500, no endpoints a 503). A listener
+// warms on its RDS and ECDS init targets
+// (source/common/listener_manager/listener_impl.cc:358-383, 493-496); at
+// start-up the cluster manager initialises CDS and the EDS of its clusters
+// before the listeners (source/common/upstream/cluster_manager_impl.cc:148-248).
 func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *secretWatch) (*hostSnapshot, error) {
 	snap := &hostSnapshot{Listeners: []*hostListener{}, RouteConfigs: []json.RawMessage{}, Clusters: []*hostCluster{},
 		ExtensionConfigs: []*hostGolang{}, Secrets: []hostSecret{},
