@@ -25,7 +25,7 @@ static const char kUsage[] =
     "                       [--listener-address NAME=IP:PORT]...\n"
     "                       [--drain-time-s SECONDS] [--log-level trace|debug|info|warning|error|critical|off]\n"
     "  xDS mode: listeners, routes, clusters and filter configs arrive by POST /envoyhost/config\n"
-    "  (the xDS companion, e2e/cmd/envoyhost-xds, pushes what the control plane serves).\n"
+    "  (the xDS client, e2e/hostxds: harness.StartXDSHost or e2e/cmd/envoyhost-xds, pushes what the\n  control plane serves).\n"
     "  static mode (unit-level tests), one listener and one route to an ORIGINAL_DST cluster:\n"
     "       add --plugin-name NAME --plugin-config FILE.json --listen IP:PORT [--default-upstream IP:PORT]\n"
     "           [--buffer-limit BYTES] [--upstream-timeout SECONDS] [--route-plugin-config FILE.json]\n"
