@@ -337,6 +337,38 @@ func TestClientRoutingHeadersOnOtherPathsReachNothing(t *testing.T) {
 	noBackendGot(t, b, target)
 }
 
+// Chat completions at the paths clients get wrong: only the exact path
+// (after merge_slashes and normalize_path) is an inference request; an
+// upper-case or trailing-slash path is Envoy's no-route 404, OpenAI-shaped.
+func TestChatAtNearMissPaths(t *testing.T) {
+	t.Parallel()
+	b := startBackend(t, "b")
+	h, _ := startInflow(t, cpConfig(inflowConfig(0, b)), harness.XDSHostOptions{})
+	body := chatBody("llama", "hi")
+	for _, c := range []struct {
+		path string
+		code int
+	}{
+		{"/v1/chat/completions", 200},
+		{"//v1/chat/completions", 200},
+		{"/v1/./chat/completions", 200},
+		{"/v1/chat/completions/", 404},
+		{"/V1/CHAT/COMPLETIONS", 404},
+		{"/v1/chat/completions?stream=false", 200},
+	} {
+		rc := dialRaw(t, h.Addr)
+		rc.write(fmt.Sprintf("POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s", c.path, len(body), body))
+		resp := rc.response(&http.Request{Method: http.MethodPost})
+		got := bodyOf(resp)
+		if resp.StatusCode != c.code || !json.Valid([]byte(got)) {
+			t.Errorf("POST %s: %d %s, want %d with a JSON body", c.path, resp.StatusCode, got, c.code)
+		}
+	}
+	if n := len(b.Requests()); n != 4 {
+		t.Errorf("the backend got %d requests, want the 4 inference ones", n)
+	}
+}
+
 // The paths clients get wrong, answered as Envoy answers them with the
 // control plane's route table and HCM (merge_slashes, normalize_path, the
 // no-route 404 shaped by local_reply_config) or by the filter's models API

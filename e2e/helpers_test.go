@@ -77,6 +77,18 @@ func stat(t *testing.T, h *harness.Host, name string) int64 {
 	return n
 }
 
+// statOr0 is stat for a counter the filter exports only once it is
+// non-zero.
+func statOr0(t *testing.T, h *harness.Host, name string) int64 {
+	t.Helper()
+	s, err := h.Stats(testContext(t))
+	if err != nil {
+		t.Fatalf("read /stats: %v", err)
+	}
+	n, _ := strconv.ParseInt(s[name], 10, 64)
+	return n
+}
+
 // inflowRan reports whether the Inflow filter really processed requests:
 // Envoy (and the host) silently run a pass-through filter for an unknown
 // plugin name, so a 200 proves nothing. Inflow's parser defines its metrics

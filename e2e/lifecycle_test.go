@@ -15,6 +15,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/hostxds"
+	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/internal/poll"
 )
 
@@ -251,5 +252,46 @@ func TestListenerUpdateDrainsItsConnections(t *testing.T) {
 	// Envoy's own count of the connection: close a drain sent
 	if n := stat(t, h, "http.l.downstream_cx_drain_close"); n != 1 {
 		t.Errorf("http.l.downstream_cx_drain_close = %d, want 1", n)
+	}
+}
+
+// Pool state survives a filter config swap: Envoy creates the new config
+// before it destroys the old one (the host does too), so a pool both name
+// keeps its endpoints, their metrics and counters. With the servers'
+// /metrics gone after the first scrapes, picks after the swap still have
+// fresh metrics (staleness 30 s): none falls back to fail-open.
+func TestPoolsSurviveAFilterConfigSwap(t *testing.T) {
+	t.Parallel()
+	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
+	cfg := inflowConfig(0, b1, b2)
+	cfg["pools"].([]any)[0].(map[string]any)["scheduler"] = map[string]any{"staleness": "30s"}
+	h, path := startInflow(t, cpConfig(cfg), harness.XDSHostOptions{})
+	stale := protocol.PoolStat("p1", protocol.PoolStatStaleEndpoints)
+	waitStat(t, h, stale, func(v int64) bool { return v == 0 })
+	b1.MetricsDown.Store(true)
+	b2.MetricsDown.Store(true)
+
+	cfg["models"] = append(cfg["models"].([]any), map[string]any{"name": "other", "pool": "p1"})
+	writeConfig(t, path, cpConfig(cfg))
+	awaitAccepted(t, h, "2", resource.ExtensionConfigType)
+	if n := stat(t, h, "envoyhost.plugin_configs_destroyed"); n < 1 {
+		t.Fatalf("the old filter config was not destroyed (%d): no swap happened", n)
+	}
+	c := client(h)
+	for range 6 {
+		if _, err := c.Chat.Completions.New(testContext(t), chatParams("other", "hi")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	picks := func() int64 {
+		return statOr0(t, h, protocol.EndpointStat("p1", b1.Addr, protocol.EndpointStatPicks)) +
+			statOr0(t, h, protocol.EndpointStat("p1", b2.Addr, protocol.EndpointStatPicks))
+	}
+	poll.Eventually(t, "the picks exported", func() bool { return picks() >= 6 })
+	if n := statOr0(t, h, protocol.PoolStat("p1", protocol.PoolStatFailOpens)); n != 0 {
+		t.Errorf("%d picks after the swap failed open: the pool lost its metrics", n)
+	}
+	if n := stat(t, h, stale); n != 0 {
+		t.Errorf("%d endpoints stale after the swap", n)
 	}
 }

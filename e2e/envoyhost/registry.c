@@ -187,7 +187,11 @@ int registry_apply(const char *json, size_t len, char *err, size_t errlen) {
   json_t *v;
   char label[256];
 
-  /* ECDS: TypedExtensionConfig resources; an unchanged one keeps its config */
+  /* ECDS: TypedExtensionConfig resources; an unchanged one keeps its config.
+   * A changed one is parsed (the filter's config created) before the old one
+   * is released, as DynamicFilterConfigProviderImpl::onConfigUpdate
+   * instantiates the new factory first (common/filter/config_discovery_impl.h:111-120):
+   * state the filter keeps per name (its pools) survives the swap */
   json_array_foreach(json_object_get(root, "extension_configs"), i, v) {
     const char *name = json_string_value(json_object_get(v, "name"));
     pthread_mutex_lock(&mu);

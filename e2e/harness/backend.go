@@ -38,6 +38,9 @@ type Backend struct {
 	HangOn string
 	// Status, if set, answers every request with it (an OpenAI-shaped error).
 	Status int
+	// MetricsDown makes /metrics answer 503 (a server whose metrics endpoint
+	// went away), so the filter keeps only what it scraped before.
+	MetricsDown atomic.Bool
 
 	srv       *http.Server
 	ln        net.Listener
@@ -92,6 +95,10 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && r.URL.Path == "/metrics" {
 		// scraped in the background: not traffic the tests route
 		b.scrapes.Add(1)
+		if b.MetricsDown.Load() {
+			http.Error(w, "metrics unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("content-type", "text/plain; version=0.0.4")
 		fmt.Fprint(w, metricsText)
 		return
