@@ -46,7 +46,9 @@ func startUsageStack(t *testing.T, gzipped bool) *usageStack {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	st := &usageStack{sim: s, metrics: freeAddr(t)}
-	st.host = startHost(t, harness.HostOptions{PluginName: protocol.PluginName, Config: map[string]any{
+	// served by the control plane, as users run it: the costs and the
+	// GenAI metrics listener reach the filter over ECDS
+	st.host = startInflowHost(t, map[string]any{
 		"models": []map[string]any{{"name": "llama", "pool": "sims", "rewrite": []map[string]any{{"model": servedModel}}}},
 		"pools":  []map[string]any{{"name": "sims", "endpoints": []string{s.Addr()}}},
 		"costs": []map[string]any{
@@ -54,7 +56,7 @@ func startUsageStack(t *testing.T, gzipped bool) *usageStack {
 			{"metadata_key": "weighted", "type": "CEL", "cel": "input_tokens + 3u * output_tokens"},
 		},
 		"genai_metrics": map[string]any{"address": st.metrics},
-	}})
+	})
 	return st
 }
 
@@ -95,7 +97,7 @@ func raw(t *testing.T, url, body string, header ...string) (*http.Response, []by
 
 const streamBody = `{"model":%q,"stream":true,"max_tokens":5,"messages":[{"role":"user","content":"Tell me a story."}]}`
 
-func chatBody(model string) string { return strings.Replace(streamBody, "%q", `"`+model+`"`, 1) }
+func streamChatBody(model string) string { return strings.Replace(streamBody, "%q", `"`+model+`"`, 1) }
 
 // A streaming client that did not ask for usage gets, byte for byte, what
 // the server sends it without Inflow, though the filter asked the server
@@ -103,8 +105,8 @@ func chatBody(model string) string { return strings.Replace(streamBody, "%q", `"
 func TestStreamWithoutIncludeUsageIsByteIdentical(t *testing.T) {
 	t.Parallel()
 	st := startUsageStack(t, false)
-	_, direct := raw(t, st.sim.URL()+"/v1/chat/completions", chatBody(servedModel))
-	resp, via := raw(t, st.host.URL("/v1/chat/completions"), chatBody("llama"))
+	_, direct := raw(t, st.sim.URL()+"/v1/chat/completions", streamChatBody(servedModel))
+	resp, via := raw(t, st.host.URL("/v1/chat/completions"), streamChatBody("llama"))
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, via)
 	}
@@ -203,11 +205,11 @@ func TestMidStreamError(t *testing.T) {
 func TestGzipStream(t *testing.T) {
 	t.Parallel()
 	st := startUsageStack(t, true)
-	resp, direct := raw(t, st.sim.URL()+"/v1/chat/completions", chatBody(servedModel), "accept-encoding", "gzip")
+	resp, direct := raw(t, st.sim.URL()+"/v1/chat/completions", streamChatBody(servedModel), "accept-encoding", "gzip")
 	if resp.Header.Get("content-encoding") != "gzip" {
 		t.Fatal("the simulator did not gzip")
 	}
-	resp, via := raw(t, st.host.URL("/v1/chat/completions"), chatBody("llama"), "accept-encoding", "br, gzip")
+	resp, via := raw(t, st.host.URL("/v1/chat/completions"), streamChatBody("llama"), "accept-encoding", "br, gzip")
 	if resp.StatusCode != 200 || resp.Header.Get("content-encoding") != "gzip" {
 		t.Fatalf("status %d, content-encoding %q", resp.StatusCode, resp.Header.Get("content-encoding"))
 	}
