@@ -161,9 +161,11 @@ func TestClientDisconnectReleasesTheEndpointAtOnce(t *testing.T) {
 		_, err := c.Chat.Completions.New(ctx, chatParams("llama", "HANG"))
 		done <- err
 	}()
-	poll.Eventually(t, "the hung request in flight", func() bool {
+	// in flight for the filter, and at a backend (the filter counts it
+	// before it is sent)
+	poll.Eventually(t, "the hung request in flight at a backend", func() bool {
 		v, ok := optionalStat(t, h, "inflow_requests_in_flight")
-		return ok && v == 1
+		return ok && v == 1 && len(b1.Requests())+len(b2.Requests()) == 1
 	})
 	hung := b1
 	if len(b2.Requests()) > 0 {
