@@ -22,7 +22,7 @@ build-testfilters: ## build the e2e test filters: build/out/{passthrough,panicky
 	$(foreach f,$(TESTFILTERS),$(GO) build -buildmode=c-shared -trimpath -o $(OUT)/$(f).so ./e2e/testfilters/$(f) &&) true
 
 e2e: build-filter build-host build-testfilters ## run the end-to-end tests (host + filters + OpenAI client)
-	GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 10m ./e2e/ ./e2e/harness/...
+	GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 10m ./e2e/ ./e2e/harness/... ./e2e/hostxds/... ./e2e/demo/...
 
 bench-e2e: build-filter build-host build-testfilters ## load benchmark: host + inflow.so vs pass-through filter
 	$(GO) run ./e2e/cmd/benche2e -out docs/benchmarks.md
