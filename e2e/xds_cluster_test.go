@@ -345,3 +345,37 @@ func TestUpstreamTLSVerifiesTheBackend(t *testing.T) {
 		t.Errorf("a certificate for another name: %v %q %v, want 503 upstream connect error", resp, body, err)
 	}
 }
+
+// The whole chain as the control plane ships it: inflow.so puts its
+// ordered endpoint list in envoy.lb metadata, the pool is an EDS cluster
+// with OverrideHost, and the route's retry policy (503, connect failure)
+// walks the list. A server answering 503 to inference (its /metrics
+// healthy, so the scheduler still picks it) costs a retry, never a failed
+// request.
+func TestInflowRetriesAlongItsListThroughTheControlPlane(t *testing.T) {
+	t.Parallel()
+	bad, good := startBackend(t, "bad"), startBackend(t, "good")
+	bad.Status = http.StatusServiceUnavailable
+	h, _ := startInflow(t, cpConfig(inflowConfig(0, bad, good)), harness.XDSHostOptions{})
+	waitStat(t, h, protocol.PoolStat("p1", protocol.PoolStatStaleEndpoints), func(v int64) bool { return v == 0 })
+	c := client(h)
+	sent := 0
+	// distinct prompts, so prefix affinity does not pin every pick to one
+	// server; until the failing one was picked a few times
+	for sent < 60 && len(bad.Requests()) < 3 {
+		prompt := fmt.Sprintf("%d: %s", sent, strings.Repeat(string(rune('a'+sent%26)), 64))
+		if _, err := c.Chat.Completions.New(testContext(t), chatParams("llama", prompt)); err != nil {
+			t.Fatalf("request %d: %v", sent, err)
+		}
+		sent++
+	}
+	if len(bad.Requests()) == 0 {
+		t.Fatalf("the scheduler never picked the failing server in %d requests: nothing was retried", sent)
+	}
+	if n := stat(t, h, "cluster.pool/p1.upstream_rq_retry"); n != int64(len(bad.Requests())) {
+		t.Errorf("upstream_rq_retry = %d, want one per request the failing server got (%d)", n, len(bad.Requests()))
+	}
+	if n := len(good.Requests()); n != sent {
+		t.Errorf("the good server answered %d of %d", n, sent)
+	}
+}
