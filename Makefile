@@ -22,7 +22,7 @@ build-filter: ## build the Envoy Go filter: build/out/inflow.so
 	@mkdir -p $(OUT)
 	$(GO) build -buildmode=c-shared -trimpath -o $(OUT)/inflow.so ./filter
 
-build: build-filter build-host build-testfilters build-vllmsim build-controlplane ## build every binary into build/out
+build: build-filter build-host build-testfilters build-vllmsim build-controlplane build-epp ## build every binary into build/out
 
 run: demo-local ## main job: 3 vLLM simulators + control plane + inflow.so in the ABI host, on 127.0.0.1:8080
 

@@ -7,7 +7,7 @@ HOST_HDRS     := $(wildcard e2e/envoyhost/*.h)
 HOST_PKGS     := libevent libevent_openssl openssl jansson
 HOST_CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -pthread
 HOST_LDLIBS    = -rdynamic -ldl -lpthread $(shell pkg-config --libs $(HOST_PKGS))
-TESTFILTERS   := passthrough panicky configprobe
+TESTFILTERS   := passthrough panicky configprobe extproc
 
 build-host: $(OUT)/envoyhost ## build the Envoy ABI test host: build/out/envoyhost
 
@@ -17,11 +17,11 @@ $(OUT)/envoyhost: $(HOST_SRCS) $(HOST_HDRS) go.mod
 	$(CC) $(HOST_CFLAGS) -I$(ENVOY_GO_DIR)/contrib/golang/common/go/api $(shell pkg-config --cflags $(HOST_PKGS)) \
 		-o $@ $(HOST_SRCS) $(HOST_LDLIBS)
 
-build-testfilters: ## build the e2e test filters: build/out/{passthrough,panicky,configprobe}.so
+build-testfilters: ## build the e2e test filters: build/out/{passthrough,panicky,configprobe,extproc}.so
 	@mkdir -p $(OUT)
 	$(foreach f,$(TESTFILTERS),$(GO) build -buildmode=c-shared -trimpath -o $(OUT)/$(f).so ./e2e/testfilters/$(f) &&) true
 
-e2e: build-filter build-host build-testfilters ## run the end-to-end tests (host + filters + OpenAI client)
+e2e: build-filter build-host build-testfilters build-epp ## run the end-to-end tests (host + filters + OpenAI client)
 	GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 10m ./e2e/ ./e2e/harness/... ./e2e/hostxds/... ./e2e/demo/...
 
 bench-e2e: build-filter build-host build-testfilters ## load benchmark: host + inflow.so vs pass-through filter

@@ -61,17 +61,18 @@ func Out(name string) string {
 	return filepath.Join(root, "build", "out", name)
 }
 
-// Build builds inflow.so, the test filters and the host with make, returning
+// Build builds inflow.so, the test filters, the host and inflow-epp with make, returning
 // make's output in the error when it fails.
 func Build(ctx context.Context) error {
 	root, err := Root()
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build-filter", "build-host", "build-testfilters")
+	targets := []string{"build-filter", "build-host", "build-testfilters", "build-epp"}
+	cmd := exec.CommandContext(ctx, "make", append([]string{"-C", root, "--no-print-directory"}, targets...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("make build-filter build-host build-testfilters: %w\n%s", err, out)
+		return fmt.Errorf("make %s: %w\n%s", strings.Join(targets, " "), err, out)
 	}
 	return nil
 }
@@ -84,6 +85,9 @@ type HostOptions struct {
 	// TypedStruct); RawConfig, when set, is written to the config file as is.
 	Config    any
 	RawConfig []byte
+	// ConfigTypeURL is the TypedStruct's type_url: Inflow's filter config
+	// unless set (the ext_proc client takes Envoy's ExternalProcessor).
+	ConfigTypeURL string
 	// RouteConfig, if set, is the per-route plugin config value merged over
 	// Config (--route-plugin-config).
 	RouteConfig     any
@@ -144,10 +148,14 @@ func WriteConfig(dir string, opts HostOptions) (string, error) {
 		if value == nil {
 			value = map[string]any{}
 		}
+		typeURL := opts.ConfigTypeURL
+		if typeURL == "" {
+			typeURL = config.TypeURL
+		}
 		var err error
 		data, err = json.Marshal(map[string]any{
 			"@type":    typedStructURL,
-			"type_url": config.TypeURL,
+			"type_url": typeURL,
 			"value":    value,
 		})
 		if err != nil {
@@ -361,8 +369,12 @@ func (h *Host) Stats(ctx context.Context) (map[string]string, error) {
 
 // CPUTime returns the user+system CPU time the host process has used so far
 // (from /proc; 0 if unavailable).
-func (h *Host) CPUTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.cmd.Process.Pid))
+func (h *Host) CPUTime() time.Duration { return ProcessCPU(h.cmd.Process.Pid) }
+
+// ProcessCPU is the user+system CPU time process pid has used so far
+// (from /proc; 0 if unavailable).
+func ProcessCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}

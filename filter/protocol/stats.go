@@ -64,3 +64,12 @@ func EndpointStat(pool, addr, stat string) string {
 func StatSegment(s string) string { return statSegment.Replace(s) }
 
 var statSegment = strings.NewReplacer(".", "_", ":", "_", "/", "_", "[", "", "]", "")
+
+// PromPoolMetric is the Prometheus name of a per-pool stat where there is
+// no Envoy to hold it (inflow-epp's /metrics): the pool is a label there,
+// inflow_pool_<stat>{pool="..."}.
+func PromPoolMetric(stat string) string { return "inflow_pool_" + stat }
+
+// PromEndpointMetric is PromPoolMetric for a per-endpoint stat:
+// inflow_pool_endpoint_<stat>{pool="...",endpoint="ip:port"}.
+func PromEndpointMetric(stat string) string { return "inflow_pool_endpoint_" + stat }

@@ -1,0 +1,181 @@
+// Command inflow-epp is Inflow as an Endpoint Picker: an Envoy ext_proc
+// server making the filter's decisions (model, rewrite, endpoint) for a
+// stock Envoy or for Envoy Gateway, where an InferencePool's
+// endpointPickerRef points at it. Its config is the filter config
+// (filter/config), read from a file and re-read when the file changes.
+//
+//	inflow-epp --config inflow.json --listen unix:///run/inflow/epp.sock
+//	inflow-epp --config inflow.yaml --listen :9002 --admin :9090
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/inflow-gateway/inflow/filter/extproc"
+)
+
+type options struct {
+	config   string
+	listen   string
+	admin    string
+	logLevel slog.Level
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("inflow-epp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.config, "config", "", "filter config file, JSON or YAML (required); watched for changes")
+	fs.StringVar(&o.listen, "listen", ":9002", "ext_proc gRPC address: host:port, or unix:///path for a Unix socket")
+	fs.StringVar(&o.admin, "admin", ":9090", "HTTP address for /metrics, /healthz and /ready (empty: none)")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.config == "" {
+		return o, errors.New("--config is required")
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inflow-epp:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, o, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel})))
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inflow-epp:", err)
+		os.Exit(1)
+	}
+}
+
+// listen opens a TCP address or, for unix:///path, a Unix socket
+// (replacing a stale socket file a previous run left).
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	lis, err := listen(o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	var adminLis net.Listener
+	if o.admin != "" {
+		if adminLis, err = net.Listen("tcp", o.admin); err != nil {
+			return errors.Join(fmt.Errorf("admin listen: %w", err), lis.Close())
+		}
+	}
+	return serve(ctx, o.config, lis, adminLis, log)
+}
+
+// serve loads the config, then serves ext_proc (and the admin endpoints)
+// until ctx ends. The first load must succeed: an endpoint picker without
+// a config could only fail every request.
+func serve(ctx context.Context, config string, lis, adminLis net.Listener, log *slog.Logger) error {
+	srv := extproc.NewServer(&extproc.Stats{}, log)
+	defer srv.Close()
+	loader := &loader{path: config, server: srv, log: log}
+	if err := loader.load(); err != nil {
+		err = errors.Join(err, lis.Close())
+		if adminLis != nil {
+			err = errors.Join(err, adminLis.Close())
+		}
+		return err
+	}
+	g := grpc.NewServer(grpc.MaxRecvMsgSize(extproc.MaxRecvMessageBytes))
+	extprocv3.RegisterExternalProcessorServer(g, srv)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+	log.Info("serving", "ext_proc", lis.Addr().String(), "config", config)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	n := 2
+	go func() { errc <- g.Serve(lis) }()
+	go func() { errc <- loader.watch(ctx) }()
+	if adminLis != nil {
+		n++
+		log.Info("admin", "address", adminLis.Addr().String())
+		go func() { errc <- serveAdmin(ctx, adminLis, adminHandler(srv)) }()
+	}
+	var errs []error
+	for i := range n {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+		if i == 0 {
+			log.Info("shutting down")
+			cancel()
+			// Streams in flight get their answers; new ones are refused.
+			go g.GracefulStop()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// adminShutdown bounds how long a scrape in flight may delay exit.
+const adminShutdown = 2 * time.Second
+
+func serveAdmin(ctx context.Context, lis net.Listener, h http.Handler) error {
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), adminShutdown)
+		defer cancel()
+		done <- s.Shutdown(sctx)
+	}()
+	if err := s.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return <-done
+}
+
+func adminHandler(srv *extproc.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_ = srv.Stats().WriteMetrics(w, srv.Router(), time.Now())
+	})
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }
+	mux.HandleFunc("GET /healthz", ok)
+	mux.HandleFunc("GET /ready", ok) // serving implies a loaded config
+	return mux
+}

@@ -1,0 +1,27 @@
+# inflow-epp: Inflow as an Endpoint Picker (an ext_proc server), and the
+# Gateway API Inference Extension's own EPP as the peer it is measured
+# against. The EPP is built by its own module (build/epp) so its
+# Kubernetes and OpenTelemetry dependencies stay out of the product's
+# go.mod, and cached per version under bin/ (gitignored): cold about 4 min
+# on the shared 2-core machine, warm nothing.
+# GIE_EPP_VERSION comes from build/versions.env (build/check holds
+# build/epp/go.mod to it).
+include build/versions.env
+GIE_EPP_DIR     := $(CURDIR)/bin/epp/$(GIE_EPP_VERSION)
+GIE_EPP         := $(GIE_EPP_DIR)/epp
+export INFLOW_GIE_EPP := $(GIE_EPP)
+
+build-epp: ## build the ext_proc endpoint picker: build/out/inflow-epp
+	@mkdir -p $(OUT)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/inflow-epp ./cmd/inflow-epp
+
+gie-epp: $(GIE_EPP) ## build the Inference Extension's EPP (cmd/epp at build/epp's version) into bin/epp/<version>
+
+# No prerequisites: the folder is keyed on the version. A scratch folder
+# first, so an interrupted build leaves nothing that looks finished.
+$(GIE_EPP):
+	@rm -rf $(GIE_EPP_DIR).tmp && mkdir -p $(GIE_EPP_DIR).tmp
+	cd build/epp && nice $(GO) build -trimpath -ldflags "-s -w" -o $(GIE_EPP_DIR).tmp/epp sigs.k8s.io/gateway-api-inference-extension/cmd/epp
+	mkdir -p $(GIE_EPP_DIR) && mv $(GIE_EPP_DIR).tmp/epp $@ && rmdir $(GIE_EPP_DIR).tmp
+
+.PHONY: build-epp gie-epp
