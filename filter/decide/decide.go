@@ -9,6 +9,7 @@ package decide
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -24,8 +25,15 @@ import (
 const (
 	HeaderContentLength = "content-length"
 	HeaderContentType   = "content-type"
+	HeaderAllow         = "allow"
 	ContentTypeJSON     = "application/json"
 	pathModels          = "/v1/models"
+	// pathModelPrefix starts OpenAI's retrieve-model path, /v1/models/{id}.
+	pathModelPrefix = pathModels + "/"
+	// modelsAllow is what the models paths answer; the rest get 405.
+	modelsAllow = "GET, HEAD"
+	// inferenceAllow is the one method the inference paths take.
+	inferenceAllow = http.MethodPost
 )
 
 // RoutingHeaders are the request headers only Inflow may set: a client
@@ -52,37 +60,82 @@ const (
 // Headers is the decision on a request's headers.
 type Headers struct {
 	Action Action
+	// Inference: an inference API request, which the requests stat
+	// counts (a Buffer, or a Reply refusing one).
+	Inference bool
 	// Kind is the API of a Buffer request.
 	Kind request.Kind
 	// Reply is the response of a Reply decision.
 	Reply Response
 }
 
-// Response is a reply Inflow sends itself, in OpenAI's shape.
+// Response is a reply Inflow sends itself (content-type application/json):
+// the models API, or an error in OpenAI's shape.
 type Response struct {
 	Status int
 	Body   []byte
+	// Allow is the Allow header of a 405 ("" for none).
+	Allow string
 }
 
 // OnHeaders decides what a request is from its method, path and, when the
 // client sent one, its content-length. endStream is set when the request
 // has no body.
 func OnHeaders(r *router.Router, method, path, contentLength string, endStream bool) Headers {
+	if reply, handled := serveModels(r, method, path); handled {
+		return Headers{Action: Reply, Reply: reply}
+	}
 	kind, inference := request.KindForPath(path)
 	switch {
-	case method == http.MethodGet && request.PathOnly(path) == pathModels:
-		return Headers{Action: Reply, Reply: Response{Status: http.StatusOK, Body: r.ModelList()}}
-	case !inference || method != http.MethodPost:
+	case !inference:
 		return Headers{Action: Pass}
+	case method != http.MethodPost:
+		return Headers{Action: Reply, Reply: methodNotAllowed(inferenceAllow)}
 	case endStream:
-		return Headers{Action: Reply, Reply: Reject(apierror.ErrNoBody)}
+		return Headers{Action: Reply, Inference: true, Reply: Reject(apierror.ErrNoBody)}
 	}
 	if contentLength != "" {
 		if n, err := strconv.ParseInt(contentLength, 10, 64); err == nil && n > r.MaxRequestBodyBytes() {
-			return Headers{Action: Reply, Reply: Reject(TooLarge(r, n))}
+			return Headers{Action: Reply, Inference: true, Reply: Reject(TooLarge(r, n))}
 		}
 	}
-	return Headers{Action: Buffer, Kind: kind}
+	return Headers{Action: Buffer, Inference: true, Kind: kind}
+}
+
+// serveModels answers the models API the way OpenAI does: the list at
+// /v1/models, one model object at /v1/models/{id} (404 model_not_found for
+// a model the gateway does not serve), 405 for other methods. handled is
+// false for every other path.
+func serveModels(r *router.Router, method, path string) (reply Response, handled bool) {
+	p := request.PathOnly(path)
+	if p != pathModels && !strings.HasPrefix(p, pathModelPrefix) {
+		return Response{}, false
+	}
+	if method != http.MethodGet && method != http.MethodHead {
+		return methodNotAllowed(modelsAllow), true
+	}
+	id := strings.TrimPrefix(p, pathModelPrefix)
+	if p == pathModels || id == "" {
+		return Response{Status: http.StatusOK, Body: r.ModelList()}, true
+	}
+	// SDKs escape the id ("org/model" arrives as org%2Fmodel); some send
+	// the slash as is. Both name the same model.
+	if unescaped, err := url.PathUnescape(id); err == nil {
+		id = unescaped
+	}
+	m, err := r.Lookup([]byte(id))
+	if err != nil {
+		return Reject(err), true
+	}
+	return Response{Status: http.StatusOK, Body: m.Object()}, true
+}
+
+// methodNotAllowed is a 405 with the Allow header RFC 9110 requires, in
+// the OpenAI error shape.
+func methodNotAllowed(allow string) Response {
+	resp := Reject(fmt.Errorf("%w: this path accepts %s", apierror.ErrMethodNotAllowed, allow))
+	resp.Allow = allow
+	return resp
 }
 
 // TooLarge is the error for a body of n bytes over the config's limit.
@@ -99,12 +152,18 @@ func Reject(err error) Response {
 // Route is what routing one request changes in it.
 type Route struct {
 	router.Decision
+	// Request is what the parse read (kind, stream flags, spans), for the
+	// response path.
+	Request request.Request
 	// Destination is the x-gateway-destination-endpoint header: the
 	// primary endpoint, or "" to remove the header (an external backend).
 	Destination string
 	// Metadata is the envoy.lb / x-gateway-destination-endpoint dynamic
-	// metadata value: the ordered list "primary,fallback,..." the
-	// endpoint-picker protocol defines; "" for none.
+	// metadata value, in the form the pool's cluster reads (CONTRACTS.md
+	// item 2): for override_host the ordered list "primary,fallback,...",
+	// which Envoy's OverrideHost policy walks one entry per attempt; for
+	// original_dst the primary alone, the only form ORIGINAL_DST parses
+	// (a list there is ignored as invalid). "" for none.
 	Metadata string
 }
 
@@ -124,25 +183,28 @@ func Body(r *router.Router, kind request.Kind, body []byte, h router.Headers, sc
 	if n := int64(len(body)); n > r.MaxRequestBodyBytes() {
 		return Route{}, TooLarge(r, n)
 	}
-	var req request.Request
-	if err := request.Parse(kind, body, &req); err != nil {
+	rt := Route{}
+	if err := request.Parse(kind, body, &rt.Request); err != nil {
 		return Route{}, err
 	}
-	d, err := r.Route(&req, body, h, scratch[:0])
+	d, err := r.Route(&rt.Request, body, h, scratch[:0])
 	if err != nil {
 		return Route{}, err
 	}
-	rt := Route{Decision: d}
+	rt.Decision = d
 	if len(d.Endpoints) > 0 {
-		// The header carries the primary alone; the metadata carries the
-		// ordered fallback list.
+		// The header carries the primary alone (the endpoint-picker
+		// protocol's header, and what access logs show).
 		rt.Destination = d.Endpoints[0].Addr
-		rt.Metadata = joinAddrs(d.Endpoints)
+		rt.Metadata = rt.Destination
+		if d.Model.Destination == config.DestinationOverrideHost {
+			rt.Metadata = joinAddrs(d.Endpoints)
+		}
 	}
 	return rt, nil
 }
 
-// joinAddrs is the list form, "ip:port,ip:port".
+// joinAddrs is the OverrideHost list form, "ip:port,ip:port".
 func joinAddrs(eps []*pool.Endpoint) string {
 	if len(eps) == 1 {
 		return eps[0].Addr
@@ -170,6 +232,8 @@ func RejectionStat(status int) string {
 		return protocol.StatRejected413
 	case status == http.StatusNotFound:
 		return protocol.StatRejected404
+	case status == http.StatusMethodNotAllowed:
+		return protocol.StatRejected405
 	case status == http.StatusTooManyRequests:
 		return protocol.StatRejected429
 	case status == http.StatusServiceUnavailable:

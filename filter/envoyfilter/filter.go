@@ -2,7 +2,6 @@ package envoyfilter
 
 import (
 	"fmt"
-	"net/http"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
 	"github.com/inflow-gateway/inflow/filter/apierror"
-	"github.com/inflow-gateway/inflow/filter/config"
+	"github.com/inflow-gateway/inflow/filter/decide"
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/request"
@@ -46,28 +45,19 @@ type filter struct {
 func (f *filter) DecodeHeaders(h api.RequestHeaderMap, endStream bool) (status api.StatusType) {
 	defer f.recoverPanic(&status)
 	f.stripRoutingHeaders(h)
-	path, method := h.Path(), h.Method()
-	kind, inference := request.KindForPath(path)
-	if status, handled := f.serveModels(method, path); handled {
-		return status
+	cl, _ := h.Get(decide.HeaderContentLength)
+	d := decide.OnHeaders(f.cfg.router, h.Method(), h.Path(), cl, endStream)
+	if d.Inference {
+		inc(f.cfg.metrics.requests)
+		f.start = time.Now()
 	}
-	switch {
-	case inference && method != http.MethodPost:
-		return f.methodNotAllowed(inferenceAllow)
-	case !inference:
+	switch d.Action {
+	case decide.Pass:
 		return api.Continue
+	case decide.Reply:
+		return f.respond(d.Reply)
 	}
-	inc(f.cfg.metrics.requests)
-	f.start = time.Now()
-	if endStream {
-		return f.fail(apierror.ErrNoBody)
-	}
-	if cl, ok := h.Get(headerContentLength); ok {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n > f.cfg.router.MaxRequestBodyBytes() {
-			return f.fail(f.tooLarge(n))
-		}
-	}
-	f.headers, f.kind = h, kind
+	f.headers, f.kind = h, d.Kind
 	return api.StopAndBuffer
 }
 
@@ -81,42 +71,41 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 	}
 	h := f.headers
 	f.headers = nil
-	if n := int64(buf.Len()); n > f.cfg.router.MaxRequestBodyBytes() {
-		return f.fail(f.tooLarge(n))
-	}
-	body := buf.Bytes()
-	var req request.Request
-	if err := request.Parse(f.kind, body, &req); err != nil {
-		return f.fail(err)
-	}
-	var scratch [maxDestinations]*pool.Endpoint
-	d, err := f.cfg.router.Route(&req, body, h, scratch[:0])
+	var scratch [decide.MaxDestinations]*pool.Endpoint
+	rt, err := decide.Body(f.cfg.router, f.kind, buf.Bytes(), h, scratch[:0])
 	if err != nil {
 		return f.fail(err)
 	}
-	if len(d.Endpoints) > 0 {
-		f.endpoint = d.Endpoints[0]
+	if f.endpoint = rt.Primary(); f.endpoint != nil {
 		f.cfg.metrics.addInFlight(1)
 	}
-	if d.RewrittenBody != nil {
-		if err := buf.Set(d.RewrittenBody); err != nil {
+	if rt.RewrittenBody != nil {
+		if err := buf.Set(rt.RewrittenBody); err != nil {
 			return f.fail(fmt.Errorf("%w: rewriting body: %w", apierror.ErrInternal, err))
 		}
-		if _, ok := h.Get(headerContentLength); ok {
-			h.Set(headerContentLength, strconv.Itoa(len(d.RewrittenBody)))
+		if _, ok := h.Get(decide.HeaderContentLength); ok {
+			h.Set(decide.HeaderContentLength, strconv.Itoa(len(rt.RewrittenBody)))
 		}
 		inc(f.cfg.metrics.rewrites)
 	}
-	f.startResponse(&req, &d)
-	f.askLoadReport(h, &req, &d)
+	f.startResponse(&rt.Request, &rt.Decision)
+	f.askLoadReport(h, &rt.Request, &rt.Decision)
 	restrictAcceptEncoding(h)
-	h.Set(protocol.HeaderModel, d.Model.Name)
-	f.setDestination(h, &d)
+	h.Set(protocol.HeaderModel, rt.Model.Name)
+	// Nothing the client sent survives: the header is overwritten (Set
+	// replaces every copy) or removed, and the metadata is only ever
+	// written here, from the pool's own endpoints.
+	if rt.Destination != "" {
+		h.Set(protocol.HeaderDestination, rt.Destination)
+		f.callbacks.StreamInfo().DynamicMetadata().Set(protocol.MetadataNamespaceLB, protocol.MetadataKeyDestination, rt.Metadata)
+	} else {
+		h.Del(protocol.HeaderDestination)
+	}
 	// Routes match x-ai-eg-model, which did not exist when the route was
 	// first chosen.
 	f.callbacks.ClearRouteCache()
 	if api.GetLogLevel() <= api.Debug {
-		api.LogDebugf("inflow: model=%q served=%q endpoint=%v fail_open=%v", d.Model.Name, d.ServedModel, endpointAddr(f.endpoint), d.FailOpen)
+		api.LogDebugf("inflow: model=%q served=%q endpoint=%v fail_open=%v", rt.Model.Name, rt.ServedModel, endpointAddr(f.endpoint), rt.FailOpen)
 	}
 	return api.Continue
 }
@@ -166,23 +155,20 @@ func restrictAcceptEncoding(h api.RequestHeaderMap) {
 }
 
 func (f *filter) stripRoutingHeaders(h api.RequestHeaderMap) {
-	_, hasModel := h.Get(protocol.HeaderModel)
-	_, hasDest := h.Get(protocol.HeaderDestination)
-	if hasModel || hasDest {
-		h.Del(protocol.HeaderModel)
-		h.Del(protocol.HeaderDestination)
+	stripped := false
+	for _, name := range decide.RoutingHeaders {
+		if _, ok := h.Get(name); ok {
+			h.Del(name)
+			stripped = true
+		}
+	}
+	if stripped {
 		f.callbacks.ClearRouteCache()
 	}
 }
 
-func (f *filter) tooLarge(n int64) error {
-	return fmt.Errorf("%w: %d bytes, the limit is %d", apierror.ErrBodyTooLarge, n, f.cfg.router.MaxRequestBodyBytes())
-}
-
 // fail answers with the error's status and OpenAI-shaped body.
-func (f *filter) fail(err error) api.StatusType { return f.failWith(err, nil) }
-
-func (f *filter) reply(status int, body []byte) api.StatusType { return f.replyWith(status, body, nil) }
+func (f *filter) fail(err error) api.StatusType { return f.respond(decide.Reject(err)) }
 
 // recoverPanic turns a panic in the filter into a 500 for this request. If
 // even the reply fails, the panic goes on to the SDK's own recovery, which
@@ -198,9 +184,6 @@ func (f *filter) recoverPanic(status *api.StatusType) {
 	f.headers = nil
 	*status = f.fail(apierror.ErrInternal)
 }
-
-// maxDestinations bounds the primary plus fallbacks (config.MaxFallbacks).
-const maxDestinations = 1 + config.MaxFallbacks
 
 func endpointAddr(ep *pool.Endpoint) string {
 	if ep == nil {

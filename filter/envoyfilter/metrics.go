@@ -5,6 +5,7 @@ import (
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
+	"github.com/inflow-gateway/inflow/filter/decide"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
@@ -55,21 +56,23 @@ func inc(c api.CounterMetric) {
 	}
 }
 
+// countRejection counts a reply of the filter's own by status class
+// (decide.RejectionStat); a success counts nothing.
 func (m *metrics) countRejection(status int) {
-	switch {
-	case status == http.StatusRequestEntityTooLarge:
+	switch decide.RejectionStat(status) {
+	case protocol.StatRejected413:
 		inc(m.tooLarge)
-	case status == http.StatusNotFound:
+	case protocol.StatRejected404:
 		inc(m.notFound)
-	case status == http.StatusMethodNotAllowed:
+	case protocol.StatRejected405:
 		inc(m.wrongMethod)
-	case status == http.StatusTooManyRequests:
+	case protocol.StatRejected429:
 		inc(m.shed)
-	case status == http.StatusServiceUnavailable:
+	case protocol.StatRejected503:
 		inc(m.unavailable)
-	case status >= http.StatusInternalServerError:
+	case protocol.StatInternalErrors:
 		inc(m.internalError)
-	case status >= http.StatusBadRequest:
+	case protocol.StatRejected400:
 		inc(m.badRequest)
 	}
 }

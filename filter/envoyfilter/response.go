@@ -9,6 +9,7 @@ import (
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
 	"github.com/inflow-gateway/inflow/filter/cost"
+	"github.com/inflow-gateway/inflow/filter/decide"
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/request"
 	"github.com/inflow-gateway/inflow/filter/router"
@@ -31,7 +32,7 @@ type response struct {
 	start         time.Time // DecodeHeaders
 	sent          time.Time // routed and sent upstream
 	sched         *scheduler.Scheduler
-	dests         [maxDestinations]*pool.Endpoint
+	dests         [decide.MaxDestinations]*pool.Endpoint
 	ndests        int
 	served        *pool.Endpoint // resolved by servedEndpoint
 	askedLoad     bool           // the filter asked for the load report

@@ -43,19 +43,29 @@ func streamedBody(chunk []byte, endOfStream, response bool) *extprocv3.Processin
 	}}, nil, response)
 }
 
+// immediateResponse is Inflow's own reply. Its metadata marks it as
+// already OpenAI-shaped, as the filter marks its local replies, so
+// local_reply_config mappers leave it alone (CONTRACTS.md item 4; Envoy
+// applies it when metadata_options receives the io.inflow namespace).
 func immediateResponse(r decide.Response) *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
-		ImmediateResponse: &extprocv3.ImmediateResponse{
-			Status: &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},
-			// Envoy's local reply is text/plain unless the headers say
-			// otherwise.
-			Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-				setHeader(decide.HeaderContentType, decide.ContentTypeJSON),
-			}},
+	// Envoy's local reply is text/plain unless the headers say otherwise.
+	headers := []*corev3.HeaderValueOption{setHeader(decide.HeaderContentType, decide.ContentTypeJSON)}
+	if r.Allow != "" {
+		headers = append(headers, setHeader(decide.HeaderAllow, r.Allow))
+	}
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},
+			Headers: &extprocv3.HeaderMutation{SetHeaders: headers},
 			Body:    r.Body,
 			Details: immediateDetails,
-		},
-	}}
+		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			protocol.MetadataNamespaceInflow: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+				protocol.MetadataKeyOpenAIReply: structpb.NewBoolValue(true),
+			}}),
+		}},
+	}
 }
 
 // setHeader replaces every value of key (ext_proc's default when append

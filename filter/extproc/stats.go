@@ -23,7 +23,7 @@ type Stats struct {
 
 // rejectionStats are the rejection counters, in output order.
 var rejectionStats = [...]string{
-	protocol.StatRejected400, protocol.StatRejected404, protocol.StatRejected413,
+	protocol.StatRejected400, protocol.StatRejected404, protocol.StatRejected405, protocol.StatRejected413,
 	protocol.StatRejected429, protocol.StatRejected503, protocol.StatInternalErrors,
 }
 

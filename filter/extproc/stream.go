@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -94,16 +93,18 @@ func (s *stream) requestHeaders(m *extprocv3.HttpHeaders) (bool, error) {
 	cl, hasCL := s.headers.Get(decide.HeaderContentLength)
 	s.hasCL = hasCL
 	d := decide.OnHeaders(s.router, method, path, cl, m.GetEndOfStream())
+	if d.Inference {
+		s.stats.requests.Add(1)
+	}
 	switch d.Action {
 	case decide.Reply:
-		if d.Reply.Status != http.StatusOK {
-			s.stats.requests.Add(1) // an inference request rejected at once
-		}
 		return true, s.immediate(d.Reply)
 	case decide.Pass:
-		return false, s.send(headersResponse(stripRouting(s.headers), nil))
+		mut := stripRouting(s.headers)
+		resp := headersResponse(mut, nil)
+		resp.GetRequestHeaders().Response.ClearRouteCache = mut != nil
+		return false, s.send(resp)
 	}
-	s.stats.requests.Add(1)
 	s.kind, s.waiting = d.Kind, true
 	switch s.requestMode {
 	case modeFullDuplex:
