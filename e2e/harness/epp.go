@@ -65,8 +65,9 @@ type Process struct {
 }
 
 // start runs cmd and waits until ready returns true for a line of its
-// stderr (the line is also kept for Stderr).
-func start(ctx context.Context, cmd *exec.Cmd, what string, ready func(line string) bool) (*Process, error) {
+// stderr (every line is kept for Stderr) or, when poll is set, until poll
+// does.
+func start(ctx context.Context, cmd *exec.Cmd, what string, ready func(line string) bool, poll func() bool) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &Process{cmd: cmd, errs: &syncBuffer{}, done: make(chan struct{})}
 	stderr, err := cmd.StderrPipe()
@@ -95,17 +96,25 @@ func start(ctx context.Context, cmd *exec.Cmd, what string, ready func(line stri
 	}()
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
-	select {
-	case <-found:
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("%s exited before it was ready (%v): %s", what, p.err, p.errs.String())
-	case <-deadline.C:
-		p.Close()
-		return nil, fmt.Errorf("%s was not ready within %v: %s", what, startTimeout, p.errs.String())
-	case <-ctx.Done():
-		p.Close()
-		return nil, ctx.Err()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-found:
+			return p, nil
+		case <-tick.C:
+			if poll != nil && poll() {
+				return p, nil
+			}
+		case <-p.done:
+			return nil, fmt.Errorf("%s exited before it was ready (%v): %s", what, p.err, p.errs.String())
+		case <-deadline.C:
+			p.Close()
+			return nil, fmt.Errorf("%s was not ready within %v: %s", what, startTimeout, p.errs.String())
+		case <-ctx.Done():
+			p.Close()
+			return nil, ctx.Err()
+		}
 	}
 }
 
@@ -164,7 +173,7 @@ func StartInflowEPP(ctx context.Context, dir string, cfg any) (*InflowEPP, error
 			e.Admin, _ = field(line, "address=")
 		}
 		return e.Admin != ""
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}

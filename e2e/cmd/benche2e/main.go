@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -130,7 +129,7 @@ func main() {
 		renderUnloaded(unloaded, *latClients, *latDuration) + renderSoak(soakLines, *soak)
 	fmt.Print(section)
 	if *out != "" {
-		if err := replaceSection(*out, section); err != nil {
+		if err := harness.ReplaceSection(*out, sectionTitle, section); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -397,31 +396,4 @@ func loadavg() string {
 
 func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
-}
-
-// replaceSection swaps the section starting at sectionTitle (up to the next
-// "## " heading) for section, or appends it.
-func replaceSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	text := string(old)
-	if text == "" {
-		text = "# Benchmarks\n\n"
-	}
-	if i := strings.Index(text, sectionTitle); i >= 0 {
-		rest := text[i+len(sectionTitle):]
-		end := len(text)
-		if j := strings.Index(rest, "\n## "); j >= 0 {
-			end = i + len(sectionTitle) + j + 1
-		}
-		text = text[:i] + section + text[end:]
-	} else {
-		if !strings.HasSuffix(text, "\n\n") {
-			text = strings.TrimRight(text, "\n") + "\n\n"
-		}
-		text += section
-	}
-	return os.WriteFile(path, []byte(text), 0o644)
 }

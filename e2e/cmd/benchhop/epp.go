@@ -1,0 +1,36 @@
+package main
+
+import (
+	"log"
+	"net"
+	"strconv"
+
+	"github.com/inflow-gateway/inflow/e2e/harness"
+)
+
+// gieEPP starts a kube-apiserver holding an InferencePool whose one pod
+// is the backend, the Inference Extension's EPP for it, and a host whose
+// ext_proc client uses the EPP. The API server's CPU is not counted: it
+// serves the EPP's watches, not requests.
+func (s *stack) gieEPP(name string) setup {
+	kube, err := harness.StartKube()
+	if err != nil {
+		log.Fatalf("%s: %v", name, err)
+	}
+	s.closers = append(s.closers, func() { _ = kube.Stop() })
+	host, port, err := net.SplitHostPort(s.backend.Addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	pool := harness.PoolPods{Namespace: "bench", Name: "llama", Port: p, IPs: []string{host}}
+	if err := harness.CreatePool(s.ctx, kube.Config, pool); err != nil {
+		log.Fatalf("%s: %v", name, err)
+	}
+	epp, err := harness.StartGIEEPP(s.ctx, s.subdir("gie-epp"), kube.KubeConfig(), pool)
+	if err != nil {
+		log.Fatalf("%s: %v", name, err)
+	}
+	s.closers = append(s.closers, epp.Close)
+	return s.host(name, harness.ExtProcHost(epp.Target, harness.FullDuplex), epp.Process)
+}

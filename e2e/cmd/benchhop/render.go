@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+func render(results [][]cell, m matrix, workers int, load string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n", sectionTitle)
+	fmt.Fprintf(&b, "Command: `make bench-hop` (`go run ./e2e/cmd/benchhop -out docs/benchmarks.md`).\n\n")
+	fmt.Fprintf(&b, "The same POST /v1/chat/completions (model `llama`, rewritten to `llama-3-8b`, one pool of one "+
+		"fast fake backend) through envoyhost `--concurrency %d` with %d keep-alive clients; each cell is the "+
+		"median of %d rounds of %v after %v of warm-up, the setups of a size taking turns. The ext_proc client "+
+		"(e2e/testfilters/extproc) runs the EPP's processing mode: request headers SEND, request body "+
+		"FULL_DUPLEX_STREAMED, nothing of the response (the hop measured is the request path's only; GIE's "+
+		"manifests also stream the response body through the picker, which costs more). `added` is over (a); "+
+		"`CPU / request` is the host's CPU plus the picker's (inflow-epp or the EPP) per request, warm-up "+
+		"included; the client and the backend share the machine but are the same in every row. "+
+		"Machine: %s, %s.\n\n", workers, m.clients, m.rounds, m.duration, m.warmup, machine, load)
+	b.WriteString("| setup | body | p50 | p99 | added p50 | added p99 | CPU / request | added CPU | errors |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, row := range results {
+		a := row[0]
+		for i, c := range row {
+			added := func(x, base time.Duration) string {
+				if i == 0 {
+					return "-"
+				}
+				return fmtDur(x - base)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", c.setup, fmtSize(c.size),
+				fmtDur(c.p50), fmtDur(c.p99), added(c.p50, a.p50), added(c.p99, a.p99),
+				fmtDur(c.cpuPerRq), added(c.cpuPerRq, a.cpuPerRq), c.errors)
+		}
+	}
+	b.WriteString("\n" + ratioLine(results) + "\n")
+	return b.String()
+}
+
+// ratioLine compares (b)'s added cost with (c)'s, the same decisions in
+// process and across the ext_proc hop.
+func ratioLine(results [][]cell) string {
+	var parts []string
+	for _, row := range results {
+		if len(row) < 3 {
+			continue
+		}
+		a, in, hop := row[0], row[1], row[2]
+		parts = append(parts, fmt.Sprintf("%s: CPU %s, p50 %s", fmtSize(a.size),
+			ratio(in.cpuPerRq-a.cpuPerRq, hop.cpuPerRq-a.cpuPerRq), ratio(in.p50-a.p50, hop.p50-a.p50)))
+	}
+	return "**In-process added cost / ext_proc hop's added cost ((b)−(a)) / ((c)−(a)), goal ≤ 0.10:** " +
+		strings.Join(parts, "; ") + "."
+}
+
+func ratio(num, den time.Duration) string {
+	if den <= 0 {
+		return "n/a (the hop added nothing measurable)"
+	}
+	return fmt.Sprintf("%.2f", float64(num)/float64(den))
+}
+
+func fmtDur(d time.Duration) string {
+	if d < 0 {
+		return fmt.Sprintf("−%.3f ms", float64(-d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
+}
+
+func fmtSize(n int) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
