@@ -23,10 +23,10 @@ type cell struct {
 }
 
 type matrix struct {
-	setups                   []setup
-	sizes                    []int
-	clients, rounds          int
-	warmup, duration         time.Duration
+	setups           []setup
+	sizes            []int
+	clients, rounds  int
+	warmup, duration time.Duration
 }
 
 // measure runs every setup at every size; the setups of one size take
