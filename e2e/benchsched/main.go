@@ -2,8 +2,9 @@
 // it drives six vLLM simulators with a chat workload of shared system
 // prompts, multi-turn conversations and two LoRA adapters, at a load that
 // saturates round-robin, and compares endpoint-picking policies: random,
-// round-robin, least-in-flight and Inflow's scheduler with its default
-// profile (fed by real /metrics scrapes). It reports TTFT percentiles,
+// round-robin, least-in-flight, Inflow's scheduler with its default
+// profile (fed by real /metrics scrapes) and the Inference Extension's own
+// Endpoint Picker (gieepp.go). It reports TTFT percentiles,
 // throughput and the simulators' prefix-cache hit rate in one table.
 //
 // By default (-via host) every policy runs through the ABI host with a
@@ -97,6 +98,7 @@ func main() {
 	flag.StringVar(&o.via, "via", "host", "host: through the ABI host and the real .so; direct: scheduler package in process")
 	baselines := flag.Bool("baselines", true, "also run random, round-robin and least-in-flight")
 	only := flag.String("scenario", "", "run only this table: policies, "+scenarioNames()+" (default: all)")
+	withEPP := flag.Bool("epp", true, "also run the Inference Extension's EPP (through the host's ext_proc client; needs make gie-epp kube-assets)")
 	var profiles profileFlags
 	flag.Var(&profiles, "profile", `extra Inflow variant: a pool scheduler JSON object, e.g. '{"weights":{"in_flight":3}}' (repeatable)`)
 	flag.Parse()
@@ -122,6 +124,9 @@ func main() {
 	}
 	if !*baselines {
 		policies = policies[3:]
+	}
+	if *withEPP && o.via == "host" {
+		policies = append(policies, func(_ []*pool.Endpoint, addrs []string) (policy, error) { return newGIEEPP(ctx, addrs) })
 	}
 	for _, p := range profiles {
 		policies = append(policies, func(_ []*pool.Endpoint, addrs []string) (policy, error) {
@@ -186,7 +191,7 @@ func scenarioNames() string {
 // run starts a fresh cluster (cold caches), sends the workload through one
 // policy and collects the results.
 func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (policy, error)) (result, error) {
-	cluster, err := sim.StartCluster(ctx, o.servers, simOptions())
+	cluster, err := startSims(ctx, o.servers, simOptions())
 	if err != nil {
 		return result{}, err
 	}
@@ -204,7 +209,12 @@ func run(ctx context.Context, o options, mk func([]*pool.Endpoint, []string) (po
 	defer p.close()
 	_, isInflow := p.(*inflow)
 	var via *route
-	if o.via == "host" {
+	if epp, isEPP := p.(*gieEPP); isEPP {
+		if via, err = epp.route(ctx); err != nil {
+			return result{}, err
+		}
+		defer via.close()
+	} else if o.via == "host" {
 		if via, err = startHost(ctx, addrs, isInflow); err != nil {
 			return result{}, err
 		}
@@ -312,8 +322,7 @@ func send(client *http.Client, p policy, via *route, w *workload) (_ time.Durati
 		kind = c.model + " first turn"
 	}
 	url, steer := "", ""
-	_, isInflow := p.(*inflow)
-	if via == nil || !isInflow {
+	if via == nil || !picksInHost(p) {
 		ep, err := p.pick(c.model, messages)
 		if err != nil {
 			return 0, kind, err
@@ -407,7 +416,7 @@ func render(o options, rs []result) string {
 }
 
 var viaText = map[string]string{
-	"host":   "every policy through the ABI host (Inflow: inflow.so picking in process; baselines: client-side pick steering the host through a pass-through filter)",
+	"host": "every policy through the ABI host (Inflow: inflow.so picking in process; the GIE EPP: the host's ext_proc client asking the real EPP, which reads the simulators as an InferencePool's pods on a kube-apiserver and scrapes them every 50 ms; baselines: client-side pick steering the host through a pass-through filter); each simulator on its own loopback address, as pods have their own IPs",
 	"direct": "picks made by calling the scheduler package in process, requests sent straight to the simulators",
 }
 
