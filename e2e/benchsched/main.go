@@ -416,7 +416,7 @@ func render(o options, rs []result) string {
 }
 
 var viaText = map[string]string{
-	"host": "every policy through the ABI host (Inflow: inflow.so picking in process; the GIE EPP: the host's ext_proc client asking the real EPP, which reads the simulators as an InferencePool's pods on a kube-apiserver and scrapes them every 50 ms; baselines: client-side pick steering the host through a pass-through filter); each simulator on its own loopback address, as pods have their own IPs",
+	"host":   "every policy through the ABI host (Inflow: inflow.so picking in process; the GIE EPP: the host's ext_proc client asking the real EPP, which reads the simulators as an InferencePool's pods on a kube-apiserver and scrapes them every 50 ms; baselines: client-side pick steering the host through a pass-through filter); each simulator on its own loopback address, as pods have their own IPs",
 	"direct": "picks made by calling the scheduler package in process, requests sent straight to the simulators",
 }
 
