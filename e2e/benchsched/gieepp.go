@@ -170,3 +170,35 @@ func eppVersion() string {
 	}
 	return parts[len(parts)-2]
 }
+
+// loadAtStart is the 1-minute load average when the benchmark started:
+// the machine is shared, and the numbers only mean something beside it.
+var loadAtStart = loadavg()
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+// eppComparison is the line the EPP policy is there for: Inflow's TTFT
+// p90 over the EPP's (goal: at most 0.8), and the machine's load.
+func eppComparison(rs []result) string {
+	var in, epp *result
+	for i := range rs {
+		switch {
+		case strings.HasPrefix(rs[i].policy, "inflow (default"):
+			in = &rs[i]
+		case strings.HasPrefix(rs[i].policy, "GIE EPP"):
+			epp = &rs[i]
+		}
+	}
+	line := fmt.Sprintf("\nLoad average %s at the start, %s at the end.\n", loadAtStart, loadavg())
+	if in != nil && epp != nil && pct(epp.ttft, 0.9) > 0 {
+		line += fmt.Sprintf("\n**Inflow's TTFT p90 / the GIE EPP's: %.2f** (goal ≤ 0.80).\n",
+			float64(pct(in.ttft, 0.9))/float64(pct(epp.ttft, 0.9)))
+	}
+	return line
+}

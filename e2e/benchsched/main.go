@@ -412,6 +412,7 @@ func render(o options, rs []result) string {
 			fmt.Fprintf(&b, "\n%s failed open %d times (no fresh metrics).\n", r.policy, r.failOpens)
 		}
 	}
+	b.WriteString(eppComparison(rs))
 	return b.String()
 }
 
