@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // ExtProcPlugin is the plugin name of the host's ext_proc client
@@ -32,8 +34,8 @@ const (
 
 // ExtProcConfig is the ExternalProcessor (proto3 JSON) an endpoint picker
 // is used with: request headers and the request body in mode, nothing of
-// the response (the picker's job is done before it), the envoy.lb
-// metadata accepted. target is a gRPC target (unix:///path, ip:port).
+// the response (the picker's job is done before it), the envoy.lb and
+// io.inflow metadata accepted (Envoy drops any other). target is a gRPC target (unix:///path, ip:port).
 func ExtProcConfig(target, mode string) map[string]any {
 	trailers := "SKIP"
 	if mode == FullDuplex {
@@ -47,7 +49,7 @@ func ExtProcConfig(target, mode string) map[string]any {
 			"request_trailer_mode": trailers, "response_trailer_mode": "SKIP",
 		},
 		"message_timeout":  "10s",
-		"metadata_options": map[string]any{"receiving_namespaces": map[string]any{"untyped": []string{"envoy.lb"}}},
+		"metadata_options": map[string]any{"receiving_namespaces": map[string]any{"untyped": []string{protocol.MetadataNamespaceLB, protocol.MetadataNamespaceInflow}}},
 	}
 }
 
