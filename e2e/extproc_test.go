@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -287,4 +288,34 @@ func do(t *testing.T, req *http.Request) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// TestInflowEPPReloadsItsConfig: an edit of the config file reaches new
+// requests; an invalid edit is refused and the last good config serves on.
+func TestInflowEPPReloadsItsConfig(t *testing.T) {
+	t.Parallel()
+	a := startBackend(t, "a")
+	cfg := func(model string) map[string]any {
+		return map[string]any{"models": []map[string]any{{"name": model, "pool": "p"}},
+			"pools": []map[string]any{{"name": "p", "endpoints": []string{a.Addr}}}}
+	}
+	e := startInflowEPP(t, cfg("llama"))
+	h := eppHost(t, e, harness.FullDuplex, nil)
+	write := func(v any) {
+		data, _ := json.Marshal(v)
+		if err := os.WriteFile(e.Config, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cfg("mistral"))
+	poll.Eventually(t, "the new model served", func() bool {
+		status, body := rawGet(t, h.URL("/v1/models"))
+		return status == http.StatusOK && strings.Contains(body, `"mistral"`)
+	})
+	write(map[string]any{"models": "not a list"})
+	poll.Eventually(t, "the invalid edit reported", func() bool { return strings.Contains(e.Stderr(), "config rejected") })
+	c := client(h)
+	if _, err := c.Chat.Completions.New(testContext(t), chatParams("mistral", "hi")); err != nil {
+		t.Fatalf("after an invalid edit the last good config must serve: %v", err)
+	}
 }
