@@ -35,6 +35,15 @@ func render(results [][]cell, m matrix, workers int, load string) string {
 				fmtDur(c.cpuPerRq), added(c.cpuPerRq, a.cpuPerRq), c.errors)
 		}
 	}
+	b.WriteString("\nHow to read it: at 32 clients on 2 cores every setup saturates the CPU, so latency is mostly " +
+		"queueing and grows with the CPU a request costs; CPU per request is the steadier number. (b) − (a) " +
+		"is what Inflow costs in process: buffering the body (which the pass-through does not), copying it " +
+		"across the ABI, one parse, the rewrite and the pick. (c) − (a) is the same decision across the hop: " +
+		"the same buffering, plus every body byte marshalled, sent over the socket and back, in gRPC frames, " +
+		"through the test host's Go ext_proc client, whose own cost is probably above Envoy's C++ client's " +
+		"(e2e/testfilters/extproc/README.md), and inflow-epp's. (d) against (c) is the EPP against inflow-epp " +
+		"behind the same client (and TCP against a Unix socket: the EPP serves no Unix socket); the EPP's " +
+		"kube-apiserver is not counted.\n")
 	b.WriteString("\n" + ratioLine(results) + "\n")
 	return b.String()
 }
