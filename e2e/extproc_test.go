@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -318,4 +319,36 @@ func TestInflowEPPReloadsItsConfig(t *testing.T) {
 	if _, err := c.Chat.Completions.New(testContext(t), chatParams("mistral", "hi")); err != nil {
 		t.Fatalf("after an invalid edit the last good config must serve: %v", err)
 	}
+}
+
+// TestInflowEPPFollowsTheControlPlane: with --xds, inflow-epp takes the
+// filter config the control plane serves its Envoys (the ECDS resource)
+// and follows its edits, so the Kubernetes source configures it too.
+func TestInflowEPPFollowsTheControlPlane(t *testing.T) {
+	t.Parallel()
+	b1, b2 := startBackend(t, "x1"), startBackend(t, "x2")
+	path := filepath.Join(t.TempDir(), "inflow.yaml")
+	if err := os.WriteFile(path, []byte(controlPlaneYAML(b1.Addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := harness.StartInflowEPPFollowing(testContext(t), t.TempDir(), startControlPlane(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	h := eppHost(t, e, harness.FullDuplex, nil)
+	c := client(h)
+	if _, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b1.Requests()); n != 1 || b1.Requests()[0].Model != "llama-3-8b" {
+		t.Fatalf("the control plane's pool endpoint got %d requests", n)
+	}
+	if err := os.WriteFile(path, []byte(controlPlaneYAML(b2.Addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, "requests routed to the edited endpoint", func() bool {
+		_, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi"))
+		return err == nil && len(b2.Requests()) > 0
+	})
 }

@@ -17,9 +17,10 @@ import (
 	"github.com/inflow-gateway/inflow/filter/router"
 )
 
-// loader applies the config file to the server, keeping the last good
-// config when an edit is invalid, as Envoy keeps a listener whose new
-// filter config it rejected.
+// loader applies the config file (or, with ecds, the control plane's
+// filter config) to the server, keeping the last good config when an edit
+// is invalid, as Envoy keeps a listener whose new filter config it
+// rejected.
 type loader struct {
 	path   string
 	server *extproc.Server
@@ -30,9 +31,6 @@ type loader struct {
 }
 
 func (l *loader) load() error {
-	if l.pools == nil {
-		l.pools = pool.NewManager()
-	}
 	data, err := os.ReadFile(l.path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -46,16 +44,27 @@ func (l *loader) load() error {
 	if err != nil {
 		return fmt.Errorf("config %s: %w", l.path, err)
 	}
+	if err := l.apply(cfg); err != nil {
+		return fmt.Errorf("config %s: %w", l.path, err)
+	}
+	l.log.Info("config applied", "path", l.path, "models", len(cfg.Models), "pools", len(cfg.Pools))
+	return nil
+}
+
+// apply compiles cfg, whichever source it came from, and serves it.
+func (l *loader) apply(cfg *config.Config) error {
+	if l.pools == nil {
+		l.pools = pool.NewManager()
+	}
 	if ignored := cfg.Ignored(); len(ignored) > 0 {
 		l.log.Warn("the config is of a newer schema version; ignoring fields this version does not know",
 			"version", cfg.Version, "reads_up_to", config.SchemaVersion, "fields", strings.Join(ignored, ", "))
 	}
 	r, err := router.New(cfg, l.pools)
 	if err != nil {
-		return fmt.Errorf("config %s: %w", l.path, err)
+		return err
 	}
 	l.server.Use(r)
-	l.log.Info("config applied", "path", l.path, "models", len(cfg.Models), "pools", len(cfg.Pools))
 	return nil
 }
 

@@ -2,10 +2,12 @@
 // server making the filter's decisions (model, rewrite, endpoint) for a
 // stock Envoy or for Envoy Gateway, where an InferencePool's
 // endpointPickerRef points at it. Its config is the filter config
-// (filter/config), read from a file and re-read when the file changes.
+// (filter/config): from a file, re-read when the file changes, or from
+// Inflow's control plane over ADS (the ECDS resource its Envoys get).
 //
 //	inflow-epp --config inflow.json --listen unix:///run/inflow/epp.sock
 //	inflow-epp --config inflow.yaml --listen :9002 --admin :9090
+//	inflow-epp --xds inflow-controlplane:18000 --listen :9002
 package main
 
 import (
@@ -28,11 +30,14 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/filter/extproc"
 )
 
 type options struct {
 	config   string
+	xds      string
+	nodeID   string
 	listen   string
 	admin    string
 	logLevel slog.Level
@@ -42,15 +47,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("inflow-epp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.config, "config", "", "filter config file, JSON or YAML (required); watched for changes")
+	fs.StringVar(&o.config, "config", "", "filter config file, JSON or YAML; watched for changes (this or --xds)")
+	fs.StringVar(&o.xds, "xds", "", "host:port of Inflow's control plane: follow its filter config over ADS (ECDS, plain text)")
+	fs.StringVar(&o.nodeID, "node-id", "inflow-epp", "xDS node id sent with --xds")
 	fs.StringVar(&o.listen, "listen", ":9002", "ext_proc gRPC address: host:port, or unix:///path for a Unix socket")
 	fs.StringVar(&o.admin, "admin", ":9090", "HTTP address for /metrics, /healthz and /ready (empty: none)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.config == "" {
-		return o, errors.New("--config is required")
+	if (o.config == "") == (o.xds == "") {
+		return o, errors.New("exactly one of --config and --xds is required")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -99,22 +106,38 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return errors.Join(fmt.Errorf("admin listen: %w", err), lis.Close())
 		}
 	}
-	return serve(ctx, o.config, lis, adminLis, log)
+	return serve(ctx, o, lis, adminLis, log)
 }
 
 // serve loads the config, then serves ext_proc (and the admin endpoints)
 // until ctx ends. The first load must succeed: an endpoint picker without
 // a config could only fail every request.
-func serve(ctx context.Context, config string, lis, adminLis net.Listener, log *slog.Logger) error {
+func serve(ctx context.Context, o options, lis, adminLis net.Listener, log *slog.Logger) error {
 	srv := extproc.NewServer(&extproc.Stats{}, log)
 	defer srv.Close()
-	loader := &loader{path: config, server: srv, log: log}
-	if err := loader.load(); err != nil {
-		err = errors.Join(err, lis.Close())
-		if adminLis != nil {
-			err = errors.Join(err, adminLis.Close())
+	loader := &loader{path: o.config, server: srv, log: log}
+	follow := loader.watch
+	if o.xds != "" {
+		// Wait for the control plane's first config, as an Envoy warms a
+		// listener until its ECDS config arrives.
+		e := &ecds{addr: o.xds, node: o.nodeID, resource: translator.FilterExtensionName, loader: loader, ready: make(chan struct{})}
+		followCtx, stopFollow := context.WithCancel(ctx)
+		defer stopFollow()
+		done := make(chan error, 1)
+		go func() { done <- e.run(followCtx) }()
+		log.Info("waiting for the filter config", "xds", o.xds, "resource", e.resource)
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), lis.Close(), closeListener(adminLis))
 		}
-		return err
+		follow = func(ctx context.Context) error {
+			<-ctx.Done()
+			stopFollow()
+			return <-done
+		}
+	} else if err := loader.load(); err != nil {
+		return errors.Join(err, lis.Close(), closeListener(adminLis))
 	}
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(extproc.MaxRecvMessageBytes))
 	extprocv3.RegisterExternalProcessorServer(g, srv)
@@ -122,14 +145,14 @@ func serve(ctx context.Context, config string, lis, adminLis net.Listener, log *
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
-	log.Info("serving", "ext_proc", lis.Addr().String(), "config", config)
+	log.Info("serving", "ext_proc", lis.Addr().String())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 3)
 	n := 2
 	go func() { errc <- g.Serve(lis) }()
-	go func() { errc <- loader.watch(ctx) }()
+	go func() { errc <- follow(ctx) }()
 	if adminLis != nil {
 		n++
 		log.Info("admin", "address", adminLis.Addr().String())
@@ -148,6 +171,13 @@ func serve(ctx context.Context, config string, lis, adminLis net.Listener, log *
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func closeListener(l net.Listener) error {
+	if l == nil {
+		return nil
+	}
+	return l.Close()
 }
 
 // adminShutdown bounds how long a scrape in flight may delay exit.

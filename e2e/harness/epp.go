@@ -152,7 +152,7 @@ type InflowEPP struct {
 	*Process
 	Target string // gRPC target of its ext_proc service
 	Admin  string // ip:port of /metrics
-	Config string // the config file it watches
+	Config string // the config file it watches ("" when it follows a control plane)
 }
 
 // StartInflowEPP runs build/out/inflow-epp with cfg (the filter config)
@@ -166,11 +166,26 @@ func StartInflowEPP(ctx context.Context, dir string, cfg any) (*InflowEPP, error
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return nil, err
 	}
+	e, err := startInflowEPP(ctx, dir, "--config", path)
+	if e != nil {
+		e.Config = path
+	}
+	return e, err
+}
+
+// StartInflowEPPFollowing runs inflow-epp taking its filter config from
+// the control plane at xds (ip:port) over ADS.
+func StartInflowEPPFollowing(ctx context.Context, dir, xds string) (*InflowEPP, error) {
+	return startInflowEPP(ctx, dir, "--xds", xds)
+}
+
+func startInflowEPP(ctx context.Context, dir string, source ...string) (*InflowEPP, error) {
 	sock := filepath.Join(dir, "epp.sock")
-	e := &InflowEPP{Target: "unix://" + sock, Config: path}
+	e := &InflowEPP{Target: "unix://" + sock}
 	// Port 0: the admin line of the log says which port it got.
-	cmd := exec.Command(Out("inflow-epp"), "--config", path, "--listen", e.Target, "--admin", "127.0.0.1:0")
-	e.Process, err = start(ctx, cmd, "inflow-epp", func(line string) bool {
+	args := append(source, "--listen", e.Target, "--admin", "127.0.0.1:0")
+	var err error
+	e.Process, err = start(ctx, exec.Command(Out("inflow-epp"), args...), "inflow-epp", func(line string) bool {
 		if strings.Contains(line, "msg=admin") {
 			e.Admin, _ = field(line, "address=")
 		}
