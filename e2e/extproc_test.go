@@ -115,7 +115,16 @@ func TestInflowEPPRoutesAndRewrites(t *testing.T) {
 			}
 		})
 	}
-	if v := eppMetric(t, e, protocol.StatModelRewrites); v != float64(len(eppModes)) {
+	// A stream: the picker reads no response, so unlike the filter it must
+	// not ask the server for a usage chunk it could not remove.
+	h := eppHost(t, e, harness.FullDuplex, nil)
+	na, nb := len(a.Requests()), len(b.Requests())
+	status, _ := rawPost(t, h.URL("/v1/chat/completions"), []byte(`{"model":"llama","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	got := append(a.Requests()[na:], b.Requests()[nb:]...)
+	if status != http.StatusOK || len(got) != 1 || strings.Contains(string(got[0].Body), "include_usage") {
+		t.Errorf("stream: status %d, upstream requests %+v", status, got)
+	}
+	if v := eppMetric(t, e, protocol.StatModelRewrites); v != float64(len(eppModes)+1) {
 		t.Errorf("%s = %v", protocol.StatModelRewrites, v)
 	}
 	if v := eppMetric(t, e, protocol.StatInFlight); v != 0 {

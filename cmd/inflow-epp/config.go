@@ -60,6 +60,11 @@ func (l *loader) apply(cfg *config.Config) error {
 		l.log.Warn("the config is of a newer schema version; ignoring fields this version does not know",
 			"version", cfg.Version, "reads_up_to", config.SchemaVersion, "fields", strings.Join(ignored, ", "))
 	}
+	// The ext_proc adapter reads no response, so it could not remove a
+	// usage chunk the client did not ask for: it never asks for one. The
+	// response path (usage, token costs, GenAI metrics) is the filter's.
+	noUsage := false
+	cfg.Usage.RequestUsage = &noUsage
 	r, err := router.New(cfg, l.pools)
 	if err != nil {
 		return err
