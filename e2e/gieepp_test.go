@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inflow-gateway/inflow/controlplane/kube/kubetest"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
 )
@@ -31,13 +32,8 @@ func startGIEEPP(t *testing.T, n int) (*harness.GIEEPP, *sim.Cluster) {
 	t.Helper()
 	_, err := harness.GIEEPPBinary()
 	requireOrSkip(t, err, harness.RequireEPPEnv)
-	_, err = harness.KubeAssets()
-	requireOrSkip(t, err, harness.RequireKubeEnv)
-	kube, err := harness.StartKube()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kube.Stop() })
+	kube := kubetest.Start(t) // skips without the assets, unless make test
+
 	ips := harness.LoopbackIPs(n)
 	port, err := harness.FreeCommonPort(ips)
 	if err != nil {

@@ -28,7 +28,7 @@ $(GIE_EPP):
 
 .PHONY: build-epp gie-epp
 
-bench-hop: build-filter build-host build-testfilters build-epp gie-epp ## the ext_proc hop's cost: host + passthrough.so / inflow.so / ext_proc -> inflow-epp / ext_proc -> GIE EPP; updates docs/benchmarks.md
+bench-hop: build-filter build-host build-testfilters build-epp gie-epp kube-assets ## the ext_proc hop's cost: host + passthrough.so / inflow.so / ext_proc -> inflow-epp / ext_proc -> GIE EPP; updates docs/benchmarks.md
 	$(GO) run ./e2e/cmd/benchhop -out docs/benchmarks.md $(BENCH_HOP_FLAGS)
 
 .PHONY: bench-hop

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inflow-gateway/inflow/controlplane/kube/kubetest"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
 	"github.com/inflow-gateway/inflow/filter/pool"
@@ -42,7 +43,7 @@ func startSims(ctx context.Context, n int, opts sim.Options) (*sim.Cluster, erro
 // scraping them itself; requests reach it through the host's ext_proc
 // client, in its mode (full-duplex streamed bodies).
 type gieEPP struct {
-	kube *harness.Kube
+	kube *kubetest.Cluster
 	epp  *harness.GIEEPP
 	dir  string
 	n    int
@@ -63,7 +64,17 @@ func newGIEEPP(ctx context.Context, addrs []string) (*gieEPP, error) {
 		pods.IPs = append(pods.IPs, host)
 		pods.Port, _ = strconv.Atoi(port)
 	}
-	if p.kube, err = harness.StartKube(); err != nil {
+	root, err := harness.Root()
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	assets, err := kubetest.FindAssets(root)
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	if p.kube, err = kubetest.StartCluster(root, assets); err != nil {
 		p.close()
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/inflow-gateway/inflow/controlplane/kube/kubetest"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 )
 
@@ -13,7 +14,7 @@ import (
 // ext_proc client uses the EPP. The API server's CPU is not counted: it
 // serves the EPP's watches, not requests.
 func (s *stack) gieEPP(name string) setup {
-	kube, err := harness.StartKube()
+	kube, err := startKube()
 	if err != nil {
 		log.Fatalf("%s: %v", name, err)
 	}
@@ -33,4 +34,17 @@ func (s *stack) gieEPP(name string) setup {
 	}
 	s.closers = append(s.closers, epp.Close)
 	return s.host(name, harness.ExtProcHost(epp.Target, harness.FullDuplex), epp.Process)
+}
+
+// startKube starts the kube-apiserver and etcd of make kube-assets.
+func startKube() (*kubetest.Cluster, error) {
+	root, err := harness.Root()
+	if err != nil {
+		return nil, err
+	}
+	assets, err := kubetest.FindAssets(root)
+	if err != nil {
+		return nil, err
+	}
+	return kubetest.StartCluster(root, assets)
 }
