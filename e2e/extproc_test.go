@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3/option"
 
@@ -232,7 +236,7 @@ func TestInflowEPPLargeBodies(t *testing.T) {
 				t.Fatalf("upstream body: %d bytes, want the %d-byte rewrite", len(r.Body), len(want))
 			}
 			over, _ := json.Marshal(map[string]any{"model": "llama", "messages": []map[string]string{{"role": "user", "content": prompt + prompt}}})
-			status, reply = rawPost(t, h.URL("/v1/chat/completions"), over)
+			status, reply = postReadingEarly(t, h.Addr, "/v1/chat/completions", over)
 			if status != http.StatusRequestEntityTooLarge || !strings.Contains(reply, `"request_too_large"`) {
 				t.Errorf("over the limit: %d %.300s", status, reply)
 			}
@@ -360,4 +364,28 @@ func TestInflowEPPFollowsTheControlPlane(t *testing.T) {
 		_, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi"))
 		return err == nil && len(b2.Requests()) > 0
 	})
+}
+
+// postReadingEarly sends a POST on a raw connection and reads the answer
+// while the body is still being written: a proxy may answer (413) and close
+// before the upload ends, which a plain client reports as a write error.
+func postReadingEarly(t *testing.T, addr, path string, body []byte) (int, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(testTimeout))
+	go func() {
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, addr, len(body))
+		_, _ = conn.Write(body) // fails once the proxy closes: expected
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
