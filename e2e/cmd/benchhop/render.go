@@ -38,7 +38,8 @@ func render(results [][]cell, m matrix, workers int, load string) string {
 	b.WriteString("\nHow to read it: at 32 clients on 2 cores every setup saturates the CPU, so latency is mostly " +
 		"queueing and grows with the CPU a request costs; CPU per request is the steadier number. (b) − (a) " +
 		"is what Inflow costs in process: buffering the body (which the pass-through does not), copying it " +
-		"across the ABI, one parse, the rewrite and the pick. (c) − (a) is the same decision across the hop: " +
+		"across the ABI, one parse, the rewrite and the pick, and also the filter's response path (usage " +
+		"accounting of the answer, GenAI metrics), which (c) and (d) do not run. (c) − (a) is the same decision across the hop: " +
 		"the same buffering, plus every body byte marshalled, sent over the socket and back, in gRPC frames, " +
 		"through the test host's Go ext_proc client, whose own cost is probably above Envoy's C++ client's " +
 		"(e2e/testfilters/extproc/README.md), and inflow-epp's. (d) against (c) is the EPP against inflow-epp " +
