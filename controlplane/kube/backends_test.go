@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/inflow-gateway/inflow/controlplane/kube"
+	"github.com/inflow-gateway/inflow/controlplane/kube/kubetest"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
 	"github.com/inflow-gateway/inflow/filter/config"
@@ -32,42 +33,42 @@ import (
 func testBackends(t *testing.T, f *fixture) {
 	const key, rotated = "sk-test-never-in-xds-0001", "sk-test-never-in-xds-0002"
 	dir := t.TempDir()
-	f.create(egBackends, "Backend", "openai", map[string]any{
+	f.Create(kubetest.EGBackendsGVR, "Backend", "openai", map[string]any{
 		"endpoints": []any{map[string]any{"fqdn": map[string]any{"hostname": "api.openai.com", "port": int64(443)}}},
 	})
-	f.create(servicesGVR, "AIServiceBackend", "openai", map[string]any{
+	f.Create(kubetest.ServicesGVR, "AIServiceBackend", "openai", map[string]any{
 		"schema":     map[string]any{"name": "OpenAI"},
 		"backendRef": map[string]any{"name": "openai", "kind": "Backend", "group": "gateway.envoyproxy.io"},
 	})
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "openai-key", Namespace: f.ns}, Data: map[string][]byte{"apiKey": []byte(key)}}
-	if _, err := f.kube.CoreV1().Secrets(f.ns).Create(f.ctx, secret, metav1.CreateOptions{}); err != nil {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "openai-key", Namespace: f.Name}, Data: map[string][]byte{"apiKey": []byte(key)}}
+	if _, err := f.Kube.CoreV1().Secrets(f.Name).Create(f.Ctx, secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.create(policiesGVR, "BackendSecurityPolicy", "openai-key", map[string]any{
+	f.Create(kubetest.PoliciesGVR, "BackendSecurityPolicy", "openai-key", map[string]any{
 		"type":       "APIKey",
 		"targetRefs": []any{map[string]any{"group": "aigateway.envoyproxy.io", "kind": "AIServiceBackend", "name": "openai"}},
 		"apiKey":     map[string]any{"secretRef": map[string]any{"name": "openai-key"}},
 	})
 	mini, mini2 := map[string]any{"name": "openai", "modelNameOverride": "gpt-4o-mini-2024-07-18", "weight": int64(3)},
 		map[string]any{"name": "openai", "weight": int64(1)}
-	f.route(routesGVR, "openai", modelRule("gpt-4o-mini", mini, mini2))
+	f.Route(kubetest.RoutesGVR, "openai", kubetest.ModelRule("gpt-4o-mini", mini, mini2))
 
 	cp := f.controlPlane("  credentials_dir: "+dir+"\n", nil)
-	backend := kube.BackendName(nsName(f.ns, "openai"))
+	backend := kube.BackendName(nsName(f.Name, "openai"))
 	got := cp.await("the external backend", func(c *config.Config) bool { return modelOf(c, "gpt-4o-mini") != nil })
 	m := modelOf(got, "gpt-4o-mini")
 	if m.Backend != backend || len(m.Rewrite) != 2 || m.Rewrite[0].Model != "gpt-4o-mini-2024-07-18" ||
 		*m.Rewrite[0].Weight != 3 || m.Rewrite[1].Model != "gpt-4o-mini" || *m.Rewrite[1].Weight != 1 {
 		t.Fatalf("weighted modelNameOverrides: %+v", m)
 	}
-	file := kube.CredentialFile(dir, nsName(f.ns, "openai-key"))
+	file := kube.CredentialFile(dir, nsName(f.Name, "openai-key"))
 	checkInjector(t, cp.envoy.State.Clusters[translator.BackendClusterName(backend)], file)
 	noKeyIn(t, &cp.envoy.State, key)
 
 	// The sidecar, as the Envoy pod runs it.
-	ctx, stop := context.WithCancel(f.ctx)
+	ctx, stop := context.WithCancel(f.Ctx)
 	done := make(chan error, 1)
-	sync := &kube.CredentialSync{Rest: f.rest, Namespaces: []string{f.ns}, Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	sync := &kube.CredentialSync{Rest: f.Rest, Namespaces: []string{f.Name}, Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	go func() { done <- sync.Run(ctx) }()
 	t.Cleanup(func() {
 		stop()
@@ -77,7 +78,7 @@ func testBackends(t *testing.T, f *fixture) {
 	})
 	waitFor(t, "the key file", func() bool { return sdsKey(file) == key })
 	secret.Data["apiKey"] = []byte(rotated + "\n")
-	if _, err := f.kube.CoreV1().Secrets(f.ns).Update(f.ctx, secret, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.Kube.CoreV1().Secrets(f.Name).Update(f.Ctx, secret, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the rotated key file", func() bool { return sdsKey(file) == rotated })

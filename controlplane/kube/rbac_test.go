@@ -32,40 +32,40 @@ func testShippedRBAC(t *testing.T, c *kubetest.Cluster, f *fixture) {
 		bindShipped(t, c, f, filepath.Join(root, "build/k8s/envoy/rbac.yaml"), "sidecar")
 
 	app := map[string]string{"app": "gemma2"}
-	f.pod("a", "127.0.0.51", app, true, nil)
-	f.pool("gemma2", app, 8000)
-	f.route(routesGVR, "broken", modelRule("missing", poolRef("nope")))
-	f.route(routesGVR, "good", modelRule("gemma-2-9b", poolRef("gemma2")))
+	f.Pod("a", "127.0.0.51", app, true, nil)
+	f.Pool("gemma2", app, 8000)
+	f.Route(kubetest.RoutesGVR, "broken", kubetest.ModelRule("missing", kubetest.PoolRef("nope")))
+	f.Route(kubetest.RoutesGVR, "good", kubetest.ModelRule("gemma-2-9b", kubetest.PoolRef("gemma2")))
 	const key = "sk-rbac-test-key"
 	for _, name := range []string{"openai-api-key", "unrelated"} {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns}, Data: map[string][]byte{"apiKey": []byte(key)}}
-		if _, err := f.kube.CoreV1().Secrets(f.ns).Create(f.ctx, s, metav1.CreateOptions{}); err != nil {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.Name}, Data: map[string][]byte{"apiKey": []byte(key)}}
+		if _, err := f.Kube.CoreV1().Secrets(f.Name).Create(f.Ctx, s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f.create(policiesGVR, "BackendSecurityPolicy", "openai", map[string]any{
+	f.Create(kubetest.PoliciesGVR, "BackendSecurityPolicy", "openai", map[string]any{
 		"type": "APIKey", "apiKey": map[string]any{"secretRef": map[string]any{"name": "openai-api-key"}},
 	})
 
 	// The control plane as the shipped Role allows, electing a leader.
-	admin := f.rest
-	f.rest = cpUser
-	election := &kube.Election{Namespace: f.ns, Name: "inflow-controlplane-leader", Identity: "cp-0"}
+	admin := f.Rest
+	f.Rest = cpUser
+	election := &kube.Election{Namespace: f.Name, Name: "inflow-controlplane-leader", Identity: "cp-0"}
 	cp := f.controlPlane("", election)
-	f.rest = admin
+	f.Rest = admin
 	cp.await("served under the shipped Role", func(cfg *config.Config) bool { return modelOf(cfg, "gemma-2-9b") != nil })
 	waitFor(t, "the lease", election.Leading)
-	waitStatus(t, f, "broken", func(conds []metav1.Condition) bool { return find(conds, "ResolvedRefs") != nil })
+	waitStatus(t, f, "broken", func(conds []metav1.Condition) bool { return kubetest.FindCondition(conds, "ResolvedRefs") != nil })
 	waitFor(t, "a Warning Event", func() bool {
-		evs, err := f.kube.CoreV1().Events(f.ns).List(f.ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=broken"})
+		evs, err := f.Kube.CoreV1().Events(f.Name).List(f.Ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=broken"})
 		return err == nil && len(evs.Items) > 0
 	})
 
 	// The sidecar as the shipped Role allows.
 	dir := t.TempDir()
-	ctx, stop := context.WithCancel(f.ctx)
+	ctx, stop := context.WithCancel(f.Ctx)
 	done := make(chan error, 1)
-	sync := &kube.CredentialSync{Rest: sidecarUser, Namespaces: []string{f.ns}, Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	sync := &kube.CredentialSync{Rest: sidecarUser, Namespaces: []string{f.Name}, Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	go func() { done <- sync.Run(ctx) }()
 	t.Cleanup(func() {
 		stop()
@@ -73,13 +73,13 @@ func testShippedRBAC(t *testing.T, c *kubetest.Cluster, f *fixture) {
 			t.Error(err)
 		}
 	})
-	file := kube.CredentialFile(dir, nsName(f.ns, "openai-api-key"))
+	file := kube.CredentialFile(dir, nsName(f.Name, "openai-api-key"))
 	waitFor(t, "the key file under the shipped Role", func() bool { return sdsKey(file) == key })
 	kc := kubernetes.NewForConfigOrDie(sidecarUser)
-	if _, err := kc.CoreV1().Secrets(f.ns).Get(f.ctx, "unrelated", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+	if _, err := kc.CoreV1().Secrets(f.Name).Get(f.Ctx, "unrelated", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the sidecar read a Secret its Role does not name: %v", err)
 	}
-	if _, err := kubernetes.NewForConfigOrDie(cpUser).CoreV1().Secrets(f.ns).Get(f.ctx, "openai-api-key", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+	if _, err := kubernetes.NewForConfigOrDie(cpUser).CoreV1().Secrets(f.Name).Get(f.Ctx, "openai-api-key", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the control plane read a Secret: %v", err)
 	}
 }
@@ -97,16 +97,16 @@ func bindShipped(t *testing.T, c *kubetest.Cluster, f *fixture, path, user strin
 	if err := yaml.UnmarshalStrict(docs[0], &role); err != nil || role.Kind != "Role" {
 		t.Fatalf("%s: first document is not a Role: %v", path, err)
 	}
-	role.Namespace = f.ns
-	if _, err := f.kube.RbacV1().Roles(f.ns).Create(f.ctx, &role, metav1.CreateOptions{}); err != nil {
+	role.Namespace = f.Name
+	if _, err := f.Kube.RbacV1().Roles(f.Name).Create(f.Ctx, &role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + user, Namespace: f.ns},
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + user, Namespace: f.Name},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
 	}
-	if _, err := f.kube.RbacV1().RoleBindings(f.ns).Create(f.ctx, binding, metav1.CreateOptions{}); err != nil {
+	if _, err := f.Kube.RbacV1().RoleBindings(f.Name).Create(f.Ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := c.User(user)
