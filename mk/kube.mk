@@ -47,8 +47,13 @@ crds: ## copy the InferencePool and InferenceObjective CRDs from the go.mod-pinn
 	for f in $(GIE_CRDS); do install -m 0644 "$$dir/config/crd/bases/$$f" build/k8s/crds/$$f; done
 	@echo "build/k8s/crds: $(GIE_CRDS) from $$($(GO) list -m $(GIE_MODULE))"
 
-e2e-kube: kube-assets ## the Kubernetes tests against a real kube-apiserver + etcd (envtest)
+# The e2e package's Kubernetes tests run the real filter in the xDS-driven
+# host fed by the control plane in Kubernetes mode (its TestMain builds them).
+E2E_KUBE_TESTS := ^TestKubernetes
+
+e2e-kube: kube-assets ## the Kubernetes tests against a real kube-apiserver + etcd (envtest), at the xDS level and through the host
 	$(KUBE_TEST_ENV) $(GO) test -count=1 -timeout 15m ./controlplane/kube/...
+	$(KUBE_TEST_ENV) $(GO) test -count=1 -timeout 15m -run '$(E2E_KUBE_TESTS)' ./e2e/
 
 .PHONY: crds e2e-kube
 

@@ -37,24 +37,40 @@ import (
 // and starts a host driven by it, waiting for opts.Listener (default
 // "public"). Closing the host stops the control plane too.
 func StartInflowHost(ctx context.Context, dir string, cfg any, opts XDSHostOptions) (*Host, error) {
+	h, _, err := startInflow(ctx, dir, cfg, nil, opts)
+	return h, err
+}
+
+// StartInflowKubernetesHost is StartInflowHost with the control plane in
+// Kubernetes mode: cfg has a kubernetes section and k reaches the API
+// server. It returns the control plane too, whose Kube source reports each
+// build. Closing the host stops the control plane.
+func StartInflowKubernetesHost(ctx context.Context, dir string, cfg any, k *local.Kubernetes, opts XDSHostOptions) (*Host, *local.Server, error) {
+	if k == nil {
+		return nil, nil, errors.New("harness: StartInflowKubernetesHost needs the API server (local.Kubernetes)")
+	}
+	return startInflow(ctx, dir, cfg, k, opts)
+}
+
+func startInflow(ctx context.Context, dir string, cfg any, k *local.Kubernetes, opts XDSHostOptions) (*Host, *local.Server, error) {
 	text, ok := cfg.([]byte)
 	if !ok {
 		var err error
 		if text, err = json.Marshal(cfg); err != nil { // JSON is YAML
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	path := filepath.Join(dir, "inflow.yaml")
 	if err := os.WriteFile(path, text, 0o600); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cp, err := local.Start(ctx, path, log)
+	cp, err := local.StartKubernetes(ctx, path, log, k)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts.ControlPlane = cp.Addr
 	if opts.Listener == "" {
@@ -62,10 +78,10 @@ func StartInflowHost(ctx context.Context, dir string, cfg any, opts XDSHostOptio
 	}
 	h, err := StartXDSHost(ctx, opts)
 	if err != nil {
-		return nil, errors.Join(err, cp.Close())
+		return nil, nil, errors.Join(err, cp.Close())
 	}
 	h.onClose = append(h.onClose, func() { _ = cp.Close() })
-	return h, nil
+	return h, cp, nil
 }
 
 // PassthroughOptions configure StartPassthroughHost.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 )
 
@@ -84,6 +85,10 @@ type Options struct {
 	DeterministicIDs bool
 	// Logger receives one line per request (never the prompt). Nil discards.
 	Logger *slog.Logger
+	// OnRequest, if set, sees each request to the OpenAI API (/v1/...)
+	// before it is served, so tests can record what reached this server
+	// and when. It must not read the body.
+	OnRequest func(*http.Request)
 }
 
 // withDefaults returns o with every zero field replaced by its default.

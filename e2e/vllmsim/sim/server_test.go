@@ -313,3 +313,25 @@ func TestRawStream(t *testing.T) {
 		t.Errorf("streamed text %q", text.String())
 	}
 }
+
+// TestOnRequestSeesTheAPIRequests: the hook sees each OpenAI API request
+// with its headers before it is served, and not the scrapes.
+func TestOnRequestSeesTheAPIRequests(t *testing.T) {
+	seen := make(chan string, 4)
+	opts := fastOptions()
+	opts.OnRequest = func(r *http.Request) { seen <- r.Method + " " + r.URL.Path + " " + r.Header.Get("x-test") }
+	s := startServer(t, opts)
+	resp := postWith(t, s.URL()+"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, map[string]string{"x-test": "1"})
+	resp.Body.Close()
+	if got := receive(t, "the hook", seen); got != "POST /v1/chat/completions 1" {
+		t.Fatalf("hook saw %q", got)
+	}
+	if code, _ := do(t, http.MethodGet, s.URL()+"/metrics", ""); code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	select {
+	case got := <-seen:
+		t.Fatalf("the hook saw a scrape: %q", got)
+	default:
+	}
+}
