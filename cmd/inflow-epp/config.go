@@ -15,6 +15,7 @@ import (
 	"github.com/inflow-gateway/inflow/filter/extproc"
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/router"
+	"github.com/inflow-gateway/inflow/filter/split"
 )
 
 // loader applies the config file (or, with ecds, the control plane's
@@ -28,6 +29,10 @@ type loader struct {
 	// pools outlive configs: a reload keeps each pool's metrics, in-flight
 	// counts and prefix index, as the filter's config swaps do.
 	pools *pool.Manager
+	// backends keeps split models' backend health across configs; the
+	// ext_proc adapter reads no response, so it never ejects a backend
+	// (passive health is the filter's) and splits by weight and priority.
+	backends *split.Registry
 }
 
 func (l *loader) load() error {
@@ -55,6 +60,7 @@ func (l *loader) load() error {
 func (l *loader) apply(cfg *config.Config) error {
 	if l.pools == nil {
 		l.pools = pool.NewManager()
+		l.backends = split.NewRegistry()
 	}
 	if ignored := cfg.Ignored(); len(ignored) > 0 {
 		l.log.Warn("the config is of a newer schema version; ignoring fields this version does not know",
@@ -65,7 +71,7 @@ func (l *loader) apply(cfg *config.Config) error {
 	// response path (usage, token costs, GenAI metrics) is the filter's.
 	noUsage := false
 	cfg.Usage.RequestUsage = &noUsage
-	r, err := router.New(cfg, l.pools)
+	r, err := router.New(cfg, l.pools, l.backends)
 	if err != nil {
 		return err
 	}

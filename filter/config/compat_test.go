@@ -35,6 +35,8 @@ func compatReference() *Config {
 			{Name: "llama", Pool: "gpu", OwnedBy: "platform", Rewrite: []Target{{Model: "base", Weight: &weight}, {Model: "sql-lora"}},
 				Costs: []cost.Spec{{MetadataKey: "weighted", Type: cost.CEL, CEL: "input_tokens + 3u * output_tokens"}}},
 			{Name: "gpt", Backend: "openai"},
+			{Name: "gpt-4o", Backend: "openai", Rewrite: []Target{{Model: "gpt-4o-2024"}}, BackendRefs: []BackendRef{
+				{Backend: "openai", Model: "gpt-4o-2024", Weight: &weight}, {Backend: "azure", Model: "gpt4o-deployment", Priority: 1}}},
 		},
 		Pools: []Pool{{
 			Name:        "gpu",
@@ -57,7 +59,7 @@ func compatReference() *Config {
 				Feedback:      &Feedback{LatencyHalfLife: "5s", Cooldown: "500ms", MaxCooldown: "5s", LoadReports: &yes},
 			},
 		}},
-		Backends:   []Backend{{Name: "openai"}},
+		Backends:   []Backend{{Name: "openai"}, {Name: "azure"}},
 		Limits:     Limits{MaxRequestBodyBytes: 1 << 20},
 		Objectives: map[string]int{"batch": -1},
 		Costs: []cost.Spec{

@@ -83,6 +83,41 @@ type Model struct {
 	// they replace gateway-wide costs with the same metadata_key. Schema
 	// version 3.
 	Costs []cost.Spec `json:"costs,omitempty" since:"3"`
+	// BackendRefs split the model across external backends (Envoy AI
+	// Gateway's AIServiceBackend refs of one rule, with their weights,
+	// priorities and modelNameOverrides): each request goes to one, chosen
+	// by weight among the refs of the lowest priority with a backend in
+	// service, a backend leaving service for a while after consecutive 5xx
+	// (Envoy's outlier detection defaults). The filter names its choice in
+	// the x-inflow-backend header, which the control plane's routes match.
+	// Backend must then name the backend of one ref, and Rewrite may be
+	// set: they are what a filter that does not know this field serves
+	// (schema 4 and older: one backend), and this filter ignores them.
+	// Schema version 5.
+	BackendRefs []BackendRef `json:"backend_refs,omitempty" since:"5"`
+}
+
+// BackendRef is one external backend a model may go to.
+type BackendRef struct {
+	// Backend names a backend of Config.Backends.
+	Backend string `json:"backend" since:"5"`
+	// Model is the name the backend serves the model under; empty keeps
+	// the client's.
+	Model string `json:"model,omitempty" since:"5"`
+	// Weight is the share among refs of the same priority; nil means 1,
+	// 0 takes no traffic.
+	Weight *uint32 `json:"weight,omitempty" since:"5"`
+	// Priority 0 (the default) is used first; a higher one only while no
+	// backend of a lower priority is in service.
+	Priority uint32 `json:"priority,omitempty" since:"5"`
+}
+
+// EffectiveWeight is the weight with its default applied.
+func (r BackendRef) EffectiveWeight() uint32 {
+	if r.Weight == nil {
+		return 1
+	}
+	return *r.Weight
 }
 
 // Target is one served model name of a rewrite and its share of requests.

@@ -51,6 +51,10 @@ const (
 	DefaultKVCacheUsage = 0.8
 )
 
+// MaxBackendRefs bounds a model's backend_refs: Envoy AI Gateway's limit
+// on a rule's backendRefs.
+const MaxBackendRefs = 128
+
 // DefaultDestination is the destination mode of a pool that names none:
 // OverrideHost is the only mode whose retries use the fallback list.
 const DefaultDestination = DestinationOverrideHost

@@ -129,6 +129,7 @@ func validateModel(path string, m Model, seen, pools, backends map[string]bool) 
 		errs = append(errs, FieldErrorf(path+".name", "duplicate model %q", m.Name))
 	}
 	seen[m.Name] = true
+	errs = append(errs, validateBackendRefs(path, m, backends)...)
 	switch {
 	case m.Pool != "" && m.Backend != "":
 		errs = append(errs, FieldErrorf(path, "set either pool or backend, not both"))
@@ -150,6 +151,42 @@ func validateModel(path string, m Model, seen, pools, backends map[string]bool) 
 	}
 	if len(m.Rewrite) > 0 && total == 0 {
 		errs = append(errs, FieldErrorf(path+".rewrite", "weights must not all be zero"))
+	}
+	return errs
+}
+
+// validateBackendRefs: refs name defined backends, some ref takes
+// traffic, and the model's backend (what filters of schema 4 and older
+// serve) is one of them.
+func validateBackendRefs(path string, m Model, backends map[string]bool) []error {
+	if len(m.BackendRefs) == 0 {
+		return nil
+	}
+	var errs []error
+	if m.Pool != "" {
+		errs = append(errs, FieldErrorf(path+".backend_refs", "a model of a pool cannot have backend_refs"))
+	}
+	if len(m.BackendRefs) > MaxBackendRefs {
+		errs = append(errs, FieldErrorf(path+".backend_refs", "at most %d refs, got %d", MaxBackendRefs, len(m.BackendRefs)))
+	}
+	var total uint64
+	named := false
+	for j, r := range m.BackendRefs {
+		field := fmt.Sprintf("%s.backend_refs[%d].backend", path, j)
+		switch {
+		case r.Backend == "":
+			errs = append(errs, FieldErrorf(field, "must not be empty"))
+		case !backends[r.Backend]:
+			errs = append(errs, FieldErrorf(field, "backend %q is not defined in backends", r.Backend))
+		}
+		named = named || r.Backend == m.Backend
+		total += uint64(r.EffectiveWeight())
+	}
+	if total == 0 {
+		errs = append(errs, FieldErrorf(path+".backend_refs", "weights must not all be zero"))
+	}
+	if m.Backend != "" && !named {
+		errs = append(errs, FieldErrorf(path+".backend", "%q must be the backend of one of backend_refs (filters of schema version 4 and older send everything there)", m.Backend))
 	}
 	return errs
 }

@@ -16,8 +16,8 @@ import (
 // the package doc. Version 2 added pools[].destination; version 3 the
 // response path: costs, models[].costs, usage, genai_metrics and
 // pools[].scheduler.{weights.latency,feedback}; version 4
-// pools[].objectives.
-const SchemaVersion = 4
+// pools[].objectives; version 5 models[].backend_refs.
+const SchemaVersion = 5
 
 // sinceTag marks a field added after version 1 with the version that added
 // it (`since:"2"`), so tests can read a config as an older filter would.

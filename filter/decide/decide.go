@@ -38,7 +38,7 @@ const (
 
 // RoutingHeaders are the request headers only Inflow may set: a client
 // that sends them must not choose a model route or an upstream itself.
-var RoutingHeaders = [...]string{protocol.HeaderModel, protocol.HeaderDestination}
+var RoutingHeaders = [...]string{protocol.HeaderModel, protocol.HeaderDestination, protocol.HeaderBackend}
 
 // MaxDestinations bounds the primary plus fallbacks (config.MaxFallbacks):
 // adapters size their pick scratch space with it.
@@ -165,6 +165,10 @@ type Route struct {
 	// original_dst the primary alone, the only form ORIGINAL_DST parses
 	// (a list there is ignored as invalid). "" for none.
 	Metadata string
+	// Backend is the x-inflow-backend header: the external backend picked
+	// for a model split across several (backend_refs), which the model's
+	// routes match; "" for none.
+	Backend string
 }
 
 // Primary is the endpoint the request holds (nil for an external
@@ -192,6 +196,9 @@ func Body(r *router.Router, kind request.Kind, body []byte, h router.Headers, sc
 		return Route{}, err
 	}
 	rt.Decision = d
+	if d.Ref != nil {
+		rt.Backend = d.Ref.Backend
+	}
 	if len(d.Endpoints) > 0 {
 		// The header carries the primary alone (the endpoint-picker
 		// protocol's header, and what access logs show).

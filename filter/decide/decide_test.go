@@ -9,6 +9,7 @@ import (
 	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/request"
 	"github.com/inflow-gateway/inflow/filter/router"
+	"github.com/inflow-gateway/inflow/filter/split"
 )
 
 func testRouter(t *testing.T, cfg string) *router.Router {
@@ -19,7 +20,7 @@ func testRouter(t *testing.T, cfg string) *router.Router {
 	}
 	m := pool.NewManager()
 	t.Cleanup(m.Close)
-	r, err := router.New(c, m)
+	r, err := router.New(c, m, split.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

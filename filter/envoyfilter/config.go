@@ -13,11 +13,16 @@ import (
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/router"
+	"github.com/inflow-gateway/inflow/filter/split"
 )
 
 // pools keeps every pool's endpoints, metrics scrapers and prefix index
 // for the life of the process, across config updates.
 var pools = pool.NewManager()
+
+// backendHealth keeps the passive health of split models' backends across
+// config updates.
+var backendHealth = split.NewRegistry()
 
 // filterConfig is one parsed plugin_config.
 type filterConfig struct {
@@ -64,7 +69,7 @@ func (Parser) Parse(a *anypb.Any, callbacks api.ConfigCallbackHandler) (interfac
 		api.LogWarnf("inflow: the filter config is schema version %d, this filter reads up to %d; ignoring fields it does not know: %s",
 			cfg.Version, config.SchemaVersion, strings.Join(ignored, ", "))
 	}
-	r, err := router.New(cfg, pools)
+	r, err := router.New(cfg, pools, backendHealth)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -92,6 +92,9 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 	f.askLoadReport(h, &rt.Request, &rt.Decision)
 	restrictAcceptEncoding(h)
 	h.Set(protocol.HeaderModel, rt.Model.Name)
+	if rt.Backend != "" {
+		h.Set(protocol.HeaderBackend, rt.Backend)
+	}
 	// Nothing the client sent survives: the header is overwritten (Set
 	// replaces every copy) or removed, and the metadata is only ever
 	// written here, from the pool's own endpoints.

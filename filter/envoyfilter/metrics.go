@@ -24,6 +24,7 @@ type metrics struct {
 	envoy4xx      api.CounterMetric
 	envoy5xx      api.CounterMetric
 	costErrors    api.CounterMetric
+	ejections     api.CounterMetric
 	inFlight      api.GaugeMetric
 }
 
@@ -44,6 +45,7 @@ func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
 		envoy4xx:      cb.DefineCounterMetric(protocol.StatEnvoyReplies4xx),
 		envoy5xx:      cb.DefineCounterMetric(protocol.StatEnvoyReplies5xx),
 		costErrors:    cb.DefineCounterMetric(protocol.StatCostErrors),
+		ejections:     cb.DefineCounterMetric(protocol.StatBackendEjections),
 		inFlight:      cb.DefineGaugeMetric(protocol.StatInFlight),
 	}
 }

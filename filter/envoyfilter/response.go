@@ -14,6 +14,7 @@ import (
 	"github.com/inflow-gateway/inflow/filter/request"
 	"github.com/inflow-gateway/inflow/filter/router"
 	"github.com/inflow-gateway/inflow/filter/scheduler"
+	"github.com/inflow-gateway/inflow/filter/split"
 	"github.com/inflow-gateway/inflow/filter/usage"
 )
 
@@ -28,14 +29,17 @@ type response struct {
 	originalModel string
 	servedModel   string
 	backend       string
-	costs         []cost.Rule
-	start         time.Time // DecodeHeaders
-	sent          time.Time // routed and sent upstream
-	sched         *scheduler.Scheduler
-	dests         [decide.MaxDestinations]*pool.Endpoint
-	ndests        int
-	served        *pool.Endpoint // resolved by servedEndpoint
-	askedLoad     bool           // the filter asked for the load report
+	// health is the split backend's passive health, which the response
+	// status feeds; nil unless the model has backend refs.
+	health    *split.Health
+	costs     []cost.Rule
+	start     time.Time // DecodeHeaders
+	sent      time.Time // routed and sent upstream
+	sched     *scheduler.Scheduler
+	dests     [decide.MaxDestinations]*pool.Endpoint
+	ndests    int
+	served    *pool.Endpoint // resolved by servedEndpoint
+	askedLoad bool           // the filter asked for the load report
 
 	status     int
 	firstByte  time.Time
@@ -63,10 +67,13 @@ func (f *filter) startResponse(req *request.Request, d *router.Decision) {
 	acct := r.acct // keep its buffers
 	*r = response{
 		kind: req.Kind, stream: req.Stream, strip: d.UsageRequested,
-		originalModel: d.Model.Name, servedModel: d.ServedModel, backend: d.Model.BackendName, costs: d.Model.Costs,
+		originalModel: d.Model.Name, servedModel: d.ServedModel, backend: d.BackendName(), costs: d.Model.Costs,
 		start: f.start, sent: time.Now(), acct: acct, sched: d.Model.Scheduler,
 	}
 	r.ndests = copy(r.dests[:], d.Endpoints)
+	if d.Ref != nil {
+		r.health = d.Ref.Health
+	}
 	f.resp = r
 }
 
@@ -103,6 +110,10 @@ func (f *filter) EncodeHeaders(h api.ResponseHeaderMap, endStream bool) (status 
 		return api.Continue
 	}
 	r.status, _ = h.Status()
+	if r.health != nil && r.health.Observe(r.status, time.Now()) {
+		inc(f.cfg.metrics.ejections)
+		api.LogWarnf("inflow: backend %q ejected for its consecutive 5xx (status %d); its share goes to the others", r.backend, r.status)
+	}
 	f.observeHeaders(h)
 	if r.status >= 200 && r.status < 300 {
 		f.prepareAccounting(h)

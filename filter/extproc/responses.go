@@ -101,6 +101,9 @@ func routeMutation(rt *decide.Route, hadContentLength bool) *extprocv3.HeaderMut
 	} else {
 		m.RemoveHeaders = []string{protocol.HeaderDestination}
 	}
+	if rt.Backend != "" {
+		m.SetHeaders = append(m.SetHeaders, setHeader(protocol.HeaderBackend, rt.Backend))
+	}
 	if rt.RewrittenBody != nil && hadContentLength {
 		m.SetHeaders = append(m.SetHeaders, setHeader(decide.HeaderContentLength, strconv.Itoa(len(rt.RewrittenBody))))
 	}

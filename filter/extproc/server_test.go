@@ -20,6 +20,7 @@ import (
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/router"
+	"github.com/inflow-gateway/inflow/filter/split"
 )
 
 // testServer serves cfg over an in-memory connection; the endpoints are
@@ -32,7 +33,7 @@ func testServer(t *testing.T, cfg string) (extprocv3.ExternalProcessorClient, *S
 	}
 	pools := pool.NewManager()
 	t.Cleanup(pools.Close)
-	r, err := router.New(c, pools)
+	r, err := router.New(c, pools, split.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

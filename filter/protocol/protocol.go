@@ -17,6 +17,10 @@ const (
 	// HeaderObjective names a request's InferenceObjective; the config maps
 	// it to a priority (< 0 is sheddable).
 	HeaderObjective = "x-gateway-inference-objective"
+	// HeaderBackend names the external backend the filter chose for a
+	// model split across several (backend_refs); the model's routes match
+	// it.
+	HeaderBackend = "x-inflow-backend"
 )
 
 // Dynamic metadata.

@@ -24,6 +24,9 @@ const (
 	// StatCostErrors counts configured costs whose CEL expression failed at
 	// the end of a response: the key is then not written.
 	StatCostErrors = "inflow_cost_errors_total"
+	// StatBackendEjections counts external backends of split models taken
+	// out of service by the filter's passive health check.
+	StatBackendEjections = "inflow_backend_ejections_total"
 )
 
 // Token stats by type (input, output, cached_input, cache_creation_input,

@@ -16,6 +16,7 @@ import (
 	"github.com/inflow-gateway/inflow/filter/protocol"
 	"github.com/inflow-gateway/inflow/filter/request"
 	"github.com/inflow-gateway/inflow/filter/scheduler"
+	"github.com/inflow-gateway/inflow/filter/split"
 )
 
 // ErrModelNotFound: the body names a model the gateway does not serve.
@@ -37,6 +38,7 @@ type Router struct {
 	requestUsage   bool
 	cfg            *config.Config
 	schedulers     *scheduler.Set
+	health         *split.Registry
 }
 
 // Model is a client-facing model with its destination.
@@ -61,6 +63,9 @@ type Model struct {
 	pool        *config.Pool
 	targets     []target
 	totalWeight uint64
+	// split chooses among the model's backend refs; nil unless it has
+	// some.
+	split *split.Split
 }
 
 // target is one served name of a rewrite, pre-encoded as a JSON string so
@@ -73,8 +78,9 @@ type target struct {
 
 // New compiles cfg, which must have passed Validate (config.Parse and
 // config.FromAny do that), retaining its pools on pools (which keeps their
-// metrics, in-flight counts and prefix index across configs).
-func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
+// metrics, in-flight counts and prefix index across configs) and its split
+// backends' health on health (which keeps their ejections).
+func New(cfg *config.Config, pools *pool.Manager, health *split.Registry) (*Router, error) {
 	list, objects, err := renderModels(cfg.Models, time.Now().Unix())
 	if err != nil {
 		return nil, err
@@ -85,6 +91,7 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 		maxRequestBody: cfg.Limits.EffectiveMaxRequestBodyBytes(),
 		requestUsage:   cfg.Usage.EffectiveRequestUsage(),
 		cfg:            cfg,
+		health:         health,
 	}
 	global, err := cost.CompileAll(cfg.Costs)
 	if err != nil {
@@ -112,7 +119,10 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 		}
 		r.models[m.Name] = cm
 	}
-	// Retain pools last: nothing above can fail after scrapers start.
+	// Retain pools and health last: nothing above can fail after.
+	for _, m := range cfg.Models {
+		r.models[m.Name].split = r.newSplit(m)
+	}
 	r.schedulers = scheduler.Open(pools, cfg)
 	destinations := make(map[string]config.Destination, len(cfg.Pools))
 	poolConfigs := make(map[string]*config.Pool, len(cfg.Pools))
@@ -132,9 +142,19 @@ func New(cfg *config.Config, pools *pool.Manager) (*Router, error) {
 	return r, nil
 }
 
-// Close releases the config's hold on its pools; pools no live config
-// holds stop scraping.
-func (r *Router) Close() { r.schedulers.Release() }
+// Close releases the config's hold on its pools and backends; pools no
+// live config holds stop scraping.
+func (r *Router) Close() {
+	r.schedulers.Release()
+	for _, m := range r.models {
+		if m.split == nil {
+			continue
+		}
+		for _, ref := range m.split.Refs() {
+			r.health.Release(ref.Backend)
+		}
+	}
+}
 
 // Schedulers are the config's per-pool schedulers, for stats export.
 func (r *Router) Schedulers() map[string]*scheduler.Scheduler { return r.schedulers.Schedulers() }
@@ -195,6 +215,18 @@ type Decision struct {
 	// usage the client did not ask for: the usage chunk must not reach the
 	// client.
 	UsageRequested bool
+	// Ref is the backend ref chosen for a model with backend refs (nil
+	// otherwise): where the request goes, and whose health its response
+	// updates.
+	Ref *split.Ref
+}
+
+// BackendName is the pool or external backend the request goes to.
+func (d *Decision) BackendName() string {
+	if d.Ref != nil {
+		return d.Ref.Backend
+	}
+	return d.Model.BackendName
 }
 
 // Route decides where a parsed request goes. endpoints is scratch space
@@ -206,6 +238,11 @@ func (r *Router) Route(req *request.Request, body []byte, h Headers, endpoints [
 	}
 	d := Decision{Model: m}
 	name, quoted, rewrite := m.Served()
+	if m.split != nil {
+		d.Ref = m.split.Pick(time.Now(), rand.Uint64())
+		name, quoted = d.Ref.Served, d.Ref.Quoted
+		rewrite = name != m.Name
+	}
 	d.ServedModel = name
 	if m.Scheduler != nil {
 		in := scheduler.Input{Model: name, Priority: r.priority(m, h)}

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/inflow-gateway/inflow/filter/config"
 	"github.com/inflow-gateway/inflow/filter/pool"
 	"github.com/inflow-gateway/inflow/filter/request"
+	"github.com/inflow-gateway/inflow/filter/split"
 )
 
 // pools scrapes nothing reachable: the test endpoints are closed loopback
@@ -26,7 +28,7 @@ func newRouter(t *testing.T) *Router {
 		},
 		Pools:    []config.Pool{{Name: "p", Endpoints: []string{"127.0.0.1:9", "127.0.0.2:9"}}},
 		Backends: []config.Backend{{Name: "b"}},
-	}, pools)
+	}, pools, split.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestRouteAsksForUsage(t *testing.T) {
 		Pools:    []config.Pool{{Name: "p", Endpoints: []string{"127.0.0.1:9"}}},
 		Usage:    config.Usage{RequestUsage: new(bool)},
 		Backends: nil,
-	}, pools)
+	}, pools, split.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,5 +142,74 @@ func TestRouteAsksForUsage(t *testing.T) {
 				t.Fatalf("body changed: %s", d.RewrittenBody)
 			}
 		})
+	}
+}
+
+func splitRouter(t *testing.T, health *split.Registry) *Router {
+	t.Helper()
+	r, err := New(&config.Config{
+		Models: []config.Model{{Name: "gpt", Backend: "openai", BackendRefs: []config.BackendRef{
+			{Backend: "openai", Weight: weight(3)},
+			{Backend: "azure", Model: "gpt-deployment"},
+			{Backend: "unused", Weight: weight(0)},
+			{Backend: "backup", Model: "gpt-backup", Priority: 1},
+		}}},
+		Backends: []config.Backend{{Name: "openai"}, {Name: "azure"}, {Name: "unused"}, {Name: "backup"}},
+	}, pools, health)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// routeGPT routes n requests for "gpt" and counts where they went.
+func routeGPT(t *testing.T, r *Router, n int) map[string]int {
+	t.Helper()
+	body := []byte(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+	var req request.Request
+	if err := request.Parse(request.ChatCompletions, body, &req); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for range n {
+		d, err := r.Route(&req, body, noHeaders{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"openai": "gpt", "azure": "gpt-deployment", "backup": "gpt-backup"}[d.Ref.Backend]
+		if d.ServedModel != want || d.BackendName() != d.Ref.Backend {
+			t.Fatalf("to %s: served %q, want %q", d.Ref.Backend, d.ServedModel, want)
+		}
+		if rewritten := d.RewrittenBody != nil; rewritten != (want != "gpt") ||
+			rewritten && !strings.Contains(string(d.RewrittenBody), `"model":"`+want+`"`) {
+			t.Fatalf("to %s: body %s", d.Ref.Backend, d.RewrittenBody)
+		}
+		got[d.Ref.Backend]++
+	}
+	return got
+}
+
+// TestRouteSplitsAcrossBackendRefs: weights within the first priority,
+// each backend with its own served name; the fallback only once the
+// others are ejected, which survives a config swap.
+func TestRouteSplitsAcrossBackendRefs(t *testing.T) {
+	health := split.NewRegistry()
+	r := splitRouter(t, health)
+	got := routeGPT(t, r, 4000)
+	if got["openai"] < 2700 || got["openai"] > 3300 || got["openai"]+got["azure"] != 4000 {
+		t.Fatalf("split %v, want about 3000 openai / 1000 azure, none to unused or backup", got)
+	}
+	now := time.Now()
+	for _, b := range []string{"openai", "azure"} {
+		h := health.Retain(b)
+		for range split.Consecutive5xx {
+			h.Observe(503, now)
+		}
+		health.Release(b)
+	}
+	next := splitRouter(t, health) // the next config keeps the ejections
+	if got := routeGPT(t, next, 100); got["backup"] != 100 {
+		t.Fatalf("with priority 0 ejected: %v, want all to backup", got)
 	}
 }
