@@ -38,6 +38,9 @@ type Config struct {
 	Listeners []Listener `json:"listeners"`
 	// Backends are external OpenAI-compatible services.
 	Backends []Backend `json:"backends,omitempty"`
+	// ModelRoutes are per-model route settings (hostnames, timeout), by
+	// model name (routes.go).
+	ModelRoutes map[string]ModelRoute `json:"model_routes,omitempty"`
 	// Kubernetes, when set, adds what the API server holds (kubernetes.go).
 	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
 }

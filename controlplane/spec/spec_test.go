@@ -90,6 +90,10 @@ func TestParseRejects(t *testing.T) {
 		{"relative ca", "openai.yaml}}", "openai.yaml}, ca_file: ca.pem}", []string{"backends[0].ca_file"}},
 		{"body limit", "", "limits: {max_request_body_bytes: -1}", []string{"limits.max_request_body_bytes"}},
 		{"filter scheduler settings are validated", `endpoints: ["10.0.0.1:8000"]}`, `endpoints: ["10.0.0.1:8000"], scheduler: {metrics_format: tgi}}`, []string{"pools[0].scheduler.metrics_format"}},
+		{"route of no model", "", "model_routes: {nope: {timeout: 60s}}", []string{`model_routes["nope"]: no model "nope"`}},
+		{"route timeout", "", "model_routes: {m: {timeout: soon}}", []string{`model_routes["m"].timeout: "soon" is not a duration`}},
+		{"negative route timeout", "", "model_routes: {m: {timeout: -1s}}", []string{`model_routes["m"].timeout`}},
+		{"route hostname", "", "model_routes: {m: {hostnames: [\"a*b.com\"]}}", []string{`model_routes["m"].hostnames[0]`}},
 		{"unknown scheduler field", `endpoints: ["10.0.0.1:8000"]}`, `endpoints: ["10.0.0.1:8000"], scheduler: {speed: 3}}`, []string{`unknown field "speed"`}},
 	}
 	for _, tt := range tests {

@@ -30,6 +30,7 @@ func (c *Config) Validate() error {
 	for i, b := range c.Backends {
 		errs = append(errs, validateBackend(fmt.Sprintf("backends[%d]", i), b)...)
 	}
+	errs = append(errs, validateModelRoutes(c)...)
 	// The filter config mirrors this file's models/pools/backends/limits
 	// structure, so its field paths are valid paths here too.
 	if err := c.FilterConfig().Validate(); err != nil {

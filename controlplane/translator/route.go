@@ -3,6 +3,8 @@ package translator
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -15,11 +17,15 @@ import (
 )
 
 // makeRouteConfig gives each listener its own routes so hostnames can
-// differ per listener; the model routes are the same everywhere.
+// differ per listener; the model routes are the same everywhere, except
+// that a model with hostnames is only in the virtual hosts of those.
 func makeRouteConfig(l spec.Listener, c *spec.Config) (*routev3.RouteConfiguration, error) {
-	domains := l.Hostnames
-	if len(domains) == 0 {
-		domains = []string{"*"}
+	domains := []string{"*"}
+	if len(l.Hostnames) > 0 {
+		domains = make([]string, len(l.Hostnames))
+		for i, h := range l.Hostnames {
+			domains[i] = strings.ToLower(h)
+		}
 	}
 	backends := make(map[string]spec.Backend, len(c.Backends))
 	for _, b := range c.Backends {
@@ -31,27 +37,61 @@ func makeRouteConfig(l spec.Listener, c *spec.Config) (*routev3.RouteConfigurati
 	}
 	// No catch-all: a request no model route takes gets Envoy's "no route"
 	// 404, which local_reply_config turns into an OpenAI error.
-	routes := make([]*routev3.Route, 0, len(c.Models))
+	models := make([]hostedRoutes, 0, len(c.Models))
 	for _, m := range c.Models {
-		r, err := modelRoute(m, pools, backends)
+		mr := c.RouteOf(m.Name)
+		hosts := servedHosts(domains, mr.Hostnames)
+		if len(hosts) == 0 {
+			continue // none of its hostnames is this listener's
+		}
+		routes, err := modelRoutes(m, mr, pools, backends)
 		if err != nil {
 			return nil, err
 		}
-		routes = append(routes, r)
+		models = append(models, hostedRoutes{routes: routes, hosts: hosts})
 	}
 	return &routev3.RouteConfiguration{
-		Name: RouteConfigName(l.Name),
-		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    l.Name,
-			Domains: domains,
-			Routes:  routes,
-		}},
+		Name:         RouteConfigName(l.Name),
+		VirtualHosts: virtualHosts(l.Name, domains, models),
 	}, nil
 }
 
-func modelRoute(m config.Model, pools map[string]config.Pool, backends map[string]spec.Backend) (*routev3.Route, error) {
+// modelRoutes are a model's routes on the x-ai-eg-model header the filter
+// sets. A model split across backends (backend_refs) gets one route per
+// backend, matching also the x-inflow-backend header naming it, then the
+// plain route to its default backend, which is what a filter that does not
+// split (schema 4 and older) reaches.
+func modelRoutes(m config.Model, mr spec.ModelRoute, pools map[string]config.Pool, backends map[string]spec.Backend) ([]*routev3.Route, error) {
+	var out []*routev3.Route
+	var seen []string
+	for _, ref := range m.BackendRefs {
+		if ref.EffectiveWeight() == 0 || slices.Contains(seen, ref.Backend) {
+			continue
+		}
+		seen = append(seen, ref.Backend)
+		r, err := modelRoute(m, ref.Backend, mr, pools, backends)
+		if err != nil {
+			return nil, err
+		}
+		r.Name += "/backend/" + ref.Backend
+		r.Match.Headers = append(r.Match.Headers, exactHeader(protocol.HeaderBackend, ref.Backend))
+		out = append(out, r)
+	}
+	r, err := modelRoute(m, m.Backend, mr, pools, backends)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, r), nil
+}
+
+// modelRoute routes model m to its pool, or to backend.
+func modelRoute(m config.Model, backend string, mr spec.ModelRoute, pools map[string]config.Pool, backends map[string]spec.Backend) (*routev3.Route, error) {
+	timeout := routeTimeout
+	if t := mr.EffectiveTimeout(); t > 0 {
+		timeout = t
+	}
 	action := &routev3.RouteAction{
-		Timeout:     durationpb.New(routeTimeout),
+		Timeout:     durationpb.New(timeout),
 		IdleTimeout: durationpb.New(streamIdleTimeout),
 	}
 	r := &routev3.Route{
@@ -71,9 +111,9 @@ func modelRoute(m config.Model, pools map[string]config.Pool, backends map[strin
 		action.RetryPolicy = poolRetryPolicy(p)
 		return r, nil
 	}
-	b, ok := backends[m.Backend]
+	b, ok := backends[backend]
 	if !ok {
-		return nil, fmt.Errorf("%w: model %q: backend %q is not defined", ErrTranslate, m.Name, m.Backend)
+		return nil, fmt.Errorf("%w: model %q: backend %q is not defined", ErrTranslate, m.Name, backend)
 	}
 	u, err := spec.ParseBaseURL(b.BaseURL)
 	if err != nil {
