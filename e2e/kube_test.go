@@ -326,4 +326,3 @@ func (l *load) stop() (int64, error) {
 	defer l.mu.Unlock()
 	return l.sent.Load(), l.failed
 }
-
