@@ -60,8 +60,15 @@ type routeRule struct {
 	Name        string         `json:"name"`
 	Matches     []routeMatch   `json:"matches"`
 	BackendRefs []backendRef   `json:"backendRefs"`
-	Timeouts    map[string]any `json:"timeouts"`
+	Timeouts    *routeTimeouts `json:"timeouts"`
 	OwnedBy     *string        `json:"modelsOwnedBy"`
+}
+
+// routeTimeouts is Gateway API's HTTPRouteTimeouts: durations such as
+// "60s" or "1m30s".
+type routeTimeouts struct {
+	Request        *string `json:"request"`
+	BackendRequest *string `json:"backendRequest"`
 }
 
 type routeMatch struct {

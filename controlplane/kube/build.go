@@ -13,6 +13,7 @@ package kube
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -62,6 +63,7 @@ func Build(base *spec.Config, in *Inputs) *Result {
 	c.Models = slices.Clone(base.Models)
 	c.Pools = slices.Clone(base.Pools)
 	c.Backends = slices.Clone(base.Backends)
+	c.ModelRoutes = maps.Clone(base.ModelRoutes)
 	res := &Result{Config: &c, Routes: map[types.NamespacedName]*RouteReport{}, Pools: map[types.NamespacedName]*PoolReport{}}
 
 	b := &builder{
@@ -132,8 +134,9 @@ func (b *builder) route(u *unstructured.Unstructured) {
 		return // a route of another Gateway: not ours to serve or report on
 	}
 	b.res.Routes[id] = rep
-	if len(r.Hostnames) > 0 {
-		rep.problem("hostnames are not honoured: every model is served on the listeners' hostnames")
+	hostnames, ok := routeHostnames(rep, r.Hostnames)
+	if !ok {
+		return
 	}
 	for i, rule := range r.Rules {
 		where := fmt.Sprintf("rules[%d]", i)
@@ -142,30 +145,10 @@ func (b *builder) route(u *unstructured.Unstructured) {
 			continue
 		}
 		d, ok := destination(rep, where, u.GetNamespace(), rule)
-		if !ok {
+		if !ok || !b.resolve(rep, rep.Parents, &d) {
 			continue
 		}
-		var m config.Model
-		switch {
-		case d.pool.Name != "":
-			for _, p := range rep.Parents {
-				if !slices.Contains(b.parents[d.pool], p) {
-					b.parents[d.pool] = append(b.parents[d.pool], p)
-				}
-			}
-			if err := b.usePool(d.pool); err != nil {
-				rep.unresolved(where+".backendRefs[0]", err)
-				continue
-			}
-			m.Pool = PoolName(d.pool)
-		default:
-			if err := b.useBackend(d.backend); err != nil {
-				rep.unresolved(where+".backendRefs", err)
-				continue
-			}
-			m.Backend = BackendName(d.backend)
-		}
-		m.OwnedBy = deref(rule.OwnedBy, "")
+		timeout := ruleTimeout(rep, where, rule.Timeouts)
 		served := false
 		for _, name := range models {
 			if owner, taken := b.models[name]; taken {
@@ -173,9 +156,10 @@ func (b *builder) route(u *unstructured.Unstructured) {
 				continue
 			}
 			b.models[name] = "AIGatewayRoute " + id.String()
-			mm := m
-			mm.Name, mm.Rewrite = name, d.rewrite(name)
-			b.res.Config.Models = append(b.res.Config.Models, mm)
+			m := d.model(name)
+			m.OwnedBy = deref(rule.OwnedBy, "")
+			b.res.Config.Models = append(b.res.Config.Models, m)
+			b.setModelRoute(name, spec.ModelRoute{Hostnames: hostnames, Timeout: timeout})
 			served = true
 		}
 		if served {

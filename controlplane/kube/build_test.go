@@ -1,6 +1,9 @@
 package kube
 
 import (
+	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	giev1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
+	"github.com/inflow-gateway/inflow/filter/config"
 )
 
 func base() *spec.Config {
@@ -134,35 +138,85 @@ func TestBuildGatewaysFilter(t *testing.T) {
 	}
 }
 
-// TestBuildBackendRules: priorities and splits across different
-// AIServiceBackends are reported; zero weights take no traffic.
-func TestBuildBackendRules(t *testing.T) {
-	svc := func(name string, extra map[string]any) map[string]any {
-		m := map[string]any{"name": name}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
+func svcRef(name string, extra map[string]any) map[string]any {
+	m := map[string]any{"name": name}
+	for k, v := range extra {
+		m[k] = v
 	}
-	rep := &RouteReport{}
-	u := route("r", 0, rule([]string{"m"}, svc("a", nil), svc("b", nil), svc("c", map[string]any{"priority": int64(1)}),
-		svc("a", map[string]any{"weight": int64(0), "modelNameOverride": "never"})))
-	var spec aiGatewayRoute
-	if err := decodeSpec(u, &spec); err != nil {
+	return m
+}
+
+// TestBuildBackendRules: refs to several AIServiceBackends become a split
+// (weights, priorities, each ref's modelNameOverride), with the backend and
+// rewrite older filters serve; one backend's refs stay a weighted rewrite;
+// weight 0 takes no traffic.
+func TestBuildBackendRules(t *testing.T) {
+	u := route("r", 0,
+		rule([]string{"split"}, svcRef("a", map[string]any{"weight": int64(3)}), svcRef("b", map[string]any{"modelNameOverride": "split-b"}),
+			svcRef("c", map[string]any{"priority": int64(1)}), svcRef("a", map[string]any{"weight": int64(0), "modelNameOverride": "never"})),
+		rule([]string{"one"}, svcRef("a", map[string]any{"modelNameOverride": "one-x", "weight": int64(9)}), svcRef("a", nil)),
+		rule([]string{"fallback-only-first"}, svcRef("c", map[string]any{"priority": int64(2)}), svcRef("b", map[string]any{"priority": int64(1)})))
+	var r aiGatewayRoute
+	if err := decodeSpec(u, &r); err != nil {
 		t.Fatal(err)
 	}
-	d, ok := destination(rep, "rules[0]", "ns", spec.Rules[0])
-	if !ok || d.backend.Name != "a" || len(d.overrides) != 1 {
-		t.Fatalf("destination %+v ok=%v", d, ok)
+	rep := &RouteReport{}
+	var got []config.Model
+	for i, rl := range r.Rules {
+		d, ok := destination(rep, fmt.Sprintf("rules[%d]", i), "ns", rl)
+		if !ok {
+			t.Fatalf("rules[%d] not served: %v", i, rep.Problems)
+		}
+		got = append(got, d.model(rl.Matches[0].Headers[0].Value))
 	}
-	all := strings.Join(rep.Problems, "\n")
-	for _, w := range []string{"splitting a model across AIServiceBackends is not supported; ns/b", "priority 1 fallback backends are not supported; ns/c"} {
-		if !strings.Contains(all, w) {
-			t.Errorf("missing %q in %s", w, all)
+	if len(rep.Problems)+len(rep.Unresolved) > 0 {
+		t.Errorf("reported: %v %v", rep.Problems, rep.Unresolved)
+	}
+	w := func(n uint32) *uint32 { return &n }
+	want := []config.Model{
+		{Name: "split", Backend: "ns.a", BackendRefs: []config.BackendRef{
+			{Backend: "ns.a", Weight: w(3)}, {Backend: "ns.b", Model: "split-b", Weight: w(1)}, {Backend: "ns.c", Weight: w(1), Priority: 1}}},
+		{Name: "one", Backend: "ns.a", Rewrite: []config.Target{{Model: "one-x", Weight: w(9)}, {Model: "one", Weight: w(1)}}},
+		{Name: "fallback-only-first", Backend: "ns.b", BackendRefs: []config.BackendRef{
+			{Backend: "ns.c", Weight: w(1), Priority: 2}, {Backend: "ns.b", Weight: w(1), Priority: 1}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("models\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestBuildTimeoutsAndHostnames: a rule's timeouts.request is its models'
+// route timeout (the AI Gateway's 60 s without it); backendRequest is
+// reported; the route's hostnames are its models'; a route with a bad
+// hostname is reported, not served everywhere.
+func TestBuildTimeoutsAndHostnames(t *testing.T) {
+	timed := rule([]string{"timed"}, pref("a"))
+	timed["timeouts"] = map[string]any{"request": "5m", "backendRequest": "30s"}
+	off := rule([]string{"off"}, pref("a"))
+	off["timeouts"] = map[string]any{"request": "0s"}
+	hosted := route("hosted", 0, timed, off, rule([]string{"default"}, pref("a")))
+	hosted.Object["spec"].(map[string]any)["hostnames"] = []any{"API.example.com", "*.internal.example.com"}
+	bad := route("bad", time.Minute, rule([]string{"nowhere"}, pref("a")))
+	bad.Object["spec"].(map[string]any)["hostnames"] = []any{"not a host"}
+	res := Build(base(), &Inputs{Pools: []*giev1.InferencePool{pool("a", 8000)}, Routes: []*unstructured.Unstructured{hosted, bad}})
+	if err := res.Config.Validate(); err != nil {
+		t.Fatalf("the built spec must validate: %v", err)
+	}
+	hosts := []string{"api.example.com", "*.internal.example.com"}
+	for model, timeout := range map[string]string{"timed": "5m0s", "off": "0s", "default": "1m0s"} {
+		if mr := res.Config.RouteOf(model); mr.Timeout != timeout || !slices.Equal(mr.Hostnames, hosts) {
+			t.Errorf("%s: route %+v, want timeout %s and hostnames %v", model, mr, timeout, hosts)
 		}
 	}
-	if got := d.rewrite("m"); got != nil {
-		t.Errorf("no override means no rewrite, got %+v", got)
+	rep := res.Routes[types.NamespacedName{Namespace: "ns", Name: "hosted"}]
+	if all := strings.Join(rep.Problems, "\n"); !strings.Contains(all, "rules[0].timeouts.backendRequest is not applied") || len(rep.Problems) != 1 {
+		t.Errorf("problems of the hosted route: %v", rep.Problems)
+	}
+	if slices.ContainsFunc(res.Config.Models, func(m config.Model) bool { return m.Name == "nowhere" }) {
+		t.Error("a route with a bad hostname is served")
+	}
+	if p := res.Routes[types.NamespacedName{Namespace: "ns", Name: "bad"}].Problems; len(p) != 1 || !strings.Contains(p[0], `hostnames[0]: "not a host"`) {
+		t.Errorf("problems of the bad route: %v", p)
 	}
 }
 

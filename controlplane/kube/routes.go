@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -86,19 +87,23 @@ func ruleModels(rep *RouteReport, where string, rule routeRule) []string {
 	return models
 }
 
-// ruleDestination is where a rule's models go: a pool or a backend, with
-// the rewrite targets its refs' modelNameOverrides and weights give.
+// ruleDestination is where a rule's models go: one InferencePool, or
+// AIServiceBackend refs with their weights, priorities and
+// modelNameOverrides.
 type ruleDestination struct {
-	pool    types.NamespacedName // set for an InferencePool
-	backend types.NamespacedName // set for an AIServiceBackend
-	// overrides are (served name, weight); an empty name keeps the
-	// client's model name.
-	overrides []override
+	pool types.NamespacedName // set for an InferencePool
+	// poolAt is where the pool ref is; poolOverride its modelNameOverride.
+	poolAt, poolOverride string
+	services     []serviceRef
 }
 
-type override struct {
-	model  string
-	weight uint32
+// serviceRef is one AIServiceBackend ref of a rule that takes traffic.
+type serviceRef struct {
+	at       string // where in the route, for reports
+	backend  types.NamespacedName
+	model    string // modelNameOverride; "" keeps the client's name
+	weight   uint32
+	priority uint32
 }
 
 func isPoolRef(r backendRef) bool {
@@ -111,82 +116,98 @@ func isServiceRef(r backendRef) bool {
 }
 
 // destination classifies a rule's backendRefs the way the AI Gateway's
-// CRD validation does (one InferencePool, or AIServiceBackends, never
-// mixed) and reports what Inflow does not do: weighted splits across
-// different AIServiceBackends and priority fallbacks.
+// CRD validation does: one InferencePool, or AIServiceBackends, never
+// mixed. Refs of weight 0 take no traffic, as in Gateway API.
 func destination(rep *RouteReport, where, ns string, rule routeRule) (ruleDestination, bool) {
-	var pools, services []backendRef
+	var pools []backendRef
+	var poolAt string
+	var d ruleDestination
+	services := 0
 	for j, r := range rule.BackendRefs {
+		at := fmt.Sprintf("%s.backendRefs[%d]", where, j)
 		switch {
 		case isPoolRef(r):
-			pools = append(pools, r)
+			pools, poolAt = append(pools, r), at
 		case isServiceRef(r):
-			services = append(services, r)
+			services++
+			if w := deref(r.Weight, 1); w > 0 {
+				d.services = append(d.services, serviceRef{at: at, backend: refName(r, ns), model: r.ModelNameOverride,
+					weight: uint32(w), priority: deref(r.Priority, 0)})
+			}
 		default:
-			rep.unresolved(fmt.Sprintf("%s.backendRefs[%d]", where, j),
-				refErrorf(reasonInvalidKind, "%s/%s is not an InferencePool or AIServiceBackend", deref(r.Group, ""), deref(r.Kind, "")))
+			rep.unresolved(at, refErrorf(reasonInvalidKind, "%s/%s is not an InferencePool or AIServiceBackend", deref(r.Group, ""), deref(r.Kind, "")))
 		}
 	}
-	name := func(r backendRef) types.NamespacedName {
-		return types.NamespacedName{Namespace: deref(r.Namespace, ns), Name: r.Name}
-	}
 	switch {
-	case len(pools) > 0 && len(services) > 0:
+	case len(pools) > 0 && services > 0:
 		rep.problem("%s: InferencePool and AIServiceBackend references cannot be mixed in one rule", where)
 		return ruleDestination{}, false
 	case len(pools) > 1:
 		rep.problem("%s: only one InferencePool per rule is supported, got %d", where, len(pools))
 		return ruleDestination{}, false
 	case len(pools) == 1:
-		d := ruleDestination{pool: name(pools[0])}
-		if o := pools[0].ModelNameOverride; o != "" {
-			d.overrides = []override{{model: o, weight: 1}}
-		}
-		return d, true
-	case len(services) == 0:
-		if len(rule.BackendRefs) == 0 {
-			rep.problem("%s: no backendRefs", where)
-		}
+		return ruleDestination{pool: refName(pools[0], ns), poolAt: poolAt, poolOverride: pools[0].ModelNameOverride}, true
+	case len(rule.BackendRefs) == 0:
+		rep.problem("%s: no backendRefs", where)
 		return ruleDestination{}, false
-	}
-	var d ruleDestination
-	for j, r := range services {
-		at := fmt.Sprintf("%s.backendRefs[%d]", where, j)
-		weight := deref(r.Weight, 1)
-		switch {
-		case deref(r.Priority, 0) > 0:
-			rep.problem("%s: priority %d fallback backends are not supported; %s is not used", at, *r.Priority, name(r))
-			continue
-		case weight <= 0:
-			continue // weight 0 takes no traffic, as in Gateway API
-		case d.backend.Name == "":
-			d.backend = name(r)
-		case name(r) != d.backend:
-			rep.problem("%s: splitting a model across AIServiceBackends is not supported; %s is not used, %s takes all of it",
-				at, name(r), d.backend)
-			continue
-		}
-		d.overrides = append(d.overrides, override{model: r.ModelNameOverride, weight: uint32(weight)})
-	}
-	if d.backend.Name == "" {
-		rep.problem("%s: no backendRef with weight > 0 and priority 0", where)
+	case len(d.services) == 0:
+		rep.problem("%s: no backendRef with weight > 0", where)
 		return ruleDestination{}, false
 	}
 	return d, true
 }
 
-// rewrite is the filter's rewrite for model under d's overrides: none when
-// every target keeps the client's name.
-func (d ruleDestination) rewrite(model string) []config.Target {
+func refName(r backendRef, ns string) types.NamespacedName {
+	return types.NamespacedName{Namespace: deref(r.Namespace, ns), Name: r.Name}
+}
+
+// model is where d sends model name: its pool, its one backend, or a split
+// across its backends. A split (several backends, or priorities) is
+// backend_refs, plus the backend and rewrite a filter that does not split
+// uses: the first backend of the lowest priority and that backend's refs
+// there.
+func (d ruleDestination) model(name string) config.Model {
+	if d.pool.Name != "" {
+		m := config.Model{Name: name, Pool: PoolName(d.pool)}
+		if d.poolOverride != "" {
+			m.Rewrite = rewrite(name, []serviceRef{{model: d.poolOverride, weight: 1}})
+		}
+		return m
+	}
+	first := d.services[0]
+	for _, r := range d.services {
+		if r.priority < first.priority {
+			first = r
+		}
+	}
+	var own []serviceRef
+	split := false
+	for _, r := range d.services {
+		if r.backend == first.backend && r.priority == first.priority {
+			own = append(own, r)
+		} else {
+			split = true
+		}
+	}
+	m := config.Model{Name: name, Backend: BackendName(first.backend), Rewrite: rewrite(name, own)}
+	if split {
+		for _, r := range d.services {
+			w := r.weight
+			m.BackendRefs = append(m.BackendRefs, config.BackendRef{Backend: BackendName(r.backend), Model: r.model, Weight: &w, Priority: r.priority})
+		}
+	}
+	return m
+}
+
+// rewrite is the filter's weighted rewrite of model to refs' served names:
+// none when every ref keeps the client's name.
+func rewrite(model string, refs []serviceRef) []config.Target {
 	var out []config.Target
 	renamed := false
-	for _, o := range d.overrides {
-		served := o.model
-		if served == "" {
-			served = model
-		}
+	for _, r := range refs {
+		served := cmp.Or(r.model, model)
 		renamed = renamed || served != model
-		w := o.weight
+		w := r.weight
 		out = append(out, config.Target{Model: served, Weight: &w})
 	}
 	if !renamed {
