@@ -94,7 +94,7 @@ type ruleDestination struct {
 	pool types.NamespacedName // set for an InferencePool
 	// poolAt is where the pool ref is; poolOverride its modelNameOverride.
 	poolAt, poolOverride string
-	services     []serviceRef
+	services             []serviceRef
 }
 
 // serviceRef is one AIServiceBackend ref of a rule that takes traffic.
