@@ -32,6 +32,8 @@ func TestKubernetesThroughHost(t *testing.T) {
 	t.Run("objectives", func(t *testing.T) { testKubeObjectives(t, c.Namespace(t, "objectives")) })
 	t.Run("broken route", func(t *testing.T) { testKubeBrokenRoute(t, c.Namespace(t, "broken")) })
 	t.Run("not ready under load", func(t *testing.T) { testKubeNotReadyUnderLoad(t, c.Namespace(t, "flips")) })
+	t.Run("backend split", func(t *testing.T) { testKubeBackendSplit(t, c.Namespace(t, "split")) })
+	t.Run("hostnames and timeouts", func(t *testing.T) { testKubeHostnamesAndTimeouts(t, c.Namespace(t, "hosts")) })
 }
 
 const gemma = "gemma-2-9b"
