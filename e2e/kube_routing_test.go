@@ -161,4 +161,3 @@ func testKubeHostnamesAndTimeouts(t *testing.T, ns *kubetest.Namespace) {
 		t.Errorf("upstream_rq_timeout = %d, want 1", v)
 	}
 }
-
