@@ -57,7 +57,7 @@ e2e-kube: kube-assets ## the Kubernetes tests against a real kube-apiserver + et
 
 .PHONY: crds e2e-kube
 
-bench-kube: build-controlplane kube-assets ## churn benchmark: 200 pods flipping readiness on a real API server; updates docs/benchmarks.md
+bench-kube: build-controlplane build-filter build-host kube-assets ## churn benchmark: 200 pods flipping readiness on a real API server, at the xDS level and through the host under load; updates docs/benchmarks.md
 	$(GO) run ./e2e/benchkube -out docs/benchmarks.md
 
 .PHONY: bench-kube

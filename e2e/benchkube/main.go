@@ -4,7 +4,11 @@
 // serves reflects it", as an ADS client following the stream like Envoy
 // sees it. The control plane is the real binary (build/out/
 // inflow-controlplane) in its own process, so its CPU and memory are read
-// from /proc alone.
+// from /proc alone. Then (-host, the default) the same pods roll through
+// NotReady and back under load through envoyhost running inflow.so, driven
+// by the control plane over xDS, timing "status written -> the host routes
+// by it" and counting requests that reached a pod after the host had taken
+// its removal (host.go).
 //
 //	make bench-kube     # go run ./e2e/benchkube -out docs/benchmarks.md
 package main
@@ -18,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,22 +39,42 @@ import (
 	"github.com/inflow-gateway/inflow/controlplane/kube/kubetest"
 )
 
-const ns = "bench"
+const (
+	ns = "bench"
+	// model is what the AIGatewayRoute matches and the simulators serve.
+	model = "gemma-2-9b"
+	// scrapeInterval is the filter's metrics scrape of each pod in the
+	// host phase: 200 simulators, the host and the API server share two
+	// cores, so it is longer than the EPP's 50 ms default.
+	scrapeInterval = "250ms"
+)
 
 func main() {
 	pods := flag.Int("pods", 200, "pods in the pool")
 	rate := flag.Float64("rate", 50, "flips per second in the steady phase")
 	writers := flag.Int("writers", 8, "concurrent status writers in the burst phase")
+	host := flag.Bool("host", true, "also roll the pods through NotReady under load through envoyhost running inflow.so (make build-host build-filter)")
+	clients := flag.Int("clients", 8, "concurrent clients in the host phase")
+	unavailable := flag.Int("unavailable", 20, "pods NotReady at a time in the host phase")
+	hostRate := flag.Float64("host-rate", 25, "status writes per second in the host phase")
 	bin := flag.String("bin", "build/out/inflow-controlplane", "the control-plane binary")
 	out := flag.String("out", "", "markdown file whose bench-kube section gets the table (default: stdout only)")
 	flag.Parse()
-	if err := run(*pods, *rate, *writers, *bin, *out); err != nil {
+	hp := hostPhase{on: *host, clients: *clients, unavailable: *unavailable, interval: time.Duration(float64(time.Second) / *hostRate)}
+	if err := run(*pods, *rate, *writers, *bin, *out, hp); err != nil {
 		fmt.Fprintln(os.Stderr, "benchkube:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nPods int, rate float64, writers int, bin, out string) error {
+// hostPhase configures the churn through the host.
+type hostPhase struct {
+	on                   bool
+	clients, unavailable int
+	interval             time.Duration
+}
+
+func run(nPods int, rate float64, writers int, bin, out string, hp hostPhase) error {
 	cwd, err := os.Getwd()
 	if err != nil {
 		return err
@@ -74,7 +99,11 @@ func run(nPods int, rate float64, writers int, bin, out string) error {
 	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if err := createPool(ctx, cluster); err != nil {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	if err := createPool(ctx, cluster, port); err != nil {
 		return err
 	}
 	ips := make([]string, nPods)
@@ -97,7 +126,7 @@ func run(nPods int, rate float64, writers int, bin, out string) error {
 	defer obs.close()
 	all := make([]string, nPods)
 	for i, ip := range ips {
-		all[i] = ip + ":8000"
+		all[i] = net.JoinHostPort(ip, strconv.Itoa(port))
 	}
 	if err := obs.waitFor(all, 60*time.Second); err != nil {
 		return fmt.Errorf("initial endpoints: %w", err)
@@ -116,10 +145,10 @@ func run(nPods int, rate float64, writers int, bin, out string) error {
 		flip func(ready bool) ([]time.Duration, error)
 	}{
 		{fmt.Sprintf("steady: %d flips/s, one writer", int(rate)), func(ready bool) ([]time.Duration, error) {
-			return flipAll(ctx, kc, obs, ips, ready, 1, interval)
+			return flipAll(ctx, kc, obs, ips, port, ready, 1, interval)
 		}},
 		{fmt.Sprintf("burst: %d writers, no pause", writers), func(ready bool) ([]time.Duration, error) {
-			return flipAll(ctx, kc, obs, ips, ready, writers, 0)
+			return flipAll(ctx, kc, obs, ips, port, ready, writers, 0)
 		}},
 	} {
 		for _, ready := range []bool{false, true} {
@@ -140,6 +169,23 @@ func run(nPods int, rate float64, writers int, bin, out string) error {
 		}
 	}
 	table := render(nPods, rows, cp.memory, obs.listeners()-before)
+	if hp.on {
+		var res *hostResult
+		use, err := cp.usage(func() (err error) {
+			res, err = runHostPhase(ctx, kc, obs, cp.xds, ips, port, hp)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		res.controlPlane = use
+		res.rss, res.peak = cp.memory()
+		table += renderHost(nPods, res)
+		if err := res.check(); err != nil {
+			fmt.Print(table)
+			return err
+		}
+	}
 	fmt.Print(table)
 	if out != "" {
 		return replaceSection(filepath.Join(root, out), table)
@@ -151,10 +197,10 @@ func podName(i int) string { return fmt.Sprintf("vllm-%03d", i) }
 
 var routes = schema.GroupVersionResource{Group: "aigateway.envoyproxy.io", Version: "v1beta1", Resource: "aigatewayroutes"}
 
-func createPool(ctx context.Context, c *kubetest.Cluster) error {
+func createPool(ctx context.Context, c *kubetest.Cluster, port int) error {
 	p := &giev1.InferencePool{ObjectMeta: metav1.ObjectMeta{Name: "gemma2", Namespace: ns}}
 	p.Spec.Selector.MatchLabels = map[giev1.LabelKey]giev1.LabelValue{"app": "gemma2"}
-	p.Spec.TargetPorts = []giev1.Port{{Number: 8000}}
+	p.Spec.TargetPorts = []giev1.Port{{Number: giev1.PortNumber(port)}}
 	eppPort := giev1.Port{Number: 9002}
 	p.Spec.EndpointPickerRef = giev1.EndpointPickerRef{Name: "gemma2-epp", Port: &eppPort}
 	if _, err := gieclient.NewForConfigOrDie(c.Config).InferenceV1().InferencePools(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
@@ -166,7 +212,7 @@ func createPool(ctx context.Context, c *kubetest.Cluster) error {
 		"spec": map[string]any{
 			"parentRefs": []any{map[string]any{"name": "ai-gateway"}},
 			"rules": []any{map[string]any{
-				"matches":     []any{map[string]any{"headers": []any{map[string]any{"type": "Exact", "name": "x-ai-eg-model", "value": "gemma-2-9b"}}}},
+				"matches":     []any{map[string]any{"headers": []any{map[string]any{"type": "Exact", "name": "x-ai-eg-model", "value": model}}}},
 				"backendRefs": []any{map[string]any{"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "gemma2"}},
 			}},
 		},
@@ -201,20 +247,15 @@ func ready(r bool) corev1.PodCondition {
 // goroutines pausing interval between writes; each flip's latency runs
 // from just before its status write to the first served snapshot that
 // reflects it.
-func flipAll(ctx context.Context, kc kubernetes.Interface, obs *observer, ips []string, r bool, writers int, interval time.Duration) ([]time.Duration, error) {
+func flipAll(ctx context.Context, kc kubernetes.Interface, obs *observer, ips []string, port int, r bool, writers int, interval time.Duration) ([]time.Duration, error) {
 	order := make([]int, len(ips))
 	for i := range order {
 		order[i] = (i*7919 + 13) % len(ips) // a fixed permutation (7919 is prime)
 	}
 	done := make(chan time.Duration, len(ips))
 	err := parallel(writers, order, func(_ int, i int) error {
-		p, err := kc.CoreV1().Pods(ns).Get(ctx, podName(i), metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		p.Status.Conditions = []corev1.PodCondition{ready(r)}
-		obs.expect(ips[i]+":8000", r, done)
-		if _, err := kc.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		obs.expect(net.JoinHostPort(ips[i], strconv.Itoa(port)), r, done)
+		if err := setReady(ctx, kc, podName(i), r); err != nil {
 			return err
 		}
 		time.Sleep(interval)
@@ -234,6 +275,17 @@ func flipAll(ctx context.Context, kc kubernetes.Interface, obs *observer, ips []
 		}
 	}
 	return lat, nil
+}
+
+// setReady writes a pod's Ready condition as its kubelet would.
+func setReady(ctx context.Context, kc kubernetes.Interface, name string, r bool) error {
+	p, err := kc.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	p.Status.Conditions = []corev1.PodCondition{ready(r)}
+	_, err = kc.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	return err
 }
 
 // parallel runs f over items with n goroutines, returning the first error.
@@ -291,7 +343,8 @@ func startControlPlane(ctx context.Context, root, bin string, kubeconfig []byte)
 	if err := os.WriteFile(kc, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(cfg, []byte("listeners: [{name: public, address: 127.0.0.1, port: 10000}]\nkubernetes: {namespaces: ["+ns+"]}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("listeners: [{name: public, address: 127.0.0.1, port: 10000}]\n"+
+		"kubernetes: {namespaces: ["+ns+"], scheduler: {scrape_interval: "+scrapeInterval+", staleness: 1s}}\n"), 0o600); err != nil {
 		return nil, err
 	}
 	xdsPort, err := freePort()
@@ -333,6 +386,10 @@ func (cp *controlPlane) stop() {
 
 // usage is the control plane's CPU time spent while f runs, and f's wall time.
 type usage struct{ cpu, wall time.Duration }
+
+func (u usage) String() string {
+	return fmt.Sprintf("%.2f s in %.1f s (%.0f %% of a core)", u.cpu.Seconds(), u.wall.Seconds(), 100*u.cpu.Seconds()/u.wall.Seconds())
+}
 
 func (cp *controlPlane) usage(f func() error) (usage, error) {
 	c0, err := cpuTime(cp.cmd.Process.Pid)

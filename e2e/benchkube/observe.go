@@ -34,6 +34,16 @@ type observer struct {
 	// a state-of-the-world push repeats, it ignores): churn should cause none.
 	listenerChanges int
 	lastListener    []byte
+	// changes lists, per endpoint, the versions at which it came and went;
+	// handled is the last version seen.
+	changes map[string][]change
+	handled uint64
+}
+
+// change is an endpoint appearing (present) or going at an xDS version.
+type change struct {
+	version uint64
+	present bool
 }
 
 type expectation struct {
@@ -48,7 +58,7 @@ func observe(addr string) (*observer, error) {
 		return nil, err
 	}
 	o := &observer{envoy: e, current: map[string]bool{}, pending: map[string]expectation{},
-		updated: make(chan struct{}, 1), errc: make(chan error, 1)}
+		updated: make(chan struct{}, 1), errc: make(chan error, 1), changes: map[string][]change{}}
 	go o.loop()
 	return o, nil
 }
@@ -79,6 +89,18 @@ func (o *observer) loop() {
 		if !ok {
 			o.mu.Unlock()
 			continue
+		}
+		version, _ := strconv.ParseUint(r.GetVersionInfo(), 10, 64)
+		o.handled = max(o.handled, version)
+		for ep := range eps {
+			if !o.current[ep] {
+				o.changes[ep] = append(o.changes[ep], change{version, true})
+			}
+		}
+		for ep := range o.current {
+			if !eps[ep] {
+				o.changes[ep] = append(o.changes[ep], change{version, false})
+			}
 		}
 		o.current = eps
 		for ep, x := range o.pending {
@@ -130,6 +152,26 @@ func endpoints(s *xdstest.State) (map[string]bool, bool) {
 	return m, true
 }
 
+// versionOf is the first version after which ep went present (or absent)
+// since version from; ok is false when no served version shows it yet.
+func (o *observer) versionOf(ep string, present bool, from uint64) (uint64, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, c := range o.changes[ep] {
+		if c.version > from && c.present == present {
+			return c.version, true
+		}
+	}
+	return 0, false
+}
+
+// version is the last version the observer handled.
+func (o *observer) version() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.handled
+}
+
 // listeners is how many times the listener changed so far.
 func (o *observer) listeners() int {
 	o.mu.Lock()
@@ -179,7 +221,7 @@ func render(pods int, rows []row, mem func() (string, string), listenerChanges i
 		pods, "v1.37.2", time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| phase | flips | p50 ms | p99 ms | max ms | control-plane CPU |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
-		cpu := fmt.Sprintf("%.2f s in %.1f s (%.0f %% of a core)", r.use.cpu.Seconds(), r.use.wall.Seconds(), 100*r.use.cpu.Seconds()/r.use.wall.Seconds())
+		cpu := r.use.String()
 		if len(r.lat) == 0 {
 			fmt.Fprintf(&b, "| %s | – | – | – | – | %s |\n", r.phase, cpu)
 			continue
