@@ -43,6 +43,7 @@ type hostRun struct {
 	epoch  time.Time
 	mu     sync.Mutex
 	sent   [][]time.Duration // per pod: send times of the requests it got
+	scrape [][]time.Duration // per pod: when the filter's scrapes reached it
 	taken  []taken           // versions the host took, in order
 	client openai.Client
 
@@ -58,7 +59,7 @@ type taken struct {
 }
 
 func startHostRun(ctx context.Context, xds string, ips []string, port int) (*hostRun, error) {
-	r := &hostRun{epoch: time.Now(), sent: make([][]time.Duration, len(ips))}
+	r := &hostRun{epoch: time.Now(), sent: make([][]time.Duration, len(ips)), scrape: make([][]time.Duration, len(ips))}
 	for i, ip := range ips {
 		s, err := sim.Start(ctx, sim.Options{Model: model, Listen: net.JoinHostPort(ip, strconv.Itoa(port)),
 			TTFTBase: time.Millisecond, PrefillPerToken: time.Microsecond, ITL: time.Microsecond,
@@ -66,6 +67,12 @@ func startHostRun(ctx context.Context, xds string, ips []string, port int) (*hos
 				d, _ := strconv.ParseInt(req.Header.Get(headerSent), 10, 64)
 				r.mu.Lock()
 				r.sent[i] = append(r.sent[i], time.Duration(d))
+				r.mu.Unlock()
+			},
+			OnScrape: func() {
+				at := r.since()
+				r.mu.Lock()
+				r.scrape[i] = append(r.scrape[i], at)
 				r.mu.Unlock()
 			}})
 		if err != nil {
@@ -164,6 +171,26 @@ func (r *hostRun) firstAfter(i int, from time.Duration) (time.Duration, bool) {
 	return first, ok
 }
 
+// scrapedAfter is the first scrape of pod i after from, and whether pod i
+// was scraped in (from, to] at all.
+func (r *hostRun) scrapedAfter(i int, from, to time.Duration) (first time.Duration, ok, between bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.scrape[i] {
+		if s > from && s <= to {
+			between = true
+		}
+		if s > to && (!ok || s < first) {
+			first, ok = s, true
+		}
+	}
+	return first, ok, between
+}
+
+// scrapeSlack is how long after the host took a pod's removal a scrape
+// may still arrive: one already under way when the old config went.
+const scrapeSlack = 50 * time.Millisecond
+
 // load runs clients sending chat requests until stop is closed, each
 // expected to succeed; it returns when all have stopped.
 func (r *hostRun) load(clients int, stop <-chan struct{}) {
@@ -209,8 +236,17 @@ type hostResult struct {
 	// the filter's first scrape of it, and bounded above by how often the
 	// load happens to pick it. unserved counts Ready flips no request
 	// reached before the run ended.
-	served           []time.Duration
-	unserved         int
+	served   []time.Duration
+	unserved int
+	// scraped is, per Ready flip, status write -> the filter's first
+	// scrape of the pod: it starts scraping an endpoint the moment a
+	// config names it, and a scraped endpoint is a candidate, so this is
+	// when the pod became routable, free of the load's sampling.
+	// scrapedThrough counts Ready flips where the scrapes never stopped
+	// while the pod was NotReady (the host took both changes in one
+	// version, or an old config still held it), which are not measured.
+	scraped          []time.Duration
+	scrapedThrough   int
 	requests, failed int64
 	firstErr         string
 	// late counts requests a NotReady pod got that were sent after the
@@ -279,6 +315,7 @@ func rolling(ctx context.Context, kc kubernetes.Interface, obs *observer, r *hos
 	if e, ok := r.firstErr.Load().(string); ok {
 		res.firstErr = e
 	}
+	gone := map[int]time.Duration{} // pod -> when the host took its NotReady
 	for n, f := range flips {
 		ep := net.JoinHostPort(ips[f.pod], strconv.Itoa(port))
 		v, _ := obs.versionOf(ep, f.ready, f.from)
@@ -290,8 +327,16 @@ func rolling(ctx context.Context, kc kubernetes.Interface, obs *observer, r *hos
 			} else {
 				res.unserved++
 			}
+			g, ok := gone[f.pod]
+			first, scraped, between := r.scrapedAfter(f.pod, g+scrapeSlack, f.written)
+			if !ok || g >= f.written || between || !scraped {
+				res.scrapedThrough++
+				continue
+			}
+			res.scraped = append(res.scraped, first-f.written)
 			continue
 		}
+		gone[f.pod] = at
 		res.notReady = append(res.notReady, at-f.written)
 		back := time.Duration(1<<63 - 1)
 		for _, g := range flips[n+1:] {
@@ -351,6 +396,7 @@ func renderHost(pods int, res *hostResult) string {
 	}{
 		{"NotReady: status write -> the host routes without it", res.notReady},
 		{"Ready: status write -> the host routes with it", res.ready},
+		{"Ready: status write -> the filter's first scrape of it (routable)", res.scraped},
 		{"Ready: status write -> first request sent that reached it", res.served},
 	} {
 		if len(row.lat) == 0 {
@@ -359,9 +405,9 @@ func renderHost(pods int, res *hostResult) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", row.name, len(row.lat), ms(pct(row.lat, 0.5)), ms(pct(row.lat, 0.99)), ms(pct(row.lat, 1)))
 	}
-	fmt.Fprintf(&b, "\nReady flips no request reached before the run ended: %d. Requests during the churn: %d, failed: %d; requests sent after the host took a pod's NotReady that reached it: %d; connections drained: %s (%d pods). "+
+	fmt.Fprintf(&b, "\nReady flips not measured by scrape (scraped throughout their NotReady): %d. Ready flips no request reached before the run ended: %d. Requests during the churn: %d, failed: %d; requests sent after the host took a pod's NotReady that reached it: %d; connections drained: %s (%d pods). "+
 		"Control-plane CPU over the phase: %s; memory after it: RSS %s, peak %s.\n",
-		res.unserved, res.requests, res.failed, res.late, res.drained, pods, res.controlPlane, res.rss, res.peak)
+		res.scrapedThrough, res.unserved, res.requests, res.failed, res.late, res.drained, pods, res.controlPlane, res.rss, res.peak)
 	return b.String()
 }
 
@@ -374,8 +420,12 @@ func (res *hostResult) check() error {
 	if res.late > 0 {
 		errs = append(errs, fmt.Errorf("%d requests sent after the host took a pod's NotReady reached it", res.late))
 	}
-	if p99 := pct(res.ready, 0.99); p99 >= readyTarget {
-		errs = append(errs, fmt.Errorf("a Ready pod took %s at p99 to become routable (target: under %s)", p99, readyTarget))
+	for _, lat := range [][]time.Duration{res.ready, res.scraped} {
+		if len(lat) == 0 {
+			errs = append(errs, errors.New("no Ready flip was measured"))
+		} else if p99 := pct(lat, 0.99); p99 >= readyTarget {
+			errs = append(errs, fmt.Errorf("a Ready pod took %s at p99 to become routable (target: under %s)", p99, readyTarget))
+		}
 	}
 	if res.unserved > 0 {
 		errs = append(errs, fmt.Errorf("%d pods turned Ready and got no request before the run ended", res.unserved))

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,6 +76,7 @@ type hostPhase struct {
 }
 
 func run(nPods int, rate float64, writers int, bin, out string, hp hostPhase) error {
+	loadBefore := loadAverage()
 	cwd, err := os.Getwd()
 	if err != nil {
 		return err
@@ -168,7 +170,11 @@ func run(nPods int, rate float64, writers int, bin, out string, hp hostPhase) er
 			rows = append(rows, row{phase: ph.name + ", " + what, lat: lat, use: use})
 		}
 	}
-	table := render(nPods, rows, cp.memory, obs.listeners()-before)
+	version, err := kc.Discovery().ServerVersion()
+	if err != nil {
+		return err
+	}
+	table := render(nPods, version.GitVersion, rows, cp.memory, obs.listeners()-before)
 	if hp.on {
 		var res *hostResult
 		use, err := cp.usage(func() (err error) {
@@ -186,6 +192,7 @@ func run(nPods int, rate float64, writers int, bin, out string, hp hostPhase) er
 			return err
 		}
 	}
+	table += fmt.Sprintf("\nMachine: %d CPUs, shared; load average (1 min) %s before the run, %s after.\n", runtime.NumCPU(), loadBefore, loadAverage())
 	fmt.Print(table)
 	if out != "" {
 		return replaceSection(filepath.Join(root, out), table)
@@ -275,6 +282,15 @@ func flipAll(ctx context.Context, kc kubernetes.Interface, obs *observer, ips []
 		}
 	}
 	return lat, nil
+}
+
+// loadAverage is the 1-minute load average ("?" if unreadable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // setReady writes a pod's Ready condition as its kubelet would.

@@ -214,11 +214,11 @@ func (o *observer) waitFor(want []string, d time.Duration) error {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Millisecond)) }
 
-func render(pods int, rows []row, mem func() (string, string), listenerChanges int) string {
+func render(pods int, kubeVersion string, rows []row, mem func() (string, string), listenerChanges int) string {
 	rss, peak := mem()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Latest run: %d pods in one InferencePool, kube-apiserver %s + etcd (envtest), the control-plane binary in its own process, %s.\n\n",
-		pods, "v1.37.2", time.Now().UTC().Format("2006-01-02"))
+		pods, kubeVersion, time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| phase | flips | p50 ms | p99 ms | max ms | control-plane CPU |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		cpu := r.use.String()

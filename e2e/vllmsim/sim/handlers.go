@@ -39,12 +39,15 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "Not Found"}) // FastAPI's 404
 	})
-	if s.opts.OnRequest == nil {
+	if s.opts.OnRequest == nil && s.opts.OnScrape == nil {
 		return mux
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/") {
+		switch {
+		case s.opts.OnRequest != nil && strings.HasPrefix(r.URL.Path, "/v1/"):
 			s.opts.OnRequest(r)
+		case s.opts.OnScrape != nil && r.Method == http.MethodGet && r.URL.Path == "/metrics":
+			s.opts.OnScrape()
 		}
 		mux.ServeHTTP(w, r)
 	})

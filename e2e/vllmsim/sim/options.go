@@ -89,6 +89,9 @@ type Options struct {
 	// before it is served, so tests can record what reached this server
 	// and when. It must not read the body.
 	OnRequest func(*http.Request)
+	// OnScrape, if set, is called on each GET /metrics before it is
+	// served, so a benchmark can tell when a gateway started scraping it.
+	OnScrape func()
 }
 
 // withDefaults returns o with every zero field replaced by its default.

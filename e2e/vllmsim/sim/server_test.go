@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -333,5 +334,27 @@ func TestOnRequestSeesTheAPIRequests(t *testing.T) {
 	case got := <-seen:
 		t.Fatalf("the hook saw a scrape: %q", got)
 	default:
+	}
+}
+
+// TestOnScrapeSeesOnlyTheScrapes: the scrape hook runs for GET /metrics
+// and for nothing else.
+func TestOnScrapeSeesOnlyTheScrapes(t *testing.T) {
+	var scrapes atomic.Int64
+	opts := fastOptions()
+	opts.OnScrape = func() { scrapes.Add(1) }
+	s := startServer(t, opts)
+	resp := postWith(t, s.URL()+"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, nil)
+	resp.Body.Close()
+	if n := scrapes.Load(); n != 0 {
+		t.Fatalf("a chat request counted as %d scrapes", n)
+	}
+	for range 2 {
+		if code, _ := do(t, http.MethodGet, s.URL()+"/metrics", ""); code != http.StatusOK {
+			t.Fatalf("/metrics: %d", code)
+		}
+	}
+	if n := scrapes.Load(); n != 2 {
+		t.Fatalf("2 scrapes, the hook saw %d", n)
 	}
 }
