@@ -43,10 +43,19 @@ var (
 )
 
 type aiGatewayRoute struct {
-	ParentRefs []parentRef `json:"parentRefs"`
-	Hostnames  []string    `json:"hostnames"`
-	Rules      []routeRule `json:"rules"`
-	Costs      []any       `json:"llmRequestCosts"`
+	ParentRefs []parentRef      `json:"parentRefs"`
+	Hostnames  []string         `json:"hostnames"`
+	Rules      []routeRule      `json:"rules"`
+	Costs      []llmRequestCost `json:"llmRequestCosts"`
+}
+
+// llmRequestCost is one token cost the route's responses write as
+// io.envoy.ai_gateway dynamic metadata; the filter's cost.Spec has the
+// same types.
+type llmRequestCost struct {
+	MetadataKey string  `json:"metadataKey"`
+	Type        string  `json:"type"`
+	CEL         *string `json:"cel"`
 }
 
 type parentRef struct {

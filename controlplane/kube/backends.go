@@ -50,14 +50,17 @@ type backendResolver struct {
 	services, egBackends objects
 	// policies maps an AIServiceBackend to the BackendSecurityPolicies
 	// that target it, in name order.
-	policies       map[types.NamespacedName][]*unstructured.Unstructured
+	policies map[types.NamespacedName][]*unstructured.Unstructured
+	// policyNames holds every policy by its own name: a v1alpha1
+	// AIServiceBackend names its policy, which then has no targetRefs.
+	policyNames    objects
 	credentialsDir string
 }
 
 func newBackendResolver(in *Inputs, credentialsDir string) *backendResolver {
 	r := &backendResolver{
 		services: index(in.Backends), egBackends: index(in.EGBackends),
-		policies: map[types.NamespacedName][]*unstructured.Unstructured{}, credentialsDir: credentialsDir,
+		policies: map[types.NamespacedName][]*unstructured.Unstructured{}, policyNames: index(in.Policies), credentialsDir: credentialsDir,
 	}
 	for _, u := range in.Policies {
 		var p backendSecurityPolicy
@@ -157,7 +160,7 @@ func (r *backendResolver) baseURL(n types.NamespacedName, version string) (strin
 func (r *backendResolver) credential(n types.NamespacedName, u *unstructured.Unstructured, s aiServiceBackend) (*spec.APIKey, error) {
 	ps := r.policies[n]
 	if ref := s.BackendSecurityPolicyRef; ref != nil && len(ps) == 0 { // v1alpha1
-		if p, ok := r.policyByName(types.NamespacedName{Namespace: n.Namespace, Name: ref.Name}); ok {
+		if p, ok := r.policyNames[types.NamespacedName{Namespace: n.Namespace, Name: ref.Name}]; ok {
 			ps = append(ps, p)
 		} else {
 			return nil, refErrorf(reasonBackendNotFound, "BackendSecurityPolicy %s/%s not found", n.Namespace, ref.Name)
@@ -175,17 +178,6 @@ func (r *backendResolver) credential(n types.NamespacedName, u *unstructured.Uns
 		return nil, refErrorf(reasonUnsupported, "%v", err)
 	}
 	return &spec.APIKey{SecretFile: CredentialFile(r.credentialsDir, secret), SecretName: CredentialName(secret)}, nil
-}
-
-func (r *backendResolver) policyByName(n types.NamespacedName) (*unstructured.Unstructured, bool) {
-	for _, ps := range r.policies {
-		for _, p := range ps {
-			if p.GetNamespace() == n.Namespace && p.GetName() == n.Name {
-				return p, true
-			}
-		}
-	}
-	return nil, false
 }
 
 // APIKeySecret is the Secret an APIKey BackendSecurityPolicy names. Other

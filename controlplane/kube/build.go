@@ -138,6 +138,7 @@ func (b *builder) route(u *unstructured.Unstructured) {
 	if !ok {
 		return
 	}
+	costs := routeCosts(rep, r.Costs)
 	for i, rule := range r.Rules {
 		where := fmt.Sprintf("rules[%d]", i)
 		models := ruleModels(rep, where, rule)
@@ -158,6 +159,7 @@ func (b *builder) route(u *unstructured.Unstructured) {
 			b.models[name] = "AIGatewayRoute " + id.String()
 			m := d.model(name)
 			m.OwnedBy = deref(rule.OwnedBy, "")
+			m.Costs = costs
 			b.res.Config.Models = append(b.res.Config.Models, m)
 			b.setModelRoute(name, spec.ModelRoute{Hostnames: hostnames, Timeout: timeout})
 			served = true

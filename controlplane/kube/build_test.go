@@ -253,3 +253,35 @@ func TestEndpointsAsTheEPP(t *testing.T) {
 		t.Fatalf("endpoints %s, want %s", got, want)
 	}
 }
+
+// TestBuildRouteCosts: a route's llmRequestCosts are the costs of each of
+// its models; one the filter cannot compute, or a repeated key, is
+// reported and left out, the others kept.
+func TestBuildRouteCosts(t *testing.T) {
+	u := route("costed", 0, rule([]string{"a", "b"}, pref("a")))
+	u.Object["spec"].(map[string]any)["llmRequestCosts"] = []any{
+		map[string]any{"metadataKey": "llm_total_token", "type": "TotalToken"},
+		map[string]any{"metadataKey": "weighted", "type": "CEL", "cel": "input_tokens + 3u * output_tokens"},
+		map[string]any{"metadataKey": "broken", "type": "CEL", "cel": "input_tokens +"},
+		map[string]any{"metadataKey": "llm_total_token", "type": "InputToken"},
+	}
+	plain := route("plain", time.Minute, rule([]string{"c"}, pref("a")))
+	res := Build(base(), &Inputs{Pools: []*giev1.InferencePool{pool("a", 8000)}, Routes: []*unstructured.Unstructured{u, plain}})
+	if err := res.Config.Validate(); err != nil {
+		t.Fatalf("the built spec must validate: %v", err)
+	}
+	for _, m := range res.Config.Models {
+		var keys []string
+		for _, c := range m.Costs {
+			keys = append(keys, c.MetadataKey+"="+string(c.Type))
+		}
+		got := strings.Join(keys, ",")
+		if exp := map[string]string{"a": "llm_total_token=TotalToken,weighted=CEL", "b": "llm_total_token=TotalToken,weighted=CEL", "c": ""}[m.Name]; got != exp {
+			t.Errorf("model %s: costs %s, want %s", m.Name, got, exp)
+		}
+	}
+	p := strings.Join(res.Routes[types.NamespacedName{Namespace: "ns", Name: "costed"}].Problems, "\n")
+	if !strings.Contains(p, "llmRequestCosts[2]: cel") || !strings.Contains(p, `llmRequestCosts[3]: metadataKey "llm_total_token" is repeated`) {
+		t.Errorf("problems: %s", p)
+	}
+}

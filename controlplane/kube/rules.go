@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
+	"github.com/inflow-gateway/inflow/filter/cost"
 )
 
 // DefaultRequestTimeout is the route timeout of an AIGatewayRoute rule
@@ -70,6 +71,27 @@ func ruleTimeout(rep *RouteReport, where string, t *routeTimeouts) string {
 		return def
 	}
 	return d.String()
+}
+
+// routeCosts are the route's llmRequestCosts as the filter's costs of each
+// of its models; one the filter could not compute (an unknown type, a CEL
+// expression that does not compile) is reported and left out, the others
+// still written.
+func routeCosts(rep *RouteReport, in []llmRequestCost) []cost.Spec {
+	var out []cost.Spec
+	for i, c := range in {
+		s := cost.Spec{MetadataKey: c.MetadataKey, Type: cost.Type(c.Type), CEL: deref(c.CEL, "")}
+		if err := s.Check(); err != nil {
+			rep.problem("llmRequestCosts[%d]: %v; not written", i, err)
+			continue
+		}
+		if slices.ContainsFunc(out, func(o cost.Spec) bool { return o.MetadataKey == s.MetadataKey }) {
+			rep.problem("llmRequestCosts[%d]: metadataKey %q is repeated; the first is written", i, s.MetadataKey)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // routeHostnames are the route's hostnames, lower case, when each is a
