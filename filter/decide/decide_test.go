@@ -2,6 +2,7 @@ package decide
 
 import (
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/inflow-gateway/inflow/filter/config"
@@ -86,5 +87,33 @@ func TestRejectionStat(t *testing.T) {
 		if got := RejectionStat(status); got != want {
 			t.Errorf("%d: %q, want %q", status, got, want)
 		}
+	}
+}
+
+// TestBodyNamesTheSplitBackend: a split model's route carries the picked
+// backend (the x-inflow-backend header both adapters set) and no pool
+// destination; a model without refs carries none.
+func TestBodyNamesTheSplitBackend(t *testing.T) {
+	r := testRouter(t, `{"models":[{"name":"gpt","backend":"a","backend_refs":[{"backend":"a"},{"backend":"b","model":"gpt-b"}]},
+		{"name":"plain","backend":"a"}],"backends":[{"name":"a"},{"name":"b"}]}`)
+	seen := map[string]bool{}
+	for range 100 {
+		rt, err := Body(r, request.ChatCompletions, []byte(`{"model":"gpt","messages":[]}`), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rt.Destination != "" || (rt.Backend == "b") != (rt.ServedModel == "gpt-b") {
+			t.Fatalf("backend %q served %q destination %q", rt.Backend, rt.ServedModel, rt.Destination)
+		}
+		seen[rt.Backend] = true
+	}
+	if !seen["a"] || !seen["b"] || len(seen) != 2 {
+		t.Errorf("100 requests named %v, want both a and b", seen)
+	}
+	if rt, err := Body(r, request.ChatCompletions, []byte(`{"model":"plain","messages":[]}`), nil, nil); err != nil || rt.Backend != "" {
+		t.Errorf("a model without refs: backend %q, %v", rt.Backend, err)
+	}
+	if !slices.Contains(RoutingHeaders[:], protocol.HeaderBackend) {
+		t.Error("a client could choose the split's backend: x-inflow-backend is not a routing header")
 	}
 }

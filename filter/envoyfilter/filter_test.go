@@ -277,7 +277,7 @@ func TestOtherPathsPassThroughWithoutRoutingHeaders(t *testing.T) {
 	for _, tc := range []struct{ method, path string }{
 		{"GET", "/healthz"}, {"POST", "/v1/audio/speech"}, {"GET", "/v1/chat"}, {"POST", "/v1/modelsx"},
 	} {
-		r := h.do(tc.method, tc.path, "", protocol.HeaderModel, "llama", protocol.HeaderDestination, "169.254.169.254:80")
+		r := h.do(tc.method, tc.path, "", protocol.HeaderModel, "llama", protocol.HeaderDestination, "169.254.169.254:80", protocol.HeaderBackend, "openai")
 		if r.status != api.Continue || r.buffered || r.reply != nil {
 			t.Errorf("%s %s: status %v buffered %v", tc.method, tc.path, r.status, r.buffered)
 		}
@@ -295,13 +295,13 @@ func TestOtherPathsPassThroughWithoutRoutingHeaders(t *testing.T) {
 // the route was chosen with them, so it is cleared.
 func TestInferenceRequestLosesClientRoutingHeadersInDecodeHeaders(t *testing.T) {
 	h := newHarness(t, testConfig)
-	hdr := newHeaders("POST", "/v1/chat/completions", protocol.HeaderModel, "plain", protocol.HeaderDestination, "169.254.169.254:80")
+	hdr := newHeaders("POST", "/v1/chat/completions", protocol.HeaderModel, "plain", protocol.HeaderDestination, "169.254.169.254:80", protocol.HeaderBackend, "openai")
 	f := Factory(h.cfg, newCallbacks()).(*filter)
 	defer f.OnDestroy(api.Normal)
 	if st := f.DecodeHeaders(hdr, false); st != api.StopAndBuffer {
 		t.Fatalf("status %v, want StopAndBuffer", st)
 	}
-	for _, k := range []string{protocol.HeaderModel, protocol.HeaderDestination} {
+	for _, k := range []string{protocol.HeaderModel, protocol.HeaderDestination, protocol.HeaderBackend} {
 		if v, ok := hdr.Get(k); ok {
 			t.Errorf("%s = %q still there after DecodeHeaders", k, v)
 		}
