@@ -52,6 +52,16 @@ type podServer struct {
 	*sim.Server
 	mu   sync.Mutex
 	sent []time.Duration
+	// auth is the Authorization header of the last request that reached
+	// it (an external backend's injected key).
+	auth string
+}
+
+// lastAuth is the Authorization header the last request arrived with.
+func (p *podServer) lastAuth() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.auth
 }
 
 // requests is how many requests reached the server so far.
@@ -99,6 +109,13 @@ type kubeBuild struct {
 // election makes the control plane write status.
 func startKubeStack(t *testing.T, ns *kubetest.Namespace, section map[string]any, election bool) *kubeStack {
 	t.Helper()
+	return startKubeStackWith(t, ns, section, election, harness.XDSHostOptions{})
+}
+
+// startKubeStackWith is startKubeStack with the host's options (its
+// mounts, say); Log is set here.
+func startKubeStackWith(t *testing.T, ns *kubetest.Namespace, section map[string]any, election bool, hostOpts harness.XDSHostOptions) *kubeStack {
+	t.Helper()
 	s := &kubeStack{t: t, ns: ns, epoch: time.Now()}
 	k := map[string]any{"namespaces": []string{ns.Name},
 		// fresh metrics at once, so saturation and picks follow the servers
@@ -118,7 +135,8 @@ func startKubeStack(t *testing.T, ns *kubetest.Namespace, section map[string]any
 	if election {
 		opts.Election = &kube.Election{Namespace: ns.Name, Name: "inflow", Identity: "only"}
 	}
-	h, cp, err := harness.StartInflowKubernetesHost(t.Context(), t.TempDir(), cfg, opts, harness.XDSHostOptions{Log: log})
+	hostOpts.Log = log
+	h, cp, err := harness.StartInflowKubernetesHost(t.Context(), t.TempDir(), cfg, opts, hostOpts)
 	if err != nil {
 		t.Fatalf("start the control plane and host: %v", err)
 	}
@@ -206,6 +224,7 @@ func (s *kubeStack) podServer(model, ip string, port int32, loras ...string) *po
 			d, _ := strconv.ParseInt(r.Header.Get(headerSent), 10, 64)
 			p.mu.Lock()
 			p.sent = append(p.sent, time.Duration(d))
+			p.auth = r.Header.Get("authorization")
 			p.mu.Unlock()
 		},
 	})

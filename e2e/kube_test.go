@@ -34,6 +34,7 @@ func TestKubernetesThroughHost(t *testing.T) {
 	t.Run("not ready under load", func(t *testing.T) { testKubeNotReadyUnderLoad(t, c.Namespace(t, "flips")) })
 	t.Run("backend split", func(t *testing.T) { testKubeBackendSplit(t, c.Namespace(t, "split")) })
 	t.Run("hostnames and timeouts", func(t *testing.T) { testKubeHostnamesAndTimeouts(t, c.Namespace(t, "hosts")) })
+	t.Run("api key", func(t *testing.T) { testKubeAPIKey(t, c.Namespace(t, "keys")) })
 }
 
 const gemma = "gemma-2-9b"
