@@ -57,6 +57,10 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 	m.Snapshot(7, admin.ResourceCounts{Listeners: 1, Routes: 1, Clusters: 3, Endpoints: 2, Extensions: 1})
 	m.StreamOpened()
 	m.NACK()
+	m.RelayStreamOpened()
+	m.RelayStreamOpened()
+	m.RelayStreamClosed()
+	m.RelayFrames(5, 2)
 	h := admin.NewHandler(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	code, body := get(t, h, "/metrics")
 	if code != http.StatusOK {
@@ -93,6 +97,9 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 		{"inflow_controlplane_resources", []string{"type", "cluster"}, 3},
 		{"inflow_controlplane_xds_streams_active", nil, 1},
 		{"inflow_controlplane_xds_nacks_total", nil, 1},
+		{"inflow_controlplane_relay_streams_active", nil, 1},
+		{"inflow_controlplane_relay_frames_total", []string{"result", "forwarded"}, 5},
+		{"inflow_controlplane_relay_frames_total", []string{"result", "dropped"}, 2},
 	}
 	for _, c := range checks {
 		if got := value(c.name, c.label...); got != c.want {

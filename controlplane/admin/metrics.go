@@ -30,6 +30,8 @@ type Metrics struct {
 	streamsActive                                     atomic.Int64
 	streamsTotal                                      atomic.Uint64
 	nacks                                             atomic.Uint64
+	relayStreams                                      atomic.Int64
+	relayForwarded, relayDropped                      atomic.Uint64
 }
 
 // Reload counts one reload attempt by outcome.
@@ -81,6 +83,20 @@ func (m *Metrics) StreamClosed() { m.streamsActive.Add(-1) }
 // NACK counts a resource update an Envoy rejected.
 func (m *Metrics) NACK() { m.nacks.Add(1) }
 
+// RelayStreamOpened and RelayStreamClosed track the state relay's streams
+// (one per Envoy replica and pool); they implement relay.Observer.
+func (m *Metrics) RelayStreamOpened() { m.relayStreams.Add(1) }
+
+// RelayStreamClosed is RelayStreamOpened's pair.
+func (m *Metrics) RelayStreamClosed() { m.relayStreams.Add(-1) }
+
+// RelayFrames counts frames the relay forwarded to a stream, and frames it
+// dropped because that stream did not keep up.
+func (m *Metrics) RelayFrames(forwarded, dropped uint64) {
+	m.relayForwarded.Add(forwarded)
+	m.relayDropped.Add(dropped)
+}
+
 // WriteText writes the metrics in the Prometheus text exposition format.
 func (m *Metrics) WriteText(w io.Writer) error {
 	p := &printer{w: w}
@@ -110,6 +126,11 @@ func (m *Metrics) WriteText(w io.Writer) error {
 	p.sample("inflow_controlplane_xds_streams_total", float64(m.streamsTotal.Load()))
 	p.family("inflow_controlplane_xds_nacks_total", "counter", "Resource updates rejected by an Envoy (NACK).")
 	p.sample("inflow_controlplane_xds_nacks_total", float64(m.nacks.Load()))
+	p.family("inflow_controlplane_relay_streams_active", "gauge", "Open state-relay streams (one per Envoy replica and pool).")
+	p.sample("inflow_controlplane_relay_streams_active", float64(m.relayStreams.Load()))
+	p.family("inflow_controlplane_relay_frames_total", "counter", "State-relay frames by result: forwarded to a stream, or dropped because the stream did not keep up.")
+	p.sample(`inflow_controlplane_relay_frames_total{result="forwarded"}`, float64(m.relayForwarded.Load()))
+	p.sample(`inflow_controlplane_relay_frames_total{result="dropped"}`, float64(m.relayDropped.Load()))
 	return p.err
 }
 

@@ -68,6 +68,7 @@ func compatReference() *Config {
 		},
 		Usage:        Usage{RequestUsage: &yes},
 		GenAIMetrics: GenAIMetrics{Address: "0.0.0.0:9464"},
+		SharedState:  SharedState{Relay: "inflow-controlplane.inflow-system:18002"},
 	}
 }
 

@@ -26,6 +26,10 @@ type Config struct {
 	// GenAIMetrics serves the OpenTelemetry GenAI metrics in Prometheus
 	// format. Schema version 3.
 	GenAIMetrics GenAIMetrics `json:"genai_metrics,omitzero" since:"3"`
+	// SharedState lets the Envoy replicas in front of the same pools share
+	// what each one alone would not know, so picking quality and scrape
+	// load do not depend on how many replicas run. Schema version 5.
+	SharedState SharedState `json:"shared_state,omitzero" since:"5"`
 
 	// ignored lists the fields of a newer-version config that this filter
 	// does not know and ignored.
@@ -57,6 +61,20 @@ type GenAIMetrics struct {
 	// 0.0.0.0:9464); empty means not served. The listener runs in the
 	// background of the Envoy process, off the request path.
 	Address string `json:"address,omitempty" since:"3"`
+}
+
+// SharedState names the state relay (inflow-controlplane
+// --relay-address). Through it each replica learns where the others sent
+// which prompt prefix (its prefix index then knows every replica's
+// placements) and gets the others' scrapes of the servers (so each server
+// is scraped about once per scrape_interval, not once per replica). It all
+// happens in the background: a pick only queues its placement. A replica
+// that cannot reach the relay works alone, as without this setting.
+type SharedState struct {
+	// Relay is the relay's host:port (a DNS name or an IP); empty means
+	// none. A filter that does not know the field (version 4 and older)
+	// works alone, which is as safe.
+	Relay string `json:"relay,omitempty" since:"5"`
 }
 
 // Ignored lists, as JSON paths, the fields Parse ignored because the

@@ -66,6 +66,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"CEL of the wrong type", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"costs":[{"metadata_key":"k","type":"CEL","cel":"model"}]}`, "costs[0]: cel: the result must be an integer"},
 		{"duplicate cost key", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"costs":[{"metadata_key":"k","type":"InputToken"},{"metadata_key":"k","type":"OutputToken"}]}`, "costs[1].metadata_key: duplicate"},
 		{"metrics address without port", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"genai_metrics":{"address":"127.0.0.1"}}`, "genai_metrics.address"},
+		{"relay without port", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"shared_state":{"relay":"inflow-controlplane"}}`, "shared_state.relay"},
+		{"relay port out of range", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"shared_state":{"relay":"relay:70000"}}`, "shared_state.relay"},
+		{"relay as a URL", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"shared_state":{"relay":"http://relay:18002"}}`, "shared_state.relay"},
 		{"body limit too big", `{"models":[{"name":"m","backend":"b"}],"backends":[{"name":"b"}],"limits":{"max_request_body_bytes":1073741824}}`, "limits.max_request_body_bytes"},
 	}
 	for _, tt := range tests {

@@ -3,7 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/inflow-gateway/inflow/filter/cost"
 )
@@ -60,11 +63,25 @@ func (c *Config) Validate() error {
 			errs = append(errs, FieldErrorf("genai_metrics.address", "%q is not an ip:port address", a))
 		}
 	}
+	if r := c.SharedState.Relay; r != "" && !validHostPort(r) {
+		errs = append(errs, FieldErrorf("shared_state.relay", "%q is not a host:port address", r))
+	}
 	if l := c.Limits.MaxRequestBodyBytes; l < 0 || l > MaxRequestBodyBytesCeiling {
 		errs = append(errs, FieldErrorf("limits.max_request_body_bytes", "must be between 0 (default %d) and %d, got %d",
 			DefaultMaxRequestBodyBytes, MaxRequestBodyBytesCeiling, l))
 	}
 	return errors.Join(errs...)
+}
+
+// validHostPort reports whether s is host:port with a non-empty host (a DNS
+// name or an IP) and a port in 1..65535.
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || strings.ContainsAny(host, "/?#@ ") {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n <= 65535
 }
 
 // validResourceName reports whether name can become part of an Envoy

@@ -29,6 +29,9 @@ type Counters struct {
 	FailOpens Counter
 	// ScrapeErrors counts failed scrapes over all the pool's endpoints.
 	ScrapeErrors Counter
+	// ScrapesSkipped counts scrapes left out because another replica's
+	// scrape of the endpoint had just arrived through the relay.
+	ScrapesSkipped Counter
 }
 
 type poolState struct {
@@ -36,12 +39,19 @@ type poolState struct {
 	opts     atomic.Pointer[ScrapeOptions]
 	prefix   *PrefixIndex
 	counters Counters
+	share    *Sharing
+	// byAddr maps the retained endpoints' addresses to them, for the relay
+	// stream's receiver; replaced whole when membership changes.
+	byAddr atomic.Pointer[map[string]*Endpoint]
 
 	// Guarded by Manager.mu.
 	refs      int
 	members   map[string]*member
 	freeSlots []int
 	nextSlot  int
+	relay     string             // the relay shareLoop streams to
+	stopShare context.CancelFunc // nil when not streaming
+	shareDone chan struct{}
 }
 
 type member struct {
@@ -80,7 +90,7 @@ func (m *Manager) Retain(name string, addrs []string, opts ScrapeOptions, prefix
 	defer m.mu.Unlock()
 	st := m.pools[name]
 	if st == nil {
-		st = &poolState{name: name, prefix: NewPrefixIndex(prefixCapacity), members: make(map[string]*member)}
+		st = &poolState{name: name, prefix: NewPrefixIndex(prefixCapacity), members: make(map[string]*member), share: newSharing()}
 		m.pools[name] = st
 	}
 	st.refs++
@@ -106,7 +116,44 @@ func (m *Manager) Retain(name string, addrs []string, opts ScrapeOptions, prefix
 		}
 		p.Endpoints = append(p.Endpoints, mb.ep)
 	}
+	st.indexMembers()
+	if opts.Relay != st.relay {
+		previous := st.stopSharing()
+		if opts.Relay != "" {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			st.relay, st.stopShare, st.shareDone = opts.Relay, cancel, done
+			go func() {
+				if previous != nil {
+					<-previous // one stream at a time owns the outbox
+				}
+				st.shareLoop(ctx, opts.Relay, done)
+			}()
+		}
+	}
 	return &Lease{m: m, st: st, pool: p}
+}
+
+// indexMembers publishes the address map of the current members. Called
+// with Manager.mu held.
+func (st *poolState) indexMembers() {
+	byAddr := make(map[string]*Endpoint, len(st.members))
+	for a, mb := range st.members {
+		byAddr[a] = mb.ep
+	}
+	st.byAddr.Store(&byAddr)
+}
+
+// stopSharing ends the relay stream, if any, and returns the channel that
+// closes when it has ended (nil if none ran). Called with Manager.mu held.
+func (st *poolState) stopSharing() chan struct{} {
+	if st.stopShare == nil {
+		return nil
+	}
+	st.stopShare()
+	done := st.shareDone
+	st.relay, st.stopShare, st.shareDone = "", nil, nil
+	return done
 }
 
 func (st *poolState) allocSlot() int {
@@ -156,10 +203,16 @@ func (l *Lease) Release() {
 		st.freeSlots = append(st.freeSlots, slot)
 		delete(st.members, ep.Addr)
 	}
+	st.indexMembers()
+	var shareDone chan struct{}
 	if st.refs--; st.refs == 0 && l.m.pools[st.name] == st {
 		delete(l.m.pools, st.name)
+		shareDone = st.stopSharing()
 	}
 	l.m.mu.Unlock()
+	if shareDone != nil {
+		<-shareDone
+	}
 	for _, lv := range gone {
 		if lv.done != nil {
 			<-lv.done
@@ -179,19 +232,35 @@ func (l *Lease) Prefix() *PrefixIndex { return l.st.prefix }
 // Counters are the pool's counters, shared by all leases on the pool.
 func (l *Lease) Counters() *Counters { return &l.st.counters }
 
+// Sharing is the pool's link to its state relay (it does nothing when the
+// options name none).
+func (l *Lease) Sharing() *Sharing { return l.st.share }
+
 // Staleness is how old metrics may be and still be trusted.
 func (l *Lease) Staleness() time.Duration { return l.st.opts.Load().Staleness }
 
 // Stats is a point-in-time view of a pool for export as metrics.
 type Stats struct {
-	Pool         string
-	Sheds        uint64
-	FailOpens    uint64
-	ScrapeErrors uint64
+	Pool           string
+	Sheds          uint64
+	FailOpens      uint64
+	ScrapeErrors   uint64
+	ScrapesSkipped uint64
+	// Shared is what went through the state relay.
+	Shared SharedStats
 	// StaleEndpoints is a gauge: endpoints whose metrics are missing or
 	// older than the staleness threshold.
 	StaleEndpoints int
 	Endpoints      []EndpointStats
+}
+
+// SharedStats counts a pool's traffic through its state relay.
+type SharedStats struct {
+	// Connected is a gauge: a relay stream is up.
+	Connected                                                                  bool
+	PlacementsSent, PlacementsReceived, PlacementsUnmatched, PlacementsDropped uint64
+	SnapshotsSent, SnapshotsReceived                                           uint64
+	WantsSent, WantsAnswered                                                   uint64
 }
 
 // EndpointStats is one endpoint's share of Stats.
@@ -231,6 +300,15 @@ func (l *Lease) read(now time.Time, count func(*Counter) uint64) Stats {
 	// pick, so every pick read here has its fail-open read too.
 	c := &l.st.counters
 	s.Sheds, s.FailOpens, s.ScrapeErrors = count(&c.Sheds), count(&c.FailOpens), count(&c.ScrapeErrors)
+	s.ScrapesSkipped = count(&c.ScrapesSkipped)
+	sh := l.st.share
+	s.Shared = SharedStats{
+		Connected:      sh.Connected(),
+		PlacementsSent: count(&sh.PlacementsSent), PlacementsReceived: count(&sh.PlacementsReceived),
+		PlacementsUnmatched: count(&sh.PlacementsUnmatched), PlacementsDropped: count(&sh.PlacementsDropped),
+		SnapshotsSent: count(&sh.SnapshotsSent), SnapshotsReceived: count(&sh.SnapshotsReceived),
+		WantsSent: count(&sh.WantsSent), WantsAnswered: count(&sh.WantsAnswered),
+	}
 	return s
 }
 
@@ -251,6 +329,9 @@ func (m *Manager) Close() {
 	var waits []chan struct{}
 	m.mu.Lock()
 	for _, st := range m.pools {
+		if done := st.stopSharing(); done != nil {
+			waits = append(waits, done)
+		}
 		for _, mb := range st.members {
 			if mb.stop != nil {
 				mb.stop()

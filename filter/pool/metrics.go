@@ -29,9 +29,13 @@ type Metrics struct {
 	MaxLoRA int
 	// BlockSize is the KV-cache block size in tokens, 0 when not reported.
 	BlockSize int
-	// ScrapedAt is when the response was read; staleness is measured from
-	// it.
+	// ScrapedAt is when the numbers were read (a scrape, or a load report
+	// that updated them); staleness is measured from it.
 	ScrapedAt time.Time
+	// LastScrape is when the server's /metrics were last read, by this
+	// replica or, with a relay, by another one; load reports do not move
+	// it.
+	LastScrape time.Time
 }
 
 // Fresh reports whether m is usable at now: scraped at most staleness ago.

@@ -10,7 +10,7 @@ import (
 
 // ParseMetrics reads a Prometheus text exposition (format 0.0.4, what vLLM,
 // SGLang and trtllm-serve serve) and fills out with the signals names asks
-// for. It leaves out.ScrapedAt alone.
+// for. It leaves out.ScrapedAt and out.LastScrape alone.
 //
 // Why not expfmt: a vLLM /metrics page is mostly histograms the scheduler
 // never reads, and expfmt builds a protobuf for every sample of every
@@ -166,10 +166,11 @@ func (a *accumulator) add(sig, alt int, v float64, labels []label, blockLabel st
 
 func (a *accumulator) finish(out *Metrics) {
 	*out = Metrics{
-		Waiting:   a.sum[sigWaiting],
-		Running:   a.sum[sigRunning],
-		BlockSize: a.blockSize,
-		ScrapedAt: out.ScrapedAt,
+		Waiting:    a.sum[sigWaiting],
+		Running:    a.sum[sigRunning],
+		BlockSize:  a.blockSize,
+		ScrapedAt:  out.ScrapedAt,
+		LastScrape: out.LastScrape,
 	}
 	if a.count[sigKV] > 0 {
 		out.KVCacheUsage = a.sum[sigKV] / float64(a.count[sigKV])

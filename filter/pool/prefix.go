@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -89,12 +90,7 @@ func (ix *PrefixIndex) Slots() int { return len(*ix.lrus.Load()) }
 // leading hashes each slot holds, and returns the longest match.
 func (ix *PrefixIndex) Match(hashes []uint64, pm *PrefixMatch) int {
 	n := ix.Slots()
-	if cap(pm.Counts) < n {
-		pm.Counts = make([]uint16, n)
-		pm.deepest = make([]int32, n)
-	}
-	pm.Counts, pm.deepest = pm.Counts[:n], pm.deepest[:n]
-	clear(pm.Counts)
+	resetMatch(pm, n)
 	if len(hashes) == 0 {
 		return 0
 	}
@@ -224,6 +220,95 @@ func (ix *PrefixIndex) Record(slot int, hashes []uint64, pm *PrefixMatch) {
 			l.touch(nodes[i])
 		}
 	}
+}
+
+// RecordAfter records a placement another replica made: slot was sent a
+// chain whose first depth blocks it already held, the last of them parent,
+// followed by suffix (a sharing.Placement). The held blocks are found by
+// walking parent links up from parent's node (Chain), so the sender need
+// not send them. It reports false and records nothing when this index does
+// not have slot holding that prefix: this replica never learnt it (it
+// joined later, or the relay was down), and a suffix without it would
+// break the index's prefix closure. pm and chain are scratch space.
+func (ix *PrefixIndex) RecordAfter(slot, depth int, parent uint64, suffix []uint64, pm *PrefixMatch, chain *[]uint64) bool {
+	if depth <= 0 {
+		if len(suffix) == 0 || !ix.hasSlot(slot) {
+			return false
+		}
+		resetMatch(pm, ix.Slots())
+		ix.Record(slot, suffix, pm)
+		return true
+	}
+	c, node, ok := ix.chain(slot, depth, parent, slices.Grow((*chain)[:0], depth+len(suffix)))
+	if !ok {
+		return false
+	}
+	c = append(c, suffix...)
+	*chain = c
+	// Hand Record the walk's start, as a Match would have.
+	resetMatch(pm, ix.Slots())
+	if slot >= len(pm.Counts) {
+		return false
+	}
+	pm.Counts[slot], pm.deepest[slot] = uint16(depth), node
+	ix.Record(slot, c, pm)
+	return true
+}
+
+// Chain appends to dst the first depth block hashes of the chain that
+// slot holds ending in parent (block depth-1), found by walking parent
+// links; ok is false when slot does not hold such a chain whole.
+func (ix *PrefixIndex) Chain(slot, depth int, parent uint64, dst []uint64) (_ []uint64, ok bool) {
+	dst, _, ok = ix.chain(slot, depth, parent, dst)
+	return dst, ok
+}
+
+func (ix *PrefixIndex) chain(slot, depth int, parent uint64, dst []uint64) (_ []uint64, node int32, ok bool) {
+	lrus := *ix.lrus.Load()
+	if depth <= 0 || slot < 0 || slot >= len(lrus) || lrus[slot] == nil {
+		return dst, 0, false
+	}
+	l := lrus[slot]
+	node, ok = ix.shard(parent).find(uint16(slot+1), parent)
+	if !ok {
+		return dst, 0, false
+	}
+	first := len(dst)
+	dst = slices.Grow(dst, depth)[:first+depth]
+	c := dst[first:]
+	l.mu.Lock()
+	intact := !l.dead
+	for i, n := depth-1, node; intact; i-- {
+		if n < 0 || int(n) >= len(l.nodes) {
+			intact = false
+			break
+		}
+		c[i] = l.nodes[n].hash
+		if i == 0 {
+			intact = l.nodes[n].parent < 0 // the chain's first block
+			break
+		}
+		n = l.nodes[n].parent
+	}
+	l.mu.Unlock()
+	if !intact || c[depth-1] != parent {
+		return dst[:first], 0, false
+	}
+	return dst, node, true
+}
+
+func (ix *PrefixIndex) hasSlot(slot int) bool {
+	lrus := *ix.lrus.Load()
+	return slot >= 0 && slot < len(lrus) && lrus[slot] != nil
+}
+
+// resetMatch sizes pm for n slots with no match.
+func resetMatch(pm *PrefixMatch, n int) {
+	if cap(pm.Counts) < n {
+		pm.Counts, pm.deepest = make([]uint16, n), make([]int32, n)
+	}
+	pm.Counts, pm.deepest = pm.Counts[:n], pm.deepest[:n]
+	clear(pm.Counts)
 }
 
 // find returns h's node in slot id's LRU.

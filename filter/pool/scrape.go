@@ -33,6 +33,9 @@ type ScrapeOptions struct {
 	Jitter float64
 	Path   string
 	Names  MetricNames
+	// Relay is the host:port of the state relay the pool's replicas share
+	// placements and scrapes through (Sharing); empty: none.
+	Relay string
 	// Disabled stops scraping; metrics then come from SetMetrics only (tests
 	// and simulations that feed state directly).
 	Disabled bool
@@ -87,12 +90,22 @@ func (st *poolState) scrapeLoop(ctx context.Context, client *http.Client, ep *En
 		case <-timer.C:
 		}
 		opts := st.opts.Load()
-		if err := scrape(ctx, client, ep, opts, &buf); err != nil {
-			if ctx.Err() != nil {
-				return
+		switch m := ep.Metrics(); {
+		case m != nil && time.Since(m.LastScrape) < scrapeSkipAge(opts):
+			// Another replica scraped it just now (only a relay's
+			// snapshot can be this young here).
+			st.counters.ScrapesSkipped.Add(1)
+		default:
+			m, err := scrape(ctx, client, ep, opts, &buf)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				ep.scrapeErrors.Add(1)
+				st.counters.ScrapeErrors.Add(1)
+				break
 			}
-			ep.scrapeErrors.Add(1)
-			st.counters.ScrapeErrors.Add(1)
+			st.share.offer(ep, m)
 		}
 		timer.Reset(jittered(opts.Interval, opts.Jitter))
 	}
@@ -112,40 +125,41 @@ var (
 )
 
 // scrape fetches and parses ep's metrics once and publishes them.
-func scrape(ctx context.Context, client *http.Client, ep *Endpoint, opts *ScrapeOptions, buf *bytes.Buffer) error {
+func scrape(ctx context.Context, client *http.Client, ep *Endpoint, opts *ScrapeOptions, buf *bytes.Buffer) (*Metrics, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ep.Addr+opts.Path, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		// Drain a little so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%w %d from %s", errStatus, resp.StatusCode, ep.Addr)
+		return nil, fmt.Errorf("%w %d from %s", errStatus, resp.StatusCode, ep.Addr)
 	}
 	buf.Reset()
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxMetricsBytes)); err != nil {
-		return err
+		return nil, err
 	}
 	m := new(Metrics)
 	if err := ParseMetrics(buf.Bytes(), &opts.Names, m); err != nil {
-		return fmt.Errorf("%s: %w", ep.Addr, err)
+		return nil, fmt.Errorf("%s: %w", ep.Addr, err)
 	}
 	// A NaN or infinite gauge would poison every comparison the scheduler
 	// makes; such a scrape is an error and the old numbers age out.
 	for _, v := range [...]float64{m.Waiting, m.Running, m.KVCacheUsage} {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("%w from %s", errNotFinite, ep.Addr)
+			return nil, fmt.Errorf("%w from %s", errNotFinite, ep.Addr)
 		}
 	}
 	m.ScrapedAt = time.Now()
+	m.LastScrape = m.ScrapedAt
 	ep.SetMetrics(m)
-	return nil
+	return m, nil
 }

@@ -24,6 +24,9 @@ const (
 // notes that the primary now has them.
 type PrefixScorer struct {
 	Index *pool.PrefixIndex
+	// Sharing, when not nil, passes each recorded placement on to the
+	// pool's other replicas (it does nothing without a relay).
+	Sharing *pool.Sharing
 	// BlockChars is the block size in prompt bytes; 0 derives it from the
 	// first candidate's KV block size (vllm:cache_config_info).
 	BlockChars int
@@ -67,6 +70,7 @@ func (p *PrefixScorer) Record(c *Cycle, ep *pool.Endpoint) (matched int) {
 		matched = int(c.match.Counts[slot])
 	}
 	p.Index.Record(slot, c.hashes, &c.match)
+	p.Sharing.Placed(ep, c.hashes, matched)
 	return matched
 }
 

@@ -130,7 +130,7 @@ func New(lease *pool.Lease, s config.ResolvedScheduler) *Scheduler {
 	add(w.Queue, QueueScorer{})
 	add(w.KVCache, KVCacheScorer{})
 	if w.Prefix > 0 {
-		sc.prefix = &PrefixScorer{Index: lease.Prefix(), BlockChars: s.BlockChars, MaxBlocks: s.MaxBlocks}
+		sc.prefix = &PrefixScorer{Index: lease.Prefix(), Sharing: lease.Sharing(), BlockChars: s.BlockChars, MaxBlocks: s.MaxBlocks}
 		add(w.Prefix, sc.prefix)
 	}
 	add(w.LoRA, LoRAScorer{})

@@ -20,7 +20,9 @@ func Open(m *pool.Manager, c *config.Config) *Set {
 	s := &Set{byName: make(map[string]*Scheduler, len(c.Pools))}
 	for _, p := range c.Pools {
 		r := p.Scheduler.Resolve()
-		lease := m.Retain(p.Name, p.Endpoints, ScrapeOptions(r), r.LRUCapacity)
+		opts := ScrapeOptions(r)
+		opts.Relay = c.SharedState.Relay
+		lease := m.Retain(p.Name, p.Endpoints, opts, r.LRUCapacity)
 		s.leases = append(s.leases, lease)
 		s.byName[p.Name] = New(lease, r)
 	}

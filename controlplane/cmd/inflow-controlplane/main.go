@@ -24,6 +24,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/controlplane/admin"
 	"github.com/inflow-gateway/inflow/controlplane/configfile"
+	"github.com/inflow-gateway/inflow/controlplane/relay"
 	"github.com/inflow-gateway/inflow/controlplane/reload"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/controlplane/xds"
@@ -34,6 +35,7 @@ type options struct {
 	xdsAddr  string
 	xdsTLS   xds.MTLSFiles
 	admin    string
+	relay    string
 	print    bool
 	logLevel slog.Level
 	kube     kubeOptions
@@ -49,6 +51,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.xdsTLS.KeyFile, "xds-tls-key", "", "PEM private key of --xds-tls-cert")
 	fs.StringVar(&o.xdsTLS.ClientCAFile, "xds-client-ca", "", "PEM CA certificates an Envoy's client certificate must chain to")
 	fs.StringVar(&o.admin, "admin-address", ":18001", "HTTP address for /metrics, /healthz and /readyz")
+	fs.StringVar(&o.relay, "relay-address", "", "address serving the state relay the Envoy replicas share placements and scrapes through (the filter config's shared_state.relay names it); empty: no relay")
 	fs.BoolVar(&o.print, "print", false, "print the generated xDS resources as YAML and exit")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	o.kube.flags(fs)
@@ -117,14 +120,28 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("admin listen: %w", err), xdsLis.Close())
 	}
-	return serve(ctx, o, xdsLis, adminLis, log)
+	var relayLis net.Listener
+	if o.relay != "" {
+		if relayLis, err = net.Listen("tcp", o.relay); err != nil {
+			return errors.Join(fmt.Errorf("relay listen: %w", err), xdsLis.Close(), adminLis.Close())
+		}
+	}
+	return serve(ctx, o, xdsLis, adminLis, relayLis, log)
 }
 
-// serve applies the config and serves ADS and the admin endpoints until
-// ctx ends. The first load must succeed: starting with no configuration
-// would only hide the mistake behind a not-ready probe.
-func serve(ctx context.Context, o options, xdsLis, adminLis net.Listener, log *slog.Logger) error {
+// serve applies the config and serves ADS, the admin endpoints and, when
+// relayLis is not nil, the state relay until ctx ends. The first load must
+// succeed: starting with no configuration would only hide the mistake
+// behind a not-ready probe.
+func serve(ctx context.Context, o options, xdsLis, adminLis, relayLis net.Listener, log *slog.Logger) error {
 	config := o.config
+	closeListeners := func(err error) error {
+		errs := []error{err, xdsLis.Close(), adminLis.Close()}
+		if relayLis != nil {
+			errs = append(errs, relayLis.Close())
+		}
+		return errors.Join(errs...)
+	}
 	metrics := &admin.Metrics{}
 	health := admin.NewHandler(metrics, log)
 	srv := xds.New(ctx, log, metrics)
@@ -134,13 +151,13 @@ func serve(ctx context.Context, o options, xdsLis, adminLis net.Listener, log *s
 	}
 	source, err := kubeSource(o, srv, log, health.SetReady)
 	if err != nil {
-		return errors.Join(err, xdsLis.Close(), adminLis.Close())
+		return closeListeners(err)
 	}
 	if source != nil {
 		r.Apply = source.SetBase
 	}
 	if err := r.Reload(ctx); err != nil {
-		return errors.Join(err, xdsLis.Close(), adminLis.Close())
+		return closeListeners(err)
 	}
 	log.Info("serving", "xds", xdsLis.Addr().String(), "mtls", o.xdsTLS.Set(), "admin", adminLis.Addr().String(), "config", config)
 	if !o.xdsTLS.Set() && !isLoopback(xdsLis.Addr()) {
@@ -162,6 +179,10 @@ func serve(ctx context.Context, o options, xdsLis, adminLis net.Listener, log *s
 	}
 	if source != nil {
 		tasks = append(tasks, func() error { return source.Run(ctx) })
+	}
+	if relayLis != nil {
+		log.Info("serving the state relay", "address", relayLis.Addr().String())
+		tasks = append(tasks, func() error { return relay.Serve(ctx, relayLis, metrics) })
 	}
 	errc := make(chan error, len(tasks))
 	for _, task := range tasks {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/controlplane/xds"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
+	"github.com/inflow-gateway/inflow/filter/sharing"
 	"github.com/inflow-gateway/inflow/internal/golden"
 	"github.com/inflow-gateway/inflow/internal/poll"
 )
@@ -31,6 +32,7 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--config", "c.yaml"}, want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001", kube: defaultKube}},
 		{args: []string{"--config", "c.yaml", "--print", "--xds-address", "127.0.0.1:1", "--admin-address", ":2", "--log-level", "debug"},
 			want: options{config: "c.yaml", xdsAddr: "127.0.0.1:1", admin: ":2", print: true, logLevel: slog.LevelDebug, kube: defaultKube}},
+		{args: []string{"--config", "c.yaml", "--relay-address", ":18002"}, want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001", relay: ":18002", kube: defaultKube}},
 		{args: []string{"--config", "c.yaml", "--sync-credentials", "--kubeconfig", "k", "--identity", "me"},
 			want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001",
 				kube: kubeOptions{kubeconfig: "k", leaseName: "inflow-controlplane-leader", identity: "me", syncCredentials: true}}},
@@ -71,21 +73,22 @@ func TestPrintExample(t *testing.T) {
 	golden.Orphans(t, "testdata", map[string]bool{out: true})
 }
 
-// serve, as main runs it: ready after the first snapshot, ADS answers, and
-// cancelling stops everything without error.
+// serve, as main runs it: ready after the first snapshot, ADS and the
+// relay answer, and cancelling stops everything without error.
 func TestServeBecomesReadyAndStops(t *testing.T) {
-	xdsLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var lis [3]net.Listener
+	for i := range lis {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis[i] = l
 	}
-	adminLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	xdsLis, adminLis, relayLis := lis[0], lis[1], lis[2]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, options{config: example}, xdsLis, adminLis, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- serve(ctx, options{config: example}, xdsLis, adminLis, relayLis, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	defer func() {
 		cancel()
@@ -119,5 +122,13 @@ func TestServeBecomesReadyAndStops(t *testing.T) {
 	}
 	if len(e.State.Clusters) != 3 {
 		t.Errorf("clusters: %d, want 2 pools + 1 backend", len(e.State.Clusters))
+	}
+	resp, err := http.Get("http://" + relayLis.Addr().String() + sharing.Path + "gpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("relay answered GET with %d, want 405 (it takes POST streams)", resp.StatusCode)
 	}
 }

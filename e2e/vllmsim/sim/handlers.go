@@ -278,6 +278,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	body := s.metrics.render(s.engine.snapshot(), time.Now())
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write(body)
+	s.scrapes.Add(1)
 }
 
 // newID returns 32 hex digits, the length of vLLM's random_uuid ids.

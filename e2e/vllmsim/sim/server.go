@@ -27,7 +27,8 @@ type Server struct {
 	fault Fault
 	rng   *rand.Rand
 
-	hanging atomic.Int32 // requests held by a "hang" fault, so tests can see them arrive
+	hanging atomic.Int32  // requests held by a "hang" fault, so tests can see them arrive
+	scrapes atomic.Uint64 // GET /metrics answered with metrics, so benchmarks can count scrape load
 
 	closeOnce sync.Once
 	closeErr  error
@@ -136,6 +137,8 @@ type Stats struct {
 	PrefixCacheQueries uint64            // prompt tokens looked up
 	PrefixCacheHits    uint64            // prompt tokens found cached
 	Finished           map[string]uint64 // by finish reason: stop, length, abort
+	// Scrapes counts the /metrics pages served (faulted scrapes excluded).
+	Scrapes uint64
 }
 
 // Stats returns a consistent snapshot of the engine.
@@ -147,6 +150,6 @@ func (s *Server) Stats() Stats {
 		KVCacheUsage: float64(st.kvUsed) / float64(s.opts.KVBlocks),
 		RunningLoRAs: st.runningLoRAs, WaitingLoRAs: st.waitingLoRAs,
 		PrefixCacheQueries: st.prefixQueries, PrefixCacheHits: st.prefixHits,
-		Finished: st.success,
+		Finished: st.success, Scrapes: s.scrapes.Load(),
 	}
 }

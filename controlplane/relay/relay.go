@@ -1,0 +1,246 @@
+// Package relay is the state relay through which Inflow's Envoy replicas
+// share pool state (package filter/sharing): each replica holds one HTTP/2
+// stream per pool, POST sharing.Path+pool, whose request body carries its
+// placements and scrapes and whose response body carries everyone else's.
+// The relay checks each frame and forwards it to the pool's other streams;
+// it keeps no state beyond the open streams, so a restarted relay loses
+// nothing the replicas need (they fall back to working alone until they
+// reconnect). A replica too slow to take its frames loses them rather
+// than slowing the others.
+package relay
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/inflow-gateway/inflow/filter/sharing"
+)
+
+// streamQueue is how many frames may wait for one slow stream before the
+// relay drops its frames: about a second of placements of a busy replica.
+const streamQueue = 4096
+
+// Observer counts what the relay does (admin.Metrics); nil counts nothing.
+type Observer interface {
+	RelayStreamOpened()
+	RelayStreamClosed()
+	RelayFrames(forwarded, dropped uint64)
+}
+
+// Relay is an http.Handler forwarding frames between the streams of each
+// pool. The zero value is not ready: use New.
+type Relay struct {
+	obs   Observer
+	mu    sync.Mutex
+	pools map[string]map[*stream]struct{}
+}
+
+type stream struct {
+	out chan []byte // whole frames, length prefix included
+}
+
+// New returns a Relay that reports to obs (may be nil).
+func New(obs Observer) *Relay {
+	return &Relay{obs: obs, pools: make(map[string]map[*stream]struct{})}
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	pool, ok := strings.CutPrefix(req.URL.EscapedPath(), sharing.Path)
+	if ok {
+		var err error
+		pool, err = url.PathUnescape(pool)
+		ok = err == nil && pool != ""
+	}
+	switch {
+	case !ok:
+		http.Error(w, "not a pool channel: POST "+sharing.Path+"<pool>", http.StatusNotFound)
+		return
+	case req.Method != http.MethodPost:
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	case req.ProtoMajor != 2:
+		// One stream carries both directions: that needs HTTP/2.
+		http.Error(w, "HTTP/2 required", http.StatusHTTPVersionNotSupported)
+		return
+	case req.Header.Get("Content-Type") != sharing.ContentType:
+		http.Error(w, "Content-Type must be "+sharing.ContentType, http.StatusUnsupportedMediaType)
+		return
+	}
+	w.Header().Set("Content-Type", sharing.ContentType)
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	s := &stream{out: make(chan []byte, streamQueue)}
+	r.join(pool, s)
+	defer r.leave(pool, s)
+
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		defer cancel() // a dead receiver ends the stream
+		writeFrames(ctx, rc, w, s.out)
+	}()
+	_ = r.forward(ctx, pool, s, req.Body) // the stream's end, whatever the cause
+	cancel()
+	<-written
+}
+
+// forward reads the stream's frames and queues each for the pool's other
+// streams, until the body ends or a frame is malformed.
+func (r *Relay) forward(ctx context.Context, pool string, from *stream, body io.Reader) error {
+	fr := sharing.NewReader(body)
+	var (
+		snap sharing.Snapshot
+		pl   sharing.Placement
+		want sharing.Want
+	)
+	for ctx.Err() == nil {
+		b, err := fr.Next()
+		if err != nil {
+			return err
+		}
+		switch b[0] {
+		case sharing.TypeSnapshot:
+			err = sharing.DecodeSnapshot(b, &snap)
+		case sharing.TypePlacement:
+			err = sharing.DecodePlacement(b, &pl)
+		case sharing.TypeWant:
+			err = sharing.DecodeWant(b, &want)
+		}
+		// Types this relay does not know come from newer replicas and go
+		// through unchecked; receivers skip what they do not know.
+		if err != nil {
+			return fmt.Errorf("pool %s: %w", pool, err)
+		}
+		frame := binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen32), uint64(len(b)))
+		frame = append(frame, b...)
+		r.broadcast(pool, from, frame)
+	}
+	return ctx.Err()
+}
+
+func (r *Relay) broadcast(pool string, from *stream, frame []byte) {
+	var forwarded, dropped uint64
+	r.mu.Lock()
+	for s := range r.pools[pool] {
+		if s == from {
+			continue
+		}
+		select {
+		case s.out <- frame:
+			forwarded++
+		default:
+			dropped++
+		}
+	}
+	r.mu.Unlock()
+	if r.obs != nil && forwarded+dropped > 0 {
+		r.obs.RelayFrames(forwarded, dropped)
+	}
+}
+
+// writeFrames writes queued frames, flushing whenever the queue runs dry.
+func writeFrames(ctx context.Context, rc *http.ResponseController, w io.Writer, out <-chan []byte) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-out:
+			if _, err := w.Write(f); err != nil {
+				return
+			}
+			for more := true; more; {
+				select {
+				case f = <-out:
+					if _, err := w.Write(f); err != nil {
+						return
+					}
+				default:
+					more = false
+				}
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func (r *Relay) join(pool string, s *stream) {
+	r.mu.Lock()
+	if r.pools[pool] == nil {
+		r.pools[pool] = make(map[*stream]struct{})
+	}
+	r.pools[pool][s] = struct{}{}
+	r.mu.Unlock()
+	if r.obs != nil {
+		r.obs.RelayStreamOpened()
+	}
+}
+
+func (r *Relay) leave(pool string, s *stream) {
+	r.mu.Lock()
+	delete(r.pools[pool], s)
+	if len(r.pools[pool]) == 0 {
+		delete(r.pools, pool)
+	}
+	r.mu.Unlock()
+	if r.obs != nil {
+		r.obs.RelayStreamClosed()
+	}
+}
+
+// Streams is the number of open streams on pool.
+func (r *Relay) Streams(pool string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pools[pool])
+}
+
+// NewServer returns the HTTP server of h: HTTP/2 without TLS (prior
+// knowledge, as the filter dials it) beside HTTP/1.1 (for the error
+// replies), with pings so the streams of vanished replicas end.
+func NewServer(h http.Handler) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 5 * time.Second,
+		HTTP2:             &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
+	}
+}
+
+// Serve runs a relay on lis until ctx ends.
+func Serve(ctx context.Context, lis net.Listener, obs Observer) error {
+	srv := NewServer(New(obs))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	var err error
+	select {
+	case <-ctx.Done():
+		_ = srv.Close() // streams are endless: nothing to drain
+		err = <-served
+	case err = <-served:
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("relay: %w", err)
+}
