@@ -97,7 +97,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "markdown file whose bench-sched section is replaced by the results")
 	flag.StringVar(&o.via, "via", "host", "host: through the ABI host and the real .so; direct: scheduler package in process")
 	baselines := flag.Bool("baselines", true, "also run random, round-robin and least-in-flight")
-	only := flag.String("scenario", "", "run only this table: policies, "+scenarioNames()+" (default: all)")
+	only := flag.String("scenario", "", "run only this table: policies, "+scenarioNames()+", "+replicasSection+" (default: all)")
 	withEPP := flag.Bool("epp", true, "also run the Inference Extension's EPP (through the host's ext_proc client; needs make gie-epp kube-assets)")
 	var profiles profileFlags
 	flag.Var(&profiles, "profile", `extra Inflow variant: a pool scheduler JSON object, e.g. '{"weights":{"in_flight":3}}' (repeatable)`)
@@ -151,6 +151,23 @@ func main() {
 		fmt.Print(table, "\n")
 		if o.out != "" {
 			if err := replaceSection(o.out, sc.name, table); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	if *only == "" || *only == replicasSection {
+		cpu, err := measureScrapeCPU(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		rs, err := runReplicas(ctx, o)
+		if err != nil {
+			log.Fatal(err)
+		}
+		table := renderReplicas(o, rs, cpu)
+		fmt.Print(table, "\n")
+		if o.out != "" {
+			if err := replaceSection(o.out, replicasSection, table); err != nil {
 				log.Fatal(err)
 			}
 		}

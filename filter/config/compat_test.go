@@ -50,7 +50,7 @@ func compatReference() *Config {
 				},
 				MetricsPath:    "/stats/metrics",
 				ScrapeInterval: "20ms", ScrapeTimeout: "50ms", Staleness: "100ms",
-				Weights:       &Weights{Queue: w(2), KVCache: w(2), Prefix: w(3), LoRA: w(1), InFlight: w(1), Session: w(2), Latency: w(2)},
+				Weights:       &Weights{Queue: w(2), KVCache: w(2), Prefix: w(3), LoRA: w(1), InFlight: w(1), Session: w(2), Latency: w(2), Placement: w(1)},
 				Saturation:    &Saturation{QueueDepth: w(5), KVCacheUsage: w(0.8)},
 				Fallbacks:     &fallbacks,
 				SessionHeader: "x-session-id",

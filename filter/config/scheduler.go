@@ -90,6 +90,10 @@ type Weights struct {
 	// Latency weighs the observed time to first token and time per output
 	// token of real responses.
 	Latency *float64 `json:"latency,omitempty" since:"3"`
+	// Placement weighs a rendezvous hash of the prompt's first block, the
+	// same on every replica: replicas without a relay then agree on where
+	// prompts that start alike go. Default 0 (off).
+	Placement *float64 `json:"placement,omitempty" since:"5"`
 }
 
 // Saturation holds the saturation thresholds; nil fields take defaults.
@@ -124,7 +128,7 @@ type LoRA struct {
 
 // ResolvedWeights are weights with defaults applied.
 type ResolvedWeights struct {
-	Queue, KVCache, Prefix, LoRA, InFlight, Session, Latency float64
+	Queue, KVCache, Prefix, LoRA, InFlight, Session, Latency, Placement float64
 }
 
 // ResolvedScheduler is a Scheduler with every default applied, as the
@@ -209,6 +213,7 @@ func (s *Scheduler) Resolve() ResolvedScheduler {
 		setFloat(&r.Weights.InFlight, w.InFlight)
 		setFloat(&r.Weights.Session, w.Session)
 		setFloat(&r.Weights.Latency, w.Latency)
+		setFloat(&r.Weights.Placement, w.Placement)
 	}
 	if s.SessionHeader == "" {
 		r.Weights.Session = 0
@@ -315,7 +320,7 @@ func validateScheduler(path string, s *Scheduler) []error {
 		for _, f := range []struct {
 			name string
 			v    *float64
-		}{{"queue", w.Queue}, {"kv_cache", w.KVCache}, {"prefix", w.Prefix}, {"lora", w.LoRA}, {"in_flight", w.InFlight}, {"session", w.Session}, {"latency", w.Latency}} {
+		}{{"queue", w.Queue}, {"kv_cache", w.KVCache}, {"prefix", w.Prefix}, {"lora", w.LoRA}, {"in_flight", w.InFlight}, {"session", w.Session}, {"latency", w.Latency}, {"placement", w.Placement}} {
 			if f.v != nil && (!(*f.v >= 0) || math.IsInf(*f.v, 1)) {
 				errs = append(errs, FieldErrorf(path+".weights."+f.name, "must be >= 0 and finite, got %v", *f.v))
 			}

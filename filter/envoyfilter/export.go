@@ -23,6 +23,45 @@ type poolStats struct {
 	sheds, failOpens, scrapeErrors api.CounterMetric
 	staleEndpoints                 api.GaugeMetric
 	picks                          map[string]api.CounterMetric // this config's endpoints, by address
+	shared                         *sharedStats                 // nil without a relay
+}
+
+// sharedStats are a pool's state-relay stats, defined only when the config
+// names a relay.
+type sharedStats struct {
+	connected                                 api.GaugeMetric
+	scrapesSkipped, sent, received, unmatched api.CounterMetric
+	dropped, snapshotsReceived                api.CounterMetric
+}
+
+func defineSharedStats(cb api.ConfigCallbackHandler, pool string) *sharedStats {
+	counter := func(stat string) api.CounterMetric { return cb.DefineCounterMetric(protocol.PoolStat(pool, stat)) }
+	return &sharedStats{
+		connected:         cb.DefineGaugeMetric(protocol.PoolStat(pool, protocol.PoolStatSharedConnected)),
+		scrapesSkipped:    counter(protocol.PoolStatScrapesSkipped),
+		sent:              counter(protocol.PoolStatSharedPlacementsSent),
+		received:          counter(protocol.PoolStatSharedPlacementsReceived),
+		unmatched:         counter(protocol.PoolStatSharedPlacementsUnknown),
+		dropped:           counter(protocol.PoolStatSharedPlacementsDropped),
+		snapshotsReceived: counter(protocol.PoolStatSharedSnapshotsReceived),
+	}
+}
+
+func (ss *sharedStats) record(st pool.Stats) {
+	if ss == nil {
+		return
+	}
+	var up uint64
+	if st.Shared.Connected {
+		up = 1
+	}
+	ss.connected.Record(up)
+	add(ss.scrapesSkipped, st.ScrapesSkipped)
+	add(ss.sent, st.Shared.PlacementsSent)
+	add(ss.received, st.Shared.PlacementsReceived)
+	add(ss.unmatched, st.Shared.PlacementsUnmatched)
+	add(ss.dropped, st.Shared.PlacementsDropped)
+	add(ss.snapshotsReceived, st.Shared.SnapshotsReceived)
 }
 
 // exporter copies the pools' counters into Envoy stats in the background;
@@ -54,6 +93,9 @@ func definePoolStats(cb api.ConfigCallbackHandler, r *router.Router) map[string]
 		}
 		for _, ep := range s.Pool().Endpoints {
 			ps.picks[ep.Addr] = cb.DefineCounterMetric(protocol.EndpointStat(name, ep.Addr, protocol.EndpointStatPicks))
+		}
+		if s.SharesState() {
+			ps.shared = defineSharedStats(cb, name)
 		}
 		// New endpoints are not scraped yet: a gauge left at 0 would claim
 		// fresh metrics nobody has seen.
@@ -149,6 +191,7 @@ func (ps *poolStats) record(st pool.Stats) {
 	add(ps.failOpens, st.FailOpens)
 	add(ps.scrapeErrors, st.ScrapeErrors)
 	ps.staleEndpoints.Record(uint64(st.StaleEndpoints))
+	ps.shared.record(st)
 }
 
 func add(c api.CounterMetric, n uint64) {

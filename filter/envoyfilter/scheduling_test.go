@@ -137,6 +137,37 @@ func TestPoolStatsReachEnvoyMetrics(t *testing.T) {
 	})
 }
 
+// With a relay configured the pool's relay stats exist, and a relay that
+// cannot be reached shows as disconnected while picks go on (the replica
+// works alone); without one they are not defined at all.
+func TestSharedStateStatsOnlyWithARelay(t *testing.T) {
+	srv := startModelServer(t, 0, 0.1)
+	withRelay := strings.Replace(schedulingConfig("sched-shared", srv.addr()), `"objectives"`, `"shared_state":{"relay":"127.0.0.1:9"},"objectives"`, 1)
+	h := newHarness(t, withRelay)
+	t.Cleanup(h.cfg.Destroy)
+	waitForMetrics(t, h, "m", func(m *pool.Metrics) bool { return m.Waiting == 0 })
+	r := h.do("POST", "/v1/completions", `{"model":"m","prompt":"x"}`)
+	if r.reply != nil || r.endpoint() != srv.addr() {
+		t.Fatalf("pick with an unreachable relay: reply %+v endpoint %q", r.reply, r.endpoint())
+	}
+	r.filter.OnDestroy(api.Normal)
+	connected := protocol.PoolStat("sched-shared", protocol.PoolStatSharedConnected)
+	if g, ok := h.metrics.gauges[connected]; !ok || g.v.Load() != 0 {
+		t.Errorf("%s defined %v, value %v; want defined and 0", connected, ok, g)
+	}
+	for _, stat := range []string{protocol.PoolStatScrapesSkipped, protocol.PoolStatSharedPlacementsSent, protocol.PoolStatSharedPlacementsReceived,
+		protocol.PoolStatSharedPlacementsUnknown, protocol.PoolStatSharedPlacementsDropped, protocol.PoolStatSharedSnapshotsReceived} {
+		if _, ok := h.metrics.counters[protocol.PoolStat("sched-shared", stat)]; !ok {
+			t.Errorf("counter %s not defined", stat)
+		}
+	}
+	alone := newHarness(t, schedulingConfig("sched-alone", srv.addr()))
+	t.Cleanup(alone.cfg.Destroy)
+	if _, ok := alone.metrics.gauges[protocol.PoolStat("sched-alone", protocol.PoolStatSharedConnected)]; ok {
+		t.Error("relay stats defined for a pool without a relay")
+	}
+}
+
 func TestSessionHeaderPinsAnEndpoint(t *testing.T) {
 	a, b := startModelServer(t, 0, 0.1), startModelServer(t, 0, 0.1)
 	cfg := strings.Replace(schedulingConfig("sched-session", a.addr(), b.addr()),

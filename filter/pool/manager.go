@@ -236,6 +236,10 @@ func (l *Lease) Counters() *Counters { return &l.st.counters }
 // options name none).
 func (l *Lease) Sharing() *Sharing { return l.st.share }
 
+// Relay is the state relay the pool shares through ("" for none), as the
+// newest config set it.
+func (l *Lease) Relay() string { return l.st.opts.Load().Relay }
+
 // Staleness is how old metrics may be and still be trusted.
 func (l *Lease) Staleness() time.Duration { return l.st.opts.Load().Staleness }
 

@@ -47,6 +47,14 @@ const (
 	PoolStatScrapeErrors   = "scrape_errors_total"
 	PoolStatStaleEndpoints = "stale_endpoints" // a gauge
 	EndpointStatPicks      = "picks_total"
+	// What went through the state relay (filter config shared_state).
+	PoolStatSharedConnected          = "shared_connected" // a gauge: 1 while a relay stream is up
+	PoolStatScrapesSkipped           = "scrapes_skipped_total"
+	PoolStatSharedPlacementsSent     = "shared_placements_sent_total"
+	PoolStatSharedPlacementsReceived = "shared_placements_received_total"
+	PoolStatSharedPlacementsUnknown  = "shared_placements_unmatched_total"
+	PoolStatSharedPlacementsDropped  = "shared_placements_dropped_total"
+	PoolStatSharedSnapshotsReceived  = "shared_snapshots_received_total"
 )
 
 // PoolStat is the name of stat of pool: inflow.pool.<pool>.<stat>.

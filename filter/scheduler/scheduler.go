@@ -137,6 +137,7 @@ func New(lease *pool.Lease, s config.ResolvedScheduler) *Scheduler {
 	add(w.InFlight, InFlightScorer{})
 	add(w.Session, NewSessionScorer(p.Endpoints))
 	add(w.Latency, LatencyScorer{HalfLife: s.LatencyHalfLife})
+	add(w.Placement, NewPlacementScorer(p.Endpoints)) // after the prefix scorer: it reuses the prompt's hashes
 	return sc
 }
 
@@ -155,6 +156,9 @@ func (s *Scheduler) Feedback() Feedback { return s.feedback }
 // SessionHeader is the lower-case name of the header whose value is
 // Input.SessionKey, or "" when session affinity is off.
 func (s *Scheduler) SessionHeader() string { return s.session }
+
+// SharesState reports whether the config names a state relay for the pool.
+func (s *Scheduler) SharesState() bool { return s.lease.Relay() != "" }
 
 // Pool is the endpoint snapshot the scheduler picks from.
 func (s *Scheduler) Pool() *pool.Pool { return s.pool }
