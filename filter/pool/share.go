@@ -71,8 +71,9 @@ func (s *Sharing) offer(ep *Endpoint, m *Metrics) {
 }
 
 // Relay timing. Placements wait up to sendInterval to be sent in one
-// write: a conversation's next turn comes seconds later, and bench-sched
-// measured no loss with a whole second of delay. Scrapes go at once, since
+// write: a conversation's next turn comes seconds later, and placements a
+// whole second late lost nothing (docs/scheduling.md, "Where the quality
+// goes"). Scrapes go at once, since
 // a peer that does not see one in time scrapes the server itself.
 const (
 	sendInterval = 20 * time.Millisecond
