@@ -172,7 +172,9 @@ func TestPeerScrapesReplaceOwnAndStoppingThemRestoresOwn(t *testing.T) {
 	m := NewManager()
 	defer m.Close()
 	opts := fastScrape()
-	opts.Interval = 20 * time.Millisecond
+	// A peer's scrape suppresses an own one for about 85 ms: room for a
+	// loaded machine to delay the peer's 5 ms ticks.
+	opts.Interval = 100 * time.Millisecond
 	l := m.Retain("gpu", []string{srv.addr()}, opts, 0)
 	defer l.Release()
 	ep := l.Pool().Endpoints[0]
@@ -193,10 +195,10 @@ func TestPeerScrapesReplaceOwnAndStoppingThemRestoresOwn(t *testing.T) {
 			}
 		}
 	}()
-	poll.Eventually(t, "own scrapes skipped", func() bool { return l.Counters().ScrapesSkipped.Load() >= 5 })
+	poll.Eventually(t, "own scrapes skipped", func() bool { return l.Counters().ScrapesSkipped.Load() >= 2 })
 	before := srv.hits.Load()
 	skipped := l.Counters().ScrapesSkipped.Load()
-	poll.Eventually(t, "more skipped scrapes", func() bool { return l.Counters().ScrapesSkipped.Load() >= skipped+5 })
+	poll.Eventually(t, "more skipped scrapes", func() bool { return l.Counters().ScrapesSkipped.Load() >= skipped+3 })
 	if own := srv.hits.Load() - before; own > 1 { // one may have been on its way
 		t.Errorf("the replica scraped %d times while its peer's scrapes arrived", own)
 	}
