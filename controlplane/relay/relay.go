@@ -20,14 +20,19 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/inflow-gateway/inflow/filter/sharing"
 )
 
-// streamQueue is how many frames may wait for one slow stream before the
-// relay drops its frames: about a second of placements of a busy replica.
-const streamQueue = 4096
+// A stream that does not keep up may have this much waiting for it (about
+// a second of a busy replica's placements) before the relay drops its
+// frames; the count bounds the channel, the bytes its memory.
+const (
+	streamQueueFrames = 8192
+	streamQueueBytes  = 4 << 20
+)
 
 // Observer counts what the relay does (admin.Metrics); nil counts nothing.
 type Observer interface {
@@ -45,7 +50,8 @@ type Relay struct {
 }
 
 type stream struct {
-	out chan []byte // whole frames, length prefix included
+	out    chan []byte // whole frames, length prefix included
+	queued atomic.Int64
 }
 
 // New returns a Relay that reports to obs (may be nil).
@@ -83,7 +89,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if err := rc.Flush(); err != nil {
 		return
 	}
-	s := &stream{out: make(chan []byte, streamQueue)}
+	s := &stream{out: make(chan []byte, streamQueueFrames)}
 	r.join(pool, s)
 	defer r.leave(pool, s)
 
@@ -93,7 +99,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	go func() {
 		defer close(written)
 		defer cancel() // a dead receiver ends the stream
-		writeFrames(ctx, rc, w, s.out)
+		writeFrames(ctx, rc, w, s)
 	}()
 	_ = r.forward(ctx, pool, s, req.Body) // the stream's end, whatever the cause
 	cancel()
@@ -141,10 +147,16 @@ func (r *Relay) broadcast(pool string, from *stream, frame []byte) {
 		if s == from {
 			continue
 		}
+		if s.queued.Add(int64(len(frame))) > streamQueueBytes {
+			s.queued.Add(-int64(len(frame)))
+			dropped++
+			continue
+		}
 		select {
 		case s.out <- frame:
 			forwarded++
 		default:
+			s.queued.Add(-int64(len(frame)))
 			dropped++
 		}
 	}
@@ -154,20 +166,26 @@ func (r *Relay) broadcast(pool string, from *stream, frame []byte) {
 	}
 }
 
-// writeFrames writes queued frames, flushing whenever the queue runs dry.
-func writeFrames(ctx context.Context, rc *http.ResponseController, w io.Writer, out <-chan []byte) {
+// writeFrames writes s's queued frames, flushing whenever the queue runs
+// dry.
+func writeFrames(ctx context.Context, rc *http.ResponseController, w io.Writer, s *stream) {
+	write := func(f []byte) bool {
+		s.queued.Add(-int64(len(f)))
+		_, err := w.Write(f)
+		return err == nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case f := <-out:
-			if _, err := w.Write(f); err != nil {
+		case f := <-s.out:
+			if !write(f) {
 				return
 			}
 			for more := true; more; {
 				select {
-				case f = <-out:
-					if _, err := w.Write(f); err != nil {
+				case f = <-s.out:
+					if !write(f) {
 						return
 					}
 				default:

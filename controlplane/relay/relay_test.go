@@ -279,11 +279,17 @@ type rawStream struct {
 	down io.ReadCloser
 }
 
-func openRaw(t *testing.T, relayAddr, pool string) *rawStream {
+// openRaw opens a stream on its own connection; window, when not 0, is how
+// much the client lets the relay send it before it reads.
+func openRaw(t *testing.T, relayAddr, pool string, window ...int) *rawStream {
 	t.Helper()
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
-	client := &http.Client{Transport: &http.Transport{Protocols: &p}}
+	tr := &http.Transport{Protocols: &p}
+	if len(window) > 0 {
+		tr.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: window[0], MaxReceiveBufferPerConnection: window[0]}
+	}
+	client := &http.Client{Transport: tr}
 	t.Cleanup(client.CloseIdleConnections)
 	pr, pw := io.Pipe()
 	req, err := http.NewRequest(http.MethodPost, "http://"+relayAddr+sharing.Path+pool, pr)
@@ -338,5 +344,51 @@ func TestRelayForwardsWithinAPoolAndDropsBadStreams(t *testing.T) {
 	other.up.Close()
 	if rest, err := io.ReadAll(other.down); len(rest) != 0 {
 		t.Errorf("pool cpu received %d bytes (%v)", len(rest), err)
+	}
+}
+
+// counting is a relay.Observer for tests.
+type counting struct{ forwarded, dropped atomic.Uint64 }
+
+func (c *counting) RelayStreamOpened() {}
+func (c *counting) RelayStreamClosed() {}
+func (c *counting) RelayFrames(forwarded, dropped uint64) {
+	c.forwarded.Add(forwarded)
+	c.dropped.Add(dropped)
+}
+
+// A stream that stops reading loses frames once its 4 MiB are queued; the
+// other streams of the pool get every frame and the sender is not slowed.
+func TestASlowStreamLosesFramesAndSlowsNobody(t *testing.T) {
+	obs := &counting{}
+	relayAddr, h, _ := startRelay(t, "127.0.0.1:0", obs)
+	sender := openRaw(t, relayAddr, "gpu")
+	openRaw(t, relayAddr, "gpu", 64<<10) // never reads
+	fast := openRaw(t, relayAddr, "gpu")
+	poll.Eventually(t, "three streams", func() bool { return h.Streams("gpu") == 3 })
+	big := sharing.Placement{Addr: "10.0.0.1:8000", Hashes: make([]uint64, 3000)}
+	frame := sharing.AppendPlacement(nil, &big) // 24 KB
+	const n = 400                               // 9.6 MB: more than the slow stream may have queued
+	sent := make(chan error, 1)
+	go func() {
+		for range n {
+			if _, err := sender.up.Write(frame); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	r := sharing.NewReader(fast.down)
+	for i := range n {
+		if _, err := r.Next(); err != nil {
+			t.Fatalf("fast stream, frame %d: %v", i, err)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if obs.dropped.Load() == 0 || obs.forwarded.Load() < n {
+		t.Errorf("forwarded %d, dropped %d: the slow stream's frames must be dropped, the fast one's not", obs.forwarded.Load(), obs.dropped.Load())
 	}
 }
