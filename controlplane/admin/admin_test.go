@@ -61,6 +61,10 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 	m.RelayStreamOpened()
 	m.RelayStreamClosed()
 	m.RelayFrames(5, 2)
+	m.RelayPeerLinks(1)
+	m.RelayPeerLinks(1)
+	m.RelayPeerLinks(1)
+	m.RelayPeerLinks(-1)
 	h := admin.NewHandler(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	code, body := get(t, h, "/metrics")
 	if code != http.StatusOK {
@@ -98,6 +102,7 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 		{"inflow_controlplane_xds_streams_active", nil, 1},
 		{"inflow_controlplane_xds_nacks_total", nil, 1},
 		{"inflow_controlplane_relay_streams_active", nil, 1},
+		{"inflow_controlplane_relay_peer_links_active", nil, 2},
 		{"inflow_controlplane_relay_frames_total", []string{"result", "forwarded"}, 5},
 		{"inflow_controlplane_relay_frames_total", []string{"result", "dropped"}, 2},
 	}

@@ -30,7 +30,7 @@ type Metrics struct {
 	streamsActive                                     atomic.Int64
 	streamsTotal                                      atomic.Uint64
 	nacks                                             atomic.Uint64
-	relayStreams                                      atomic.Int64
+	relayStreams, relayPeerLinks                      atomic.Int64
 	relayForwarded, relayDropped                      atomic.Uint64
 }
 
@@ -90,6 +90,10 @@ func (m *Metrics) RelayStreamOpened() { m.relayStreams.Add(1) }
 // RelayStreamClosed is RelayStreamOpened's pair.
 func (m *Metrics) RelayStreamClosed() { m.relayStreams.Add(-1) }
 
+// RelayPeerLinks tracks the links between this relay and its peers (the
+// relays of the other control-plane replicas).
+func (m *Metrics) RelayPeerLinks(delta int) { m.relayPeerLinks.Add(int64(delta)) }
+
 // RelayFrames counts frames the relay forwarded to a stream, and frames it
 // dropped because that stream did not keep up.
 func (m *Metrics) RelayFrames(forwarded, dropped uint64) {
@@ -128,6 +132,8 @@ func (m *Metrics) WriteText(w io.Writer) error {
 	p.sample("inflow_controlplane_xds_nacks_total", float64(m.nacks.Load()))
 	p.family("inflow_controlplane_relay_streams_active", "gauge", "Open state-relay streams (one per Envoy replica and pool).")
 	p.sample("inflow_controlplane_relay_streams_active", float64(m.relayStreams.Load()))
+	p.family("inflow_controlplane_relay_peer_links_active", "gauge", "Open links between this state relay and the other control-plane replicas' relays (one per pool, peer and direction).")
+	p.sample("inflow_controlplane_relay_peer_links_active", float64(m.relayPeerLinks.Load()))
 	p.family("inflow_controlplane_relay_frames_total", "counter", "State-relay frames by result: forwarded to a stream, or dropped because the stream did not keep up.")
 	p.sample(`inflow_controlplane_relay_frames_total{result="forwarded"}`, float64(m.relayForwarded.Load()))
 	p.sample(`inflow_controlplane_relay_frames_total{result="dropped"}`, float64(m.relayDropped.Load()))

@@ -6,7 +6,8 @@
 // it keeps no state beyond the open streams, so a restarted relay loses
 // nothing the replicas need (they fall back to working alone until they
 // reconnect). A replica too slow to take its frames loses them rather
-// than slowing the others.
+// than slowing the others. Several control-plane replicas, each with its
+// own relay, share through links between the relays (peers.go).
 package relay
 
 import (
@@ -39,24 +40,33 @@ type Observer interface {
 	RelayStreamOpened()
 	RelayStreamClosed()
 	RelayFrames(forwarded, dropped uint64)
+	// RelayPeerLinks counts links to and from other relays (+1 up, -1 down).
+	RelayPeerLinks(delta int)
 }
 
 // Relay is an http.Handler forwarding frames between the streams of each
 // pool. The zero value is not ready: use New.
 type Relay struct {
 	obs   Observer
+	id    string        // tells this relay's own address among its peers'
+	local chan struct{} // a pool gained or lost its last Envoy stream
 	mu    sync.Mutex
 	pools map[string]map[*stream]struct{}
 }
 
 type stream struct {
+	kind   streamKind
 	out    chan []byte // whole frames, length prefix included
 	queued atomic.Int64
 }
 
+func newStream(kind streamKind) *stream {
+	return &stream{kind: kind, out: make(chan []byte, streamQueueFrames)}
+}
+
 // New returns a Relay that reports to obs (may be nil).
 func New(obs Observer) *Relay {
-	return &Relay{obs: obs, pools: make(map[string]map[*stream]struct{})}
+	return &Relay{obs: obs, id: newID(), local: make(chan struct{}, 1), pools: make(map[string]map[*stream]struct{})}
 }
 
 // ServeHTTP implements http.Handler.
@@ -83,13 +93,21 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "Content-Type must be "+sharing.ContentType, http.StatusUnsupportedMediaType)
 		return
 	}
+	kind := local
+	if id := req.Header.Get(peerHeader); id == r.id {
+		// This relay dialled one of its own addresses among the peers.
+		http.Error(w, "a relay's own address", http.StatusConflict)
+		return
+	} else if id != "" {
+		kind = fromPeer
+	}
 	w.Header().Set("Content-Type", sharing.ContentType)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if err := rc.Flush(); err != nil {
 		return
 	}
-	s := &stream{out: make(chan []byte, streamQueueFrames)}
+	s := newStream(kind)
 	r.join(pool, s)
 	defer r.leave(pool, s)
 
@@ -99,7 +117,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	go func() {
 		defer close(written)
 		defer cancel() // a dead receiver ends the stream
-		writeFrames(ctx, rc, w, s)
+		writeFrames(ctx, rc.Flush, w, s)
 	}()
 	_ = r.forward(ctx, pool, s, req.Body) // the stream's end, whatever the cause
 	cancel()
@@ -144,7 +162,7 @@ func (r *Relay) broadcast(pool string, from *stream, frame []byte) {
 	var forwarded, dropped uint64
 	r.mu.Lock()
 	for s := range r.pools[pool] {
-		if s == from {
+		if s == from || !delivers(from.kind, s.kind) {
 			continue
 		}
 		if s.queued.Add(int64(len(frame))) > streamQueueBytes {
@@ -168,7 +186,7 @@ func (r *Relay) broadcast(pool string, from *stream, frame []byte) {
 
 // writeFrames writes s's queued frames, flushing whenever the queue runs
 // dry.
-func writeFrames(ctx context.Context, rc *http.ResponseController, w io.Writer, s *stream) {
+func writeFrames(ctx context.Context, flush func() error, w io.Writer, s *stream) {
 	write := func(f []byte) bool {
 		s.queued.Add(-int64(len(f)))
 		_, err := w.Write(f)
@@ -192,7 +210,7 @@ func writeFrames(ctx context.Context, rc *http.ResponseController, w io.Writer, 
 					more = false
 				}
 			}
-			if rc.Flush() != nil {
+			if flush() != nil {
 				return
 			}
 		}
@@ -205,29 +223,65 @@ func (r *Relay) join(pool string, s *stream) {
 		r.pools[pool] = make(map[*stream]struct{})
 	}
 	r.pools[pool][s] = struct{}{}
+	first := s.kind == local && r.count(pool, local) == 1
 	r.mu.Unlock()
-	if r.obs != nil {
-		r.obs.RelayStreamOpened()
+	r.observe(s.kind, 1)
+	if first {
+		r.localChanged()
 	}
 }
 
 func (r *Relay) leave(pool string, s *stream) {
 	r.mu.Lock()
 	delete(r.pools[pool], s)
+	last := s.kind == local && r.count(pool, local) == 0
 	if len(r.pools[pool]) == 0 {
 		delete(r.pools, pool)
 	}
 	r.mu.Unlock()
-	if r.obs != nil {
+	r.observe(s.kind, -1)
+	if last {
+		r.localChanged()
+	}
+}
+
+func (r *Relay) observe(kind streamKind, delta int) {
+	switch {
+	case r.obs == nil:
+	case kind != local:
+		r.obs.RelayPeerLinks(delta)
+	case delta > 0:
+		r.obs.RelayStreamOpened()
+	default:
 		r.obs.RelayStreamClosed()
 	}
 }
 
-// Streams is the number of open streams on pool.
+// count is the number of pool's streams of kind; r.mu must be held.
+func (r *Relay) count(pool string, kind streamKind) int {
+	n := 0
+	for s := range r.pools[pool] {
+		if s.kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// Streams is the number of Envoy streams open on pool (links to and from
+// peers not counted).
 func (r *Relay) Streams(pool string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.pools[pool])
+	return r.count(pool, local)
+}
+
+// PeerLinks is the number of open links on pool from other relays (in)
+// and to them (out).
+func (r *Relay) PeerLinks(pool string) (in, out int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count(pool, fromPeer), r.count(pool, toPeer)
 }
 
 // NewServer returns the HTTP server of h: HTTP/2 without TLS (prior
@@ -245,9 +299,9 @@ func NewServer(h http.Handler) *http.Server {
 	}
 }
 
-// Serve runs a relay on lis until ctx ends.
-func Serve(ctx context.Context, lis net.Listener, obs Observer) error {
-	srv := NewServer(New(obs))
+// Serve runs h on lis until ctx ends.
+func Serve(ctx context.Context, lis net.Listener, h *Relay) error {
+	srv := NewServer(h)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	var err error

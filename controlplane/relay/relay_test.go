@@ -146,19 +146,7 @@ func TestReplicasShareThroughTheRelay(t *testing.T) {
 	a.waitReady(t, true)
 	b.waitReady(t, true)
 
-	for i := range 8 {
-		first := a.pick(t, conversation(i, 1))
-		placed := first.Endpoints[0].Addr
-		next := conversation(i, 2)
-		poll.Eventually(t, "replica b learns where replica a placed the conversation", func() bool {
-			return b.heldBy(next, placed) == first.PromptBlocks
-		})
-		second := b.pick(t, next)
-		if got := second.Endpoints[0].Addr; got != placed || second.PrefixBlocks != first.PromptBlocks {
-			t.Errorf("conversation %d: turn 2 went to %s (%d blocks cached), turn 1 to %s (%d blocks)",
-				i, got, second.PrefixBlocks, placed, first.PromptBlocks)
-		}
-	}
+	shareConversations(t, a, b, 0, 8)
 	poll.Eventually(t, "scrapes made by one replica serve the other", func() bool {
 		sa, sb := a.stats(), b.stats()
 		return sa.ScrapesSkipped > 0 && sb.ScrapesSkipped > 0 && sa.Shared.SnapshotsReceived > 0 && sb.Shared.SnapshotsReceived > 0
@@ -172,6 +160,26 @@ func TestReplicasShareThroughTheRelay(t *testing.T) {
 	var text bytes.Buffer
 	if err := m.WriteText(&text); err != nil || !strings.Contains(text.String(), "inflow_controlplane_relay_streams_active 2") {
 		t.Errorf("relay metrics (%v):\n%s", err, text.String())
+	}
+}
+
+// shareConversations starts n conversations (numbered from first) on a
+// and sends each one's second turn to b, which must pick where a placed
+// the first turn, the whole first turn cached.
+func shareConversations(t *testing.T, a, b *replica, first, n int) {
+	t.Helper()
+	for i := first; i < first+n; i++ {
+		first := a.pick(t, conversation(i, 1))
+		placed := first.Endpoints[0].Addr
+		next := conversation(i, 2)
+		poll.Eventually(t, "replica b learns where replica a placed the conversation", func() bool {
+			return b.heldBy(next, placed) == first.PromptBlocks
+		})
+		second := b.pick(t, next)
+		if got := second.Endpoints[0].Addr; got != placed || second.PrefixBlocks != first.PromptBlocks {
+			t.Errorf("conversation %d: turn 2 went to %s (%d blocks cached), turn 1 to %s (%d blocks)",
+				i, got, second.PrefixBlocks, placed, first.PromptBlocks)
+		}
 	}
 }
 
@@ -352,6 +360,7 @@ type counting struct{ forwarded, dropped atomic.Uint64 }
 
 func (c *counting) RelayStreamOpened() {}
 func (c *counting) RelayStreamClosed() {}
+func (c *counting) RelayPeerLinks(int) {}
 func (c *counting) RelayFrames(forwarded, dropped uint64) {
 	c.forwarded.Add(forwarded)
 	c.dropped.Add(dropped)

@@ -200,7 +200,7 @@ func startRelay(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	go func() { _ = relay.Serve(ctx, lis, nil) }() // ends with ctx
+	go func() { _ = relay.Serve(ctx, lis, relay.New(nil)) }() // ends with ctx
 	return lis.Addr().String(), nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -87,22 +86,8 @@ const (
 	maxWanted = 4096
 )
 
-// relayClient speaks HTTP/2 without TLS (prior knowledge) to relays: one
-// connection per relay carries every pool's stream, and pings notice a
-// relay that went away without closing it within seconds.
-var relayClient = &http.Client{Transport: newRelayTransport()}
-
-func newRelayTransport() *http.Transport {
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	return &http.Transport{
-		Proxy:              nil,
-		DialContext:        (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		Protocols:          &protocols,
-		DisableCompression: true,
-		HTTP2:              &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
-	}
-}
+// relayClient keeps one connection per relay for every pool's stream.
+var relayClient = &http.Client{Transport: sharing.NewTransport()}
 
 // shareLoop keeps a stream to relay open until ctx ends, redialling with
 // backoff.

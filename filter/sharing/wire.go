@@ -3,7 +3,8 @@
 // which prompt prefix (so every replica's prefix index learns every
 // replica's placements) and each endpoint's scraped metrics (so one scrape
 // of a server serves every replica). It is pure: no I/O beyond a reader of
-// frames, no Envoy, no Kubernetes.
+// frames, no Envoy, no Kubernetes (NewTransport only configures the HTTP/2
+// client both ends dial with).
 //
 // A stream is a sequence of frames, each uvarint(len(body)) then body; a
 // body is a type byte and the type's fields. Integers are uvarints, hashes

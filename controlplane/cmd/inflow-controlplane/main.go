@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +37,7 @@ type options struct {
 	xdsTLS   xds.MTLSFiles
 	admin    string
 	relay    string
+	peers    []string
 	print    bool
 	logLevel slog.Level
 	kube     kubeOptions
@@ -52,6 +54,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.xdsTLS.ClientCAFile, "xds-client-ca", "", "PEM CA certificates an Envoy's client certificate must chain to")
 	fs.StringVar(&o.admin, "admin-address", ":18001", "HTTP address for /metrics, /healthz and /readyz")
 	fs.StringVar(&o.relay, "relay-address", "", "address serving the state relay the Envoy replicas share placements and scrapes through (the filter config's shared_state.relay names it); empty: no relay")
+	fs.Func("relay-peers", "comma-separated host:port of the other control-plane replicas' relays (a headless Service's name gives every pod; this replica's own address may be among them), so Envoys on different replicas share; needs --relay-address", func(v string) error {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				if _, _, err := net.SplitHostPort(p); err != nil {
+					return fmt.Errorf("%q: %w", p, err)
+				}
+				o.peers = append(o.peers, p)
+			}
+		}
+		return nil
+	})
 	fs.BoolVar(&o.print, "print", false, "print the generated xDS resources as YAML and exit")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	o.kube.flags(fs)
@@ -63,6 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if len(o.peers) > 0 && o.relay == "" {
+		return o, errors.New("--relay-peers needs --relay-address")
 	}
 	if err := o.xdsTLS.Check(); err != nil {
 		return o, fmt.Errorf("--xds-tls-cert, --xds-tls-key, --xds-client-ca: %w", err)
@@ -182,7 +198,12 @@ func serve(ctx context.Context, o options, xdsLis, adminLis, relayLis net.Listen
 	}
 	if relayLis != nil {
 		log.Info("serving the state relay", "address", relayLis.Addr().String())
-		tasks = append(tasks, func() error { return relay.Serve(ctx, relayLis, metrics) })
+		h := relay.New(metrics)
+		tasks = append(tasks, func() error { return relay.Serve(ctx, relayLis, h) })
+		if len(o.peers) > 0 {
+			log.Info("linking the state relay with its peers", "peers", strings.Join(o.peers, ","))
+			tasks = append(tasks, func() error { return h.Peer(ctx, o.peers) })
+		}
 	}
 	errc := make(chan error, len(tasks))
 	for _, task := range tasks {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,10 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--config", "c.yaml", "--print", "--xds-address", "127.0.0.1:1", "--admin-address", ":2", "--log-level", "debug"},
 			want: options{config: "c.yaml", xdsAddr: "127.0.0.1:1", admin: ":2", print: true, logLevel: slog.LevelDebug, kube: defaultKube}},
 		{args: []string{"--config", "c.yaml", "--relay-address", ":18002"}, want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001", relay: ":18002", kube: defaultKube}},
+		{args: []string{"--config", "c.yaml", "--relay-address", ":18002", "--relay-peers", "relay-peers.inflow.svc:18002, 10.0.0.2:18002"},
+			want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001", relay: ":18002", peers: []string{"relay-peers.inflow.svc:18002", "10.0.0.2:18002"}, kube: defaultKube}},
+		{args: []string{"--config", "c", "--relay-peers", "p:18002"}, wantErr: "--relay-peers needs --relay-address"},
+		{args: []string{"--config", "c", "--relay-address", ":1", "--relay-peers", "no-port"}, wantErr: "missing port"},
 		{args: []string{"--config", "c.yaml", "--sync-credentials", "--kubeconfig", "k", "--identity", "me"},
 			want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001",
 				kube: kubeOptions{kubeconfig: "k", leaseName: "inflow-controlplane-leader", identity: "me", syncCredentials: true}}},
@@ -55,7 +60,7 @@ func TestParseFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v want %+v", got, tt.want)
 			}
 		})
