@@ -28,8 +28,8 @@ type Config struct {
 	GenAIMetrics GenAIMetrics `json:"genai_metrics,omitzero" since:"3"`
 	// SharedState lets the Envoy replicas in front of the same pools share
 	// what each one alone would not know, so picking quality and scrape
-	// load do not depend on how many replicas run. Schema version 5.
-	SharedState SharedState `json:"shared_state,omitzero" since:"5"`
+	// load do not depend on how many replicas run. Schema version 6.
+	SharedState SharedState `json:"shared_state,omitzero" since:"6"`
 
 	// ignored lists the fields of a newer-version config that this filter
 	// does not know and ignored.
@@ -74,7 +74,7 @@ type SharedState struct {
 	// Relay is the relay's host:port (a DNS name or an IP); empty means
 	// none. A filter that does not know the field (version 4 and older)
 	// works alone, which is as safe.
-	Relay string `json:"relay,omitempty" since:"5"`
+	Relay string `json:"relay,omitempty" since:"6"`
 }
 
 // Ignored lists, as JSON paths, the fields Parse ignored because the

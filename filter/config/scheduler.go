@@ -93,7 +93,7 @@ type Weights struct {
 	// Placement weighs a rendezvous hash of the prompt's first block, the
 	// same on every replica: replicas without a relay then agree on where
 	// prompts that start alike go. Default 0 (off).
-	Placement *float64 `json:"placement,omitempty" since:"5"`
+	Placement *float64 `json:"placement,omitempty" since:"6"`
 }
 
 // Saturation holds the saturation thresholds; nil fields take defaults.

@@ -16,8 +16,9 @@ import (
 // the package doc. Version 2 added pools[].destination; version 3 the
 // response path: costs, models[].costs, usage, genai_metrics and
 // pools[].scheduler.{weights.latency,feedback}; version 4
-// pools[].objectives; version 5 models[].backend_refs.
-const SchemaVersion = 5
+// pools[].objectives; version 5 models[].backend_refs; version 6
+// shared_state and pools[].scheduler.weights.placement.
+const SchemaVersion = 6
 
 // sinceTag marks a field added after version 1 with the version that added
 // it (`since:"2"`), so tests can read a config as an older filter would.
