@@ -28,7 +28,13 @@ $(GIE_EPP):
 
 .PHONY: build-epp gie-epp
 
-bench-hop: build-filter build-host build-testfilters build-epp gie-epp kube-assets ## the ext_proc hop's cost: host + passthrough.so / inflow.so / ext_proc -> inflow-epp / ext_proc -> GIE EPP; updates docs/benchmarks.md
+# inflow.so without its response path, for bench-hop's like-for-like row
+# only (filter/envoyfilter/responsepath_off.go): never shipped.
+build-filter-request-only:
+	@mkdir -p $(OUT)
+	$(GO) build -buildmode=c-shared -trimpath -tags inflow_request_only -o $(OUT)/inflow-request-only.so ./filter
+
+bench-hop: build-filter build-filter-request-only build-host build-testfilters build-epp gie-epp kube-assets ## the ext_proc hop's cost: host + passthrough.so / inflow.so (with and without its response path) / ext_proc -> inflow-epp / ext_proc -> GIE EPP; updates docs/benchmarks.md
 	$(GO) run ./e2e/cmd/benchhop -out docs/benchmarks.md $(BENCH_HOP_FLAGS)
 
-.PHONY: bench-hop
+.PHONY: build-filter-request-only bench-hop

@@ -6,9 +6,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* data..data+len are the bytes; cap counts from data. head is how many
+ * drained bytes of the allocation lie before data: draining from the front
+ * moves data instead of the bytes, and a prepend that fits there is one
+ * copy of what is prepended, as Envoy's OwnedImpl (slices with reserved
+ * front space, buffer_impl.h) does. Views built as {p, n, n, 0} own nothing. */
 typedef struct buf {
   char *data;
   size_t len, cap;
+  size_t head;
 } buf_t;
 
 void buf_init(buf_t *b);

@@ -56,7 +56,7 @@ static void run_op(hfilter_t *f, pcall_t *pc) {
     hmap_remove(pc->target, pc->a, pc->alen);
     break;
   case OP_ADD_DATA: {
-    buf_t b = {pc->a, pc->alen, pc->alen};
+    buf_t b = {pc->a, pc->alen, pc->alen, 0};
     fm_add_data(st, ps_is_encoding(pc->s) ? DIR_ENCODE : DIR_DECODE, &b, pc->i1);
     pc->a = b.data; /* buf_move may have swapped storage: free what is left */
     break;

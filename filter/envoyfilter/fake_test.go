@@ -15,6 +15,8 @@ import (
 type fakeLog struct {
 	mu    sync.Mutex
 	lines []string
+	// quiet makes the level Info, as Envoy's default, for benchmarks.
+	quiet atomic.Bool
 }
 
 func (l *fakeLog) Log(_ api.LogType, msg string) {
@@ -23,7 +25,12 @@ func (l *fakeLog) Log(_ api.LogType, msg string) {
 	l.lines = append(l.lines, msg)
 }
 
-func (l *fakeLog) LogLevel() api.LogType { return api.Debug }
+func (l *fakeLog) LogLevel() api.LogType {
+	if l.quiet.Load() {
+		return api.Info
+	}
+	return api.Debug
+}
 
 func (l *fakeLog) text() string {
 	l.mu.Lock()
@@ -64,10 +71,17 @@ type fakeBuffer struct {
 	b []byte
 }
 
-func (b *fakeBuffer) Bytes() []byte { return b.b }
+// Bytes copies, as the SDK's does (HttpGetBuffer), so the filter cannot
+// rely on the slice following the buffer's edits.
+func (b *fakeBuffer) Bytes() []byte { return append([]byte(nil), b.b...) }
 func (b *fakeBuffer) Len() int      { return len(b.b) }
 func (b *fakeBuffer) Set(p []byte) error {
 	b.b = append([]byte(nil), p...)
+	return nil
+}
+func (b *fakeBuffer) Drain(n int) { b.b = b.b[min(max(n, 0), len(b.b)):] }
+func (b *fakeBuffer) Prepend(p []byte) error {
+	b.b = append(append([]byte(nil), p...), b.b...)
 	return nil
 }
 

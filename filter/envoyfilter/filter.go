@@ -72,25 +72,28 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 	h := f.headers
 	f.headers = nil
 	var scratch [decide.MaxDestinations]*pool.Endpoint
-	rt, err := decide.Body(f.cfg.router, f.kind, buf.Bytes(), h, scratch[:0])
+	body := buf.Bytes()
+	rt, err := decide.Body(f.cfg.router, f.kind, body, h, scratch[:0])
 	if err != nil {
 		return f.fail(err)
 	}
 	if f.endpoint = rt.Primary(); f.endpoint != nil {
 		f.cfg.metrics.addInFlight(1)
 	}
-	if rt.RewrittenBody != nil {
-		if err := buf.Set(rt.RewrittenBody); err != nil {
+	if rt.Edits.Any() {
+		if err := writeEdits(buf, body, &rt.Edits); err != nil {
 			return f.fail(fmt.Errorf("%w: rewriting body: %w", apierror.ErrInternal, err))
 		}
 		if _, ok := h.Get(decide.HeaderContentLength); ok {
-			h.Set(decide.HeaderContentLength, strconv.Itoa(len(rt.RewrittenBody)))
+			h.Set(decide.HeaderContentLength, strconv.Itoa(rt.Edits.Size(len(body))))
 		}
 		inc(f.cfg.metrics.rewrites)
 	}
-	f.startResponse(&rt.Request, &rt.Decision)
-	f.askLoadReport(h, &rt.Request, &rt.Decision)
-	restrictAcceptEncoding(h)
+	if responsePath {
+		f.startResponse(&rt.Request, &rt.Decision)
+		f.askLoadReport(h, &rt.Request, &rt.Decision)
+		restrictAcceptEncoding(h)
+	}
 	h.Set(protocol.HeaderModel, rt.Model.Name)
 	if rt.Backend != "" {
 		h.Set(protocol.HeaderBackend, rt.Backend)

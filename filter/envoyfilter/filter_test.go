@@ -35,12 +35,12 @@ const testConfig = `{
 }`
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	cfg     *filterConfig
 	metrics *fakeConfigCallbacks
 }
 
-func newHarness(t *testing.T, js string) *harness {
+func newHarness(t testing.TB, js string) *harness {
 	t.Helper()
 	c, err := config.Parse([]byte(js))
 	if err != nil {

@@ -103,6 +103,9 @@ func (f *filter) active() *response {
 // is read: only a 2xx body is accounted, as text/event-stream or as one
 // JSON document, decoded from gzip or deflate.
 func (f *filter) EncodeHeaders(h api.ResponseHeaderMap, endStream bool) (status api.StatusType) {
+	if !responsePath {
+		return api.Continue
+	}
 	defer f.recoverResponse(&status)
 	f.countEnvoyReply(h)
 	r := f.active()

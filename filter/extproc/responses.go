@@ -94,7 +94,7 @@ func stripRouting(h headerList) *extprocv3.HeaderMutation {
 // header routes match, the destination header (or its removal, so a
 // client-sent one never survives), and content-length when the body
 // changed and the request had one.
-func routeMutation(rt *decide.Route, hadContentLength bool) *extprocv3.HeaderMutation {
+func routeMutation(rt *decide.Route, bodyLen int, hadContentLength bool) *extprocv3.HeaderMutation {
 	m := &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader(protocol.HeaderModel, rt.Model.Name)}}
 	if rt.Destination != "" {
 		m.SetHeaders = append(m.SetHeaders, setHeader(protocol.HeaderDestination, rt.Destination))
@@ -104,8 +104,8 @@ func routeMutation(rt *decide.Route, hadContentLength bool) *extprocv3.HeaderMut
 	if rt.Backend != "" {
 		m.SetHeaders = append(m.SetHeaders, setHeader(protocol.HeaderBackend, rt.Backend))
 	}
-	if rt.RewrittenBody != nil && hadContentLength {
-		m.SetHeaders = append(m.SetHeaders, setHeader(decide.HeaderContentLength, strconv.Itoa(len(rt.RewrittenBody))))
+	if rt.Edits.Any() && hadContentLength {
+		m.SetHeaders = append(m.SetHeaders, setHeader(decide.HeaderContentLength, strconv.Itoa(bodyLen)))
 	}
 	return m
 }

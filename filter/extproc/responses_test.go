@@ -14,7 +14,7 @@ import (
 func TestRouteMutationNamesTheSplitBackend(t *testing.T) {
 	headers := func(rt *decide.Route) map[string]string {
 		m := map[string]string{}
-		for _, h := range routeMutation(rt, false).SetHeaders {
+		for _, h := range routeMutation(rt, 0, false).SetHeaders {
 			m[h.Header.Key] = string(h.Header.RawValue)
 		}
 		return m

@@ -172,18 +172,18 @@ func (s *stream) route(body []byte, endOfStream bool) (bool, error) {
 		s.stats.inFlight.Add(1)
 	}
 	out := body
-	if rt.RewrittenBody != nil {
-		out = rt.RewrittenBody
+	if rt.Edits.Any() {
+		out = rt.Edits.Apply(body)
 		s.stats.rewrites.Add(1)
 	}
-	mut := routeMutation(&rt, s.hasCL)
+	mut := routeMutation(&rt, len(out), s.hasCL)
 	md := destinationMetadata(rt.Metadata)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("routed", "model", rt.Model.Name, "served", rt.ServedModel, "endpoint", rt.Destination, "fail_open", rt.FailOpen)
 	}
 	if s.requestMode == modeBuffered {
 		common := &extprocv3.CommonResponse{HeaderMutation: mut, ClearRouteCache: true}
-		if rt.RewrittenBody != nil {
+		if rt.Edits.Any() {
 			common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}}
 		}
 		return false, s.send(bodyResponse(common, md, false))

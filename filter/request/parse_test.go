@@ -192,3 +192,45 @@ func TestKindForPath(t *testing.T) {
 		}
 	}
 }
+
+// Pieces prepended to the tail after End give what Apply gives, for the
+// edits the router makes: the model alone, the model and the usage edits,
+// an insertion at the end.
+func TestEditsPiecesMatchApply(t *testing.T) {
+	bodies := []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}`,
+		`{"messages":[{"role":"user","content":"hi"}],"stream":true,"model":"m"}`,
+		`{"model":"m","stream":true,"stream_options":{"include_usage":false,"continuous_usage_stats":true}}`,
+		`{"model":"m","stream":true,"stream_options":null}`,
+	}
+	for _, body := range bodies {
+		b := []byte(body)
+		var r Request
+		if err := Parse(ChatCompletions, b, &r); err != nil {
+			t.Fatal(err)
+		}
+		for _, withModel := range []bool{false, true} {
+			var list []Edit
+			if withModel {
+				list = append(list, ModelEdit(&r, []byte(`"a-much-longer-model-name"`)))
+			}
+			list = r.UsageEdits(b, list)
+			e := NewEdits(list)
+			want := string(Apply(b, list...))
+			tail := string(b[e.End():])
+			var prefix string
+			if err := e.Pieces(b, func(p []byte) error {
+				if len(p) == 0 {
+					t.Fatal("empty piece")
+				}
+				prefix = string(p) + prefix
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if got := prefix + tail; got != want || e.Size(len(b)) != len(want) {
+				t.Errorf("%s (model %v): pieces give %s (size %d), want %s", body, withModel, got, e.Size(len(b)), want)
+			}
+		}
+	}
+}

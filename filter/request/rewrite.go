@@ -26,6 +26,85 @@ func Apply(body []byte, edits ...Edit) []byte {
 	return append(out, body[prev:]...)
 }
 
+// MaxEdits is the most edits one request gets: the model, and at most two
+// to ask for usage (UsageEdits).
+const MaxEdits = 3
+
+// Edits are a request's body edits, kept inline so a routing decision
+// carries them without allocating, and sorted by position, so an adapter
+// can apply them to its proxy's buffer piece by piece (see Pieces) instead
+// of building a new body.
+type Edits struct {
+	list [MaxEdits]Edit
+	n    int
+}
+
+// NewEdits holds list (at most MaxEdits edits that do not overlap).
+func NewEdits(list []Edit) Edits {
+	var e Edits
+	e.n = copy(e.list[:], list)
+	slices.SortFunc(e.list[:e.n], func(a, b Edit) int { return a.Span.Start - b.Span.Start })
+	return e
+}
+
+// Any reports whether there is an edit.
+func (e *Edits) Any() bool { return e.n > 0 }
+
+// List is the edits in body order.
+func (e *Edits) List() []Edit { return e.list[:e.n] }
+
+// Size is the length of a body of bodyLen bytes once edited.
+func (e *Edits) Size(bodyLen int) int {
+	for _, x := range e.List() {
+		bodyLen += len(x.With) - (x.Span.End - x.Span.Start)
+	}
+	return bodyLen
+}
+
+// End is where the last edit ends: the body from there on is unchanged.
+func (e *Edits) End() int {
+	if e.n == 0 {
+		return 0
+	}
+	last := e.list[e.n-1].Span
+	return max(last.End, last.Start)
+}
+
+// Pieces calls yield with the edited body's bytes before End, from the
+// last piece to the first, skipping empty ones: what to prepend, in that
+// order, to the body's unchanged tail. The pieces are body's own bytes and
+// the edits' replacements; nothing is copied.
+func (e *Edits) Pieces(body []byte, yield func([]byte) error) error {
+	end := e.End()
+	for i := e.n - 1; i >= 0; i-- {
+		x := &e.list[i]
+		if err := yieldNonEmpty(yield, body[max(x.Span.End, x.Span.Start):end]); err != nil {
+			return err
+		}
+		if err := yieldNonEmpty(yield, x.With); err != nil {
+			return err
+		}
+		end = x.Span.Start
+	}
+	return yieldNonEmpty(yield, body[:end])
+}
+
+func yieldNonEmpty(yield func([]byte) error, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	return yield(p)
+}
+
+// Apply returns a copy of body with the edits made, or nil when there is
+// none.
+func (e *Edits) Apply(body []byte) []byte {
+	if e.n == 0 {
+		return nil
+	}
+	return Apply(body, e.List()...)
+}
+
 // ModelEdit replaces the body's "model" value (the one Parse found, i.e.
 // the last) with quotedModel, a JSON string token. Splicing at the parsed
 // span keeps duplicate keys right: a path-based setter such as sjson edits

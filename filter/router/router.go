@@ -203,8 +203,10 @@ type Decision struct {
 	Model *Model
 	// ServedModel is the name the model server sees.
 	ServedModel string
-	// RewrittenBody is the body with the served name, or nil when unchanged.
-	RewrittenBody []byte
+	// Edits change the body: the served name, the usage request. Adapters
+	// apply them to their proxy's buffer (request.Edits.Pieces) or to a
+	// copy (request.Edits.Apply); none when the body goes as it came.
+	Edits request.Edits
 	// Endpoints are the primary endpoint then the fallbacks (nil for an
 	// external backend). The primary has been Acquired: Release it when
 	// the stream ends.
@@ -271,9 +273,7 @@ func (r *Router) Route(req *request.Request, body []byte, h Headers, endpoints [
 		e = req.UsageEdits(body, e)
 		d.UsageRequested = true
 	}
-	if len(e) > 0 {
-		d.RewrittenBody = request.Apply(body, e...)
-	}
+	d.Edits = request.NewEdits(e)
 	return d, nil
 }
 

@@ -76,7 +76,7 @@ func TestRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, err := r.Route(&req, body, noHeaders{}, nil)
-	if err != nil || d.Endpoints != nil || d.RewrittenBody != nil || d.ServedModel != "ext" {
+	if err != nil || d.Endpoints != nil || d.Edits.Any() || d.ServedModel != "ext" {
 		t.Fatalf("external backend decision %+v, %v", d, err)
 	}
 	body = []byte(`{"model":"nope"}`)
@@ -135,11 +135,12 @@ func TestRouteAsksForUsage(t *testing.T) {
 			if d.UsageRequested != tc.asked {
 				t.Fatalf("UsageRequested = %v", d.UsageRequested)
 			}
-			if tc.asked && !strings.Contains(string(d.RewrittenBody), tc.output) {
-				t.Fatalf("body %s, want it to contain %s", d.RewrittenBody, tc.output)
+			sent := d.Edits.Apply([]byte(tc.body))
+			if tc.asked && !strings.Contains(string(sent), tc.output) {
+				t.Fatalf("body %s, want it to contain %s", sent, tc.output)
 			}
-			if !tc.asked && d.RewrittenBody != nil && strings.Contains(string(d.RewrittenBody), "stream_options") != strings.Contains(tc.body, "stream_options") {
-				t.Fatalf("body changed: %s", d.RewrittenBody)
+			if !tc.asked && sent != nil && strings.Contains(string(sent), "stream_options") != strings.Contains(tc.body, "stream_options") {
+				t.Fatalf("body changed: %s", sent)
 			}
 		})
 	}
@@ -181,9 +182,10 @@ func routeGPT(t *testing.T, r *Router, n int) map[string]int {
 		if d.ServedModel != want || d.BackendName() != d.Ref.Backend {
 			t.Fatalf("to %s: served %q, want %q", d.Ref.Backend, d.ServedModel, want)
 		}
-		if rewritten := d.RewrittenBody != nil; rewritten != (want != "gpt") ||
-			rewritten && !strings.Contains(string(d.RewrittenBody), `"model":"`+want+`"`) {
-			t.Fatalf("to %s: body %s", d.Ref.Backend, d.RewrittenBody)
+		sent := d.Edits.Apply(body)
+		if rewritten := sent != nil; rewritten != (want != "gpt") ||
+			rewritten && !strings.Contains(string(sent), `"model":"`+want+`"`) {
+			t.Fatalf("to %s: body %s", d.Ref.Backend, sent)
 		}
 		got[d.Ref.Backend]++
 	}

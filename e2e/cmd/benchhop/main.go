@@ -16,6 +16,7 @@ import (
 	"log"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,9 @@ import (
 )
 
 const sectionTitle = "## ext_proc hop benchmark"
+
+// requestOnlySetup is the row that compares like for like with (c).
+const requestOnlySetup = "(b′) host + inflow.so, request path only"
 
 // setup is one way through the host.
 type setup struct {
@@ -40,6 +44,7 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "unmeasured warm-up per cell and round")
 	clients := flag.Int("clients", 32, "concurrent keep-alive clients")
 	workers := flag.Int("concurrency", 2, "envoyhost --concurrency")
+	sizes := flag.String("sizes", "1024,65536,1048576", "request body sizes in bytes, comma-separated")
 	withEPP := flag.Bool("epp", true, "also run (d), the Inference Extension's EPP against a real kube-apiserver")
 	flag.Parse()
 	log.SetFlags(0)
@@ -65,13 +70,17 @@ func main() {
 	setups := []setup{
 		s.host("(a) host + passthrough.so", harness.HostOptions{PluginName: harness.PassthroughPlugin, DefaultUpstream: backend.Addr}),
 		s.host("(b) host + inflow.so", harness.HostOptions{PluginName: protocol.PluginName, Config: filterConfig(backend.Addr)}),
+		// (b′): the same filter built without its response path (make
+		// build-filter-request-only), the work (c)'s picker does.
+		s.host(requestOnlySetup, harness.HostOptions{PluginName: protocol.PluginName,
+			Library: harness.Out("inflow-request-only.so"), Config: filterConfig(backend.Addr)}),
 		s.inflowEPP("(c) host + ext_proc -> inflow-epp (Unix socket)"),
 	}
 	if *withEPP {
 		setups = append(setups, s.gieEPP("(d) host + ext_proc -> GIE EPP (TCP)"))
 	}
 	loadBefore := loadavg()
-	m := matrix{setups: setups, sizes: []int{1 << 10, 64 << 10, 1 << 20}, clients: *clients,
+	m := matrix{setups: setups, sizes: parseSizes(*sizes), clients: *clients,
 		rounds: *rounds, warmup: *warmup, duration: *duration}
 	results := m.measure()
 	load := fmt.Sprintf("load average %s before, %s after", loadBefore, loadavg())
@@ -92,6 +101,18 @@ func filterConfig(backend string) map[string]any {
 			"rewrite": []any{map[string]any{"model": "llama-3-8b"}}}},
 		"pools": []any{map[string]any{"name": "p1", "endpoints": []string{backend}}},
 	}
+}
+
+func parseSizes(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 128 {
+			log.Fatalf("-sizes: %q is not a body size in bytes (at least 128)", f)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // loadavg is the 1-minute load average: the machine is shared.
