@@ -83,10 +83,10 @@ func (f *filter) failEndpoint(ep *pool.Endpoint, now time.Time) {
 	ep.Fail(now, fb.Cooldown, fb.MaxCooldown)
 }
 
-// feedback runs when the response is done. A stream's latency is measured
-// from the moment the request was sent upstream; an error event in a 200
-// stream and an upstream reset count as failures, a client that went away
-// does not.
+// feedback runs when the response is done: a stream's time per output
+// token (its time to first token was fed back at its first byte); an
+// error event in a 200 stream and an upstream reset count as failures, a
+// client that went away does not.
 func (f *filter) feedback(r *response, res *usage.Result, lat latency, complete bool) {
 	ep := f.servedEndpoint()
 	if ep == nil || r.status >= 500 {
@@ -106,8 +106,22 @@ func (f *filter) feedback(r *response, res *usage.Result, lat latency, complete 
 		f.failEndpoint(ep, now)
 		return
 	}
-	if lat.hasTTFT {
-		ep.ObserveLatency(r.firstByte.Sub(r.sent), lat.itl, lat.hasITL, now)
+	if lat.hasITL {
+		ep.ObserveTPOT(lat.itl, now)
 	}
+	ep.ObserveDuration(now.Sub(r.sent), now)
 	ep.Succeed()
+}
+
+// observeFirstByte feeds a stream's time to first token (from the moment
+// the request was sent upstream) back when its first byte arrives: at the
+// end of the stream it would come a whole generation late, seconds during
+// which picks still see the old average.
+func (f *filter) observeFirstByte(r *response) {
+	if !r.stream || r.status < 200 || r.status >= 300 {
+		return
+	}
+	if ep := f.servedEndpoint(); ep != nil {
+		ep.ObserveTTFT(r.firstByte.Sub(r.sent), r.firstByte)
+	}
 }

@@ -171,6 +171,7 @@ func (f *filter) EncodeData(buf api.BufferInstance, endStream bool) (status api.
 	n := buf.Len()
 	if n > 0 && r.firstByte.IsZero() {
 		r.firstByte = time.Now()
+		f.observeFirstByte(r)
 	}
 	if r.accounting && (n > 0 || endStream) {
 		var data []byte

@@ -305,12 +305,21 @@ func TestLoadReport(t *testing.T) {
 	}
 }
 
-// Streams feed the endpoint's observed latency.
+// Streams feed the endpoint's observed latency: the time to first token
+// as soon as the first byte is in, long before the stream ends; the time
+// per output token at the end.
 func TestLatencyFeedback(t *testing.T) {
 	h := responseHarness(t)
-	x := h.exchange("/v1/chat/completions", `{"model":"plain","stream":true}`, nil, 200, sse, chunk("a"), usageChunk+"data: [DONE]\n\n").end()
-	if _, ok := h.endpoint(x.endpoint()).Latency(time.Now()); !ok {
-		t.Error("no latency observed")
+	x := h.exchange("/v1/chat/completions", `{"model":"plain","stream":true}`, nil, 200, sse)
+	ep := h.endpoint(x.endpoint())
+	x.filter.EncodeData(&fakeBuffer{b: []byte(chunk("a"))}, false)
+	if l, ok := ep.Latency(time.Now()); !ok || l.TTFT <= 0 || l.TPOT != 0 || l.Duration != 0 {
+		t.Errorf("after the first chunk: latency %+v (observed %v), want a TTFT and no TPOT or duration yet", l, ok)
+	}
+	x.filter.EncodeData(&fakeBuffer{b: []byte(chunk("b") + chunk("c") + usageChunk + "data: [DONE]\n\n")}, true)
+	x.end()
+	if l, _ := ep.Latency(time.Now()); l.TPOT <= 0 || l.Duration < l.TTFT {
+		t.Errorf("after the stream: latency %+v, want a TPOT and the duration", l)
 	}
 }
 

@@ -17,6 +17,7 @@ const latencyAlpha = 0.3
 // feedback is an endpoint's observed signals.
 type feedback struct {
 	ttft, tpot atomic.Uint64 // float64 bits, seconds; 0 before the first observation
+	duration   atomic.Uint64 // float64 bits, seconds: sent to last byte
 	latencyAt  atomic.Int64  // unix ns of the last latency observation
 	coolUntil  atomic.Int64  // unix ns until which the endpoint cools down
 	failures   atomic.Int32  // consecutive failures
@@ -25,10 +26,29 @@ type feedback struct {
 // ObserveLatency adds a response's time to first token (from the moment it
 // was sent) and, when known, its time per output token.
 func (e *Endpoint) ObserveLatency(ttft, tpot time.Duration, hasTPOT bool, now time.Time) {
-	ewma(&e.fb.ttft, ttft.Seconds())
+	e.ObserveTTFT(ttft, now)
 	if hasTPOT {
-		ewma(&e.fb.tpot, tpot.Seconds())
+		e.ObserveTPOT(tpot, now)
 	}
+}
+
+// ObserveTTFT adds a response's time to first token, as soon as its first
+// byte is in: the end of a stream is a whole generation later.
+func (e *Endpoint) ObserveTTFT(ttft time.Duration, now time.Time) {
+	ewma(&e.fb.ttft, ttft.Seconds())
+	e.fb.latencyAt.Store(now.UnixNano())
+}
+
+// ObserveDuration adds how long a successful response held the endpoint,
+// from the moment it was sent to its last byte.
+func (e *Endpoint) ObserveDuration(d time.Duration, now time.Time) {
+	ewma(&e.fb.duration, d.Seconds())
+	e.fb.latencyAt.Store(now.UnixNano())
+}
+
+// ObserveTPOT adds a finished response's time per output token.
+func (e *Endpoint) ObserveTPOT(tpot time.Duration, now time.Time) {
+	ewma(&e.fb.tpot, tpot.Seconds())
 	e.fb.latencyAt.Store(now.UnixNano())
 }
 
@@ -51,8 +71,11 @@ func ewma(a *atomic.Uint64, x float64) {
 
 // Latency is an endpoint's observed response latency.
 type Latency struct {
-	TTFT, TPOT float64 // seconds; TPOT 0 when never observed
-	Age        time.Duration
+	TTFT, TPOT float64 // seconds; 0 when never observed
+	// Duration is how long a response takes from sent to its last byte
+	// (seconds; 0 when never observed).
+	Duration float64
+	Age      time.Duration
 }
 
 // Latency returns the moving averages and how old they are; ok is false
@@ -64,6 +87,7 @@ func (e *Endpoint) Latency(now time.Time) (l Latency, ok bool) {
 	}
 	l.TTFT = math.Float64frombits(e.fb.ttft.Load())
 	l.TPOT = math.Float64frombits(e.fb.tpot.Load())
+	l.Duration = math.Float64frombits(e.fb.duration.Load())
 	l.Age = now.Sub(time.Unix(0, at))
 	return l, true
 }

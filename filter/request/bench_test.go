@@ -3,6 +3,7 @@ package request
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -13,16 +14,7 @@ var benchSizes = []int{1 << 10, 64 << 10, 1 << 20}
 func BenchmarkParse(b *testing.B) {
 	for _, size := range benchSizes {
 		body := chatBody(size, "meta-llama/Llama-3.1-8B-Instruct")
-		b.Run(fmt.Sprintf("size=%dKiB/impl=inflow", size>>10), func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			var r Request
-			for b.Loop() {
-				if err := Parse(ChatCompletions, body, &r); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run(fmt.Sprintf("size=%dKiB/impl=inflow", size>>10), func(b *testing.B) { benchParse(b, body) })
 		b.Run(fmt.Sprintf("size=%dKiB/impl=encoding_json", size>>10), func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
@@ -47,5 +39,23 @@ func BenchmarkRewriteModel(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = RewriteModel(body, &r, quoted)
+	}
+}
+
+// BenchmarkParseLongString is make bench-hop's body: one long ASCII
+// string, the scanner's fast path.
+func BenchmarkParseLongString(b *testing.B) {
+	head, tail := `{"model":"llama","messages":[{"role":"user","content":"`, `"}]}`
+	benchParse(b, []byte(head+strings.Repeat("a", 1<<20-len(head)-len(tail))+tail))
+}
+
+func benchParse(b *testing.B, body []byte) {
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	var r Request
+	for b.Loop() {
+		if err := Parse(ChatCompletions, body, &r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -90,6 +90,15 @@ func (s *scanner) scanString() (escaped bool, err error) {
 	b := s.buf
 	i := s.pos + 1
 	for {
+		// Long runs of plain text, 32 bytes a step: one branch per step.
+		for i+32 <= len(b) {
+			w := b[i : i+32 : i+32]
+			if stringStops(binary.LittleEndian.Uint64(w))|stringStops(binary.LittleEndian.Uint64(w[8:]))|
+				stringStops(binary.LittleEndian.Uint64(w[16:]))|stringStops(binary.LittleEndian.Uint64(w[24:])) != 0 {
+				break
+			}
+			i += 32
+		}
 		for i+16 <= len(b) {
 			m0 := stringStops(binary.LittleEndian.Uint64(b[i:]))
 			m1 := stringStops(binary.LittleEndian.Uint64(b[i+8:]))

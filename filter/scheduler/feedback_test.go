@@ -37,10 +37,11 @@ func TestLatencyScorer(t *testing.T) {
 		want []float64
 	}{
 		{"none observed", []time.Duration{0, 0}, nil, nil, []float64{1, 1}},
-		{"one slow", []time.Duration{100 * time.Millisecond, 600 * time.Millisecond, 100 * time.Millisecond}, nil, nil, []float64{1, 1.0 / 6, 1}},
+		{"one slow", []time.Duration{100 * time.Millisecond, 600 * time.Millisecond, 100 * time.Millisecond}, nil, nil, []float64{1, 1.25 / 6, 1}},
+		{"near the best scores like the best", []time.Duration{100 * time.Millisecond, 120 * time.Millisecond, 125 * time.Millisecond, 250 * time.Millisecond}, nil, nil, []float64{1, 1, 1, 0.5}},
 		{"unobserved stays neutral", []time.Duration{200 * time.Millisecond, 0}, nil, nil, []float64{1, 1}},
-		{"ttft and tpot averaged", []time.Duration{100 * time.Millisecond, 100 * time.Millisecond}, []time.Duration{10 * time.Millisecond, 40 * time.Millisecond}, nil, []float64{1, (1 + 0.25) / 2}},
-		{"age fades the penalty", []time.Duration{100 * time.Millisecond, 500 * time.Millisecond}, nil, []time.Duration{0, half}, []float64{1, 1 - 0.5*(1-0.2)}},
+		{"ttft and tpot averaged", []time.Duration{100 * time.Millisecond, 100 * time.Millisecond}, []time.Duration{10 * time.Millisecond, 40 * time.Millisecond}, nil, []float64{1, (1 + 1.25*0.25) / 2}},
+		{"age fades the penalty", []time.Duration{100 * time.Millisecond, 500 * time.Millisecond}, nil, []time.Duration{0, half}, []float64{1, 1 - 0.5*(1-0.25)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,20 +106,35 @@ func TestLatencyOutlierFilter(t *testing.T) {
 	tests := []struct {
 		name      string
 		ttft      []time.Duration // 0: not observed
+		waiting   []float64       // nil: all 0
 		age       time.Duration   // of the slowest one's observation
 		saturated bool
 		kept      int
 	}{
-		{"one slow endpoint", []time.Duration{100 * ms, 120 * ms, 110 * ms, 700 * ms}, 0, false, 3},
-		{"twice as slow but only by 15 ms", []time.Duration{10 * ms, 12 * ms, 25 * ms}, 0, false, 3},
-		{"slower by 150 ms but not twice", []time.Duration{400 * ms, 420 * ms, 560 * ms}, 0, false, 3},
-		{"saturated pool keeps it", []time.Duration{100 * ms, 120 * ms, 700 * ms}, 0, true, 3},
-		{"an old observation fades", []time.Duration{100 * ms, 120 * ms, 110 * ms, 700 * ms}, 3 * half, false, 4},
-		{"unobserved endpoints stay", []time.Duration{100 * ms, 0, 110 * ms, 700 * ms}, 0, false, 3},
+		{"one slow endpoint", []time.Duration{100 * ms, 120 * ms, 110 * ms, 700 * ms}, nil, 0, false, 3},
+		{"twice as slow but only by 15 ms", []time.Duration{10 * ms, 12 * ms, 25 * ms}, nil, 0, false, 3},
+		{"slower by 150 ms but not twice", []time.Duration{400 * ms, 420 * ms, 560 * ms}, nil, 0, false, 3},
+		{"an old observation fades", []time.Duration{100 * ms, 120 * ms, 110 * ms, 700 * ms}, nil, 3 * half, false, 4},
+		{"unobserved endpoints stay", []time.Duration{100 * ms, 0, 110 * ms, 700 * ms}, nil, 0, false, 3},
+		// Medians 400 ms and 4 waiting: a waiting request is worth 80 ms,
+		// a 500 ms excess (twice the median) 6.25 of them.
+		{"busy but not saturated: not worth it", []time.Duration{400 * ms, 400 * ms, 400 * ms, 900 * ms}, []float64{4, 4, 4, 0}, 0, false, 3},
+		// Saturated: medians 1000 ms and 6 waiting, so a waiting request
+		// is worth 1000/7 ms and a 500 ms excess 3.5 waiting requests.
+		{"saturated, queues alike: not worth it", []time.Duration{1000 * ms, 1000 * ms, 1000 * ms, 1500 * ms}, []float64{6, 6, 6, 6}, 0, true, 3},
+		{"saturated, not twice the median but still ejected", []time.Duration{1000 * ms, 1000 * ms, 1000 * ms, 1500 * ms}, []float64{6, 6, 6, 3}, 0, true, 3},
+		{"saturated, its queue shorter by more than its excess", []time.Duration{1000 * ms, 1000 * ms, 1000 * ms, 1500 * ms}, []float64{6, 6, 6, 2}, 0, true, 4},
+		{"saturated, a small excess is no outlier", []time.Duration{1000 * ms, 1000 * ms, 1000 * ms, 1080 * ms}, []float64{6, 6, 6, 6}, 0, true, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := cands(make([]pool.Metrics, len(tt.ttft))...)
+			ms := make([]pool.Metrics, len(tt.ttft))
+			for i := range ms {
+				if tt.waiting != nil {
+					ms[i].Waiting = tt.waiting[i]
+				}
+			}
+			cs := cands(ms...)
 			for i, d := range tt.ttft {
 				if d == 0 {
 					continue
@@ -131,6 +147,46 @@ func TestLatencyOutlierFilter(t *testing.T) {
 			}
 			c := &Cycle{Now: now, Saturated: tt.saturated}
 			if got := len(LatencyOutlierFilter{HalfLife: half}.Filter(c, cs)); got != tt.kept {
+				t.Errorf("kept %d, want %d", got, tt.kept)
+			}
+		})
+	}
+}
+
+// With response durations observed, a waiting request costs the median
+// duration over the median running count: here 1 s over 2, so a 500 ms
+// excess is worth one waiting request, and the slow endpoint takes work
+// once the others' queues are longer than its own by more than that, in a
+// busy pool as in a saturated one.
+func TestLatencyOutlierFilterWeighsQueuesByDuration(t *testing.T) {
+	now := time.Now()
+	ms := time.Millisecond
+	tests := []struct {
+		name      string
+		ttft      []time.Duration
+		waiting   []float64
+		saturated bool
+		kept      int
+	}{
+		{"busy: its queue shorter by more than one", []time.Duration{400 * ms, 400 * ms, 400 * ms, 900 * ms}, []float64{3, 3, 3, 1}, false, 4},
+		{"busy: shorter by exactly one", []time.Duration{400 * ms, 400 * ms, 400 * ms, 900 * ms}, []float64{3, 3, 3, 2}, false, 3},
+		{"idle pool: ejected", []time.Duration{400 * ms, 400 * ms, 400 * ms, 900 * ms}, []float64{0, 0, 0, 0}, false, 3},
+		{"saturated: shorter by more than one", []time.Duration{1000 * ms, 1000 * ms, 1000 * ms, 1500 * ms}, []float64{6, 6, 6, 4}, true, 4},
+		{"saturated: queues alike", []time.Duration{1000 * ms, 1000 * ms, 1000 * ms, 1500 * ms}, []float64{6, 6, 6, 6}, true, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := make([]pool.Metrics, len(tt.ttft))
+			for i := range ms {
+				ms[i].Waiting, ms[i].Running = tt.waiting[i], 2
+			}
+			cs := cands(ms...)
+			for i, d := range tt.ttft {
+				cs[i].Endpoint.ObserveTTFT(d, now)
+				cs[i].Endpoint.ObserveDuration(time.Second, now)
+			}
+			c := &Cycle{Now: now, Saturated: tt.saturated}
+			if got := len(LatencyOutlierFilter{HalfLife: 10 * time.Second}.Filter(c, cs)); got != tt.kept {
 				t.Errorf("kept %d, want %d", got, tt.kept)
 			}
 		})

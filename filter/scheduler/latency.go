@@ -12,14 +12,22 @@ var _ Scorer = LatencyScorer{}
 // this Envoy observed (pool.Endpoint.ObserveLatency). Scraped queues
 // cannot see an endpoint that is slow for other reasons (a degraded GPU, a
 // noisy neighbour, a bad node); responses can. Each signal scores
-// best/own among the candidates that have it, so endpoints within a few
-// percent score about the same and one twice as slow scores 0.5; the two
-// scores are averaged. An observation's pull fades with its age (halving
-// every HalfLife), so an endpoint that lost its traffic for being slow is
-// probed again; one with no observation scores 1.
+// ref/own, at most 1, where ref is the best candidate's plus
+// latencyTolerance of it: endpoints within that of the best all score 1,
+// so the scorer does not chase whichever was fastest lately (observed
+// latency includes queueing, which the queue and in-flight scorers already
+// weigh, and lags it: chasing it herds requests onto one endpoint), while
+// one five times as slow as the best scores 0.25. The two scores are
+// averaged. An observation's pull fades with its age (halving every
+// HalfLife), so an endpoint that lost its traffic for being slow is probed
+// again; one with no observation scores 1.
 type LatencyScorer struct {
 	HalfLife time.Duration
 }
+
+// latencyTolerance is how far above the best an observed latency still
+// scores 1.
+const latencyTolerance = 0.25
 
 // Score implements Score.
 func (s LatencyScorer) Score(c *Cycle, cands []Candidate, out []float64) {
@@ -44,8 +52,8 @@ func (s LatencyScorer) Score(c *Cycle, cands []Candidate, out []float64) {
 	}
 	for i := range cands {
 		w := out[i]
-		a, na := ratio(bestTTFT, ttft[i])
-		b, nb := ratio(bestTPOT, tpot[i])
+		a, na := ratio((1+latencyTolerance)*bestTTFT, ttft[i])
+		b, nb := ratio((1+latencyTolerance)*bestTPOT, tpot[i])
 		score := 1.0
 		if na+nb > 0 {
 			score = (a + b) / float64(na+nb)
@@ -55,12 +63,12 @@ func (s LatencyScorer) Score(c *Cycle, cands []Candidate, out []float64) {
 	}
 }
 
-// ratio is best/v for an observed v (count 1), or nothing (count 0).
-func ratio(best, v float64) (float64, int) {
-	if v <= 0 || math.IsInf(best, 1) {
+// ratio is min(1, ref/v) for an observed v (count 1), or nothing (count 0).
+func ratio(ref, v float64) (float64, int) {
+	if v <= 0 || math.IsInf(ref, 1) {
 		return 0, 0
 	}
-	return best / v, 1
+	return min(1, ref/v), 1
 }
 
 var _ Filter = LatencyOutlierFilter{}
@@ -75,46 +83,67 @@ const (
 )
 
 // LatencyOutlierFilter drops endpoints whose observed time to first token
-// is far above the candidates' median (outlierFactor and outlierMargin).
-// Weighing latency alone cannot move traffic off such an endpoint when its
-// queue is shorter or it holds a request's prefix: the scorers' other
-// points outweigh it. As an observation ages its excess over the median
-// fades (halving every HalfLife), so an ejected endpoint is probed again
-// and comes back once it is fast. It keeps every candidate rather than
-// none, and ejects nobody when the pool is saturated: then it needs every
-// endpoint's capacity, a slow one's too.
+// is far above the candidates' median (outlierFactor and outlierMargin)
+// unless their queue makes up for it. Weighing latency alone cannot move
+// traffic off such an endpoint when its queue is shorter or it holds a
+// request's prefix: the scorers' other points outweigh it. As an
+// observation ages its excess over the median fades (halving every
+// HalfLife), so an ejected endpoint is probed again and comes back once it
+// is fast. It keeps every candidate rather than none.
+//
+// A slow endpoint is still the better choice when the others' queues would
+// delay a request more than its excess does, and a busy pool needs its
+// capacity: so an outlier stays a candidate when its waiting count plus
+// its excess in waiting requests is below the shortest queue of the
+// others. A waiting request waits for a running one to finish: it is
+// worth the median response duration (sent to last byte, observed) over
+// the median running count, at least one; before any duration is
+// observed, the median TTFT over one plus the median waiting count. When
+// the pool is saturated, queueing inflates the median, so the
+// twice-the-median rule would no longer see a fixed excess: then any
+// excess above outlierMargin counts, and the queues decide.
 type LatencyOutlierFilter struct {
 	HalfLife time.Duration
 }
 
 // Filter implements Filter.
 func (f LatencyOutlierFilter) Filter(c *Cycle, cands []Candidate) []Candidate {
-	if c.Saturated {
-		return cands
-	}
-	ttft := c.floats(&c.latTTFT, len(cands))
+	excess := c.floats(&c.latTTFT, len(cands))
 	obs := c.floats(&c.latTPOT, len(cands))[:0]
 	for i, cd := range cands {
 		l, ok := cd.Endpoint.Latency(c.Now)
 		if !ok || l.TTFT <= 0 {
-			ttft[i] = -1
+			excess[i] = math.NaN()
 			continue
 		}
-		ttft[i] = l.TTFT
+		excess[i] = l.TTFT
 		obs = append(obs, l.TTFT)
 	}
 	if len(obs) < 2 {
 		return cands
 	}
 	med := median(obs)
+	for i, cd := range cands {
+		if !math.IsNaN(excess[i]) {
+			l, _ := cd.Endpoint.Latency(c.Now)
+			excess[i] = (excess[i] - med) * math.Exp2(-l.Age.Seconds()/f.HalfLife.Seconds())
+		}
+	}
+	outlier := func(i int) bool {
+		e := excess[i] // NaN (unobserved) compares false
+		return e > outlierMargin && (c.Saturated || e > (outlierFactor-1)*med)
+	}
+	shortest := math.Inf(1) // among the endpoints that are not outliers
+	for i, cd := range cands {
+		if !outlier(i) {
+			shortest = min(shortest, cd.Metrics.Waiting)
+		}
+	}
+	perWaiting := waitingCost(c, cands, med, obs[:0])
 	kept := cands[:0:len(cands)]
 	for i, cd := range cands {
-		if ttft[i] > 0 {
-			l, _ := cd.Endpoint.Latency(c.Now)
-			excess := (ttft[i] - med) * math.Exp2(-l.Age.Seconds()/f.HalfLife.Seconds())
-			if t := med + excess; t > outlierFactor*med && t > med+outlierMargin {
-				continue
-			}
+		if outlier(i) && cd.Metrics.Waiting+excess[i]/perWaiting >= shortest {
+			continue
 		}
 		kept = append(kept, cd)
 	}
@@ -122,6 +151,33 @@ func (f LatencyOutlierFilter) Filter(c *Cycle, cands []Candidate) []Candidate {
 		return cands
 	}
 	return kept
+}
+
+// waitingCost is what one waiting request adds to a time to first token,
+// in seconds: the median observed response duration over the median
+// running count (at least one), or, before any duration is observed,
+// medTTFT over one plus the median waiting count. scratch has room for
+// len(cands) values.
+func waitingCost(c *Cycle, cands []Candidate, medTTFT float64, scratch []float64) float64 {
+	durations := scratch
+	for _, cd := range cands {
+		if l, ok := cd.Endpoint.Latency(c.Now); ok && l.Duration > 0 {
+			durations = append(durations, l.Duration)
+		}
+	}
+	if len(durations) > 0 {
+		d := median(durations)
+		running := scratch[:0]
+		for _, cd := range cands {
+			running = append(running, cd.Metrics.Running)
+		}
+		return d / max(1, median(running))
+	}
+	waiting := scratch[:0]
+	for _, cd := range cands {
+		waiting = append(waiting, cd.Metrics.Waiting)
+	}
+	return medTTFT / (1 + median(waiting))
 }
 
 // median sorts v in place (insertion sort: v is a pool's size) and returns
