@@ -15,6 +15,11 @@ type Candidate struct {
 	// Index is the endpoint's position in the pool snapshot, for scorers
 	// that precompute per-endpoint data.
 	Index int
+	// slowButWorthIt: the latency outlier filter kept this endpoint
+	// although its TTFT is far above the others', because their queues
+	// would delay a request more; the latency scorer does not count that
+	// excess twice.
+	slowButWorthIt bool
 }
 
 // Cycle is the state of one pick, shared by its filters and scorers. Its

@@ -192,3 +192,25 @@ func TestLatencyOutlierFilterWeighsQueuesByDuration(t *testing.T) {
 		})
 	}
 }
+
+// An endpoint the outlier filter kept for its short queue is not
+// penalised for its TTFT a second time by the scorer.
+func TestLatencyScorerSparesWhatTheFilterWeighed(t *testing.T) {
+	now := time.Now()
+	ms := make([]pool.Metrics, 4)
+	for i := range ms {
+		ms[i].Waiting, ms[i].Running = 6, 2
+	}
+	ms[3].Waiting = 2
+	cs := cands(ms...)
+	for i, d := range []time.Duration{time.Second, time.Second, time.Second, 1500 * time.Millisecond} {
+		cs[i].Endpoint.ObserveTTFT(d, now)
+		cs[i].Endpoint.ObserveDuration(time.Second, now)
+	}
+	c := &Cycle{Now: now, Saturated: true}
+	kept := LatencyOutlierFilter{HalfLife: 10 * time.Second}.Filter(c, cs)
+	if len(kept) != 4 {
+		t.Fatalf("kept %d, want the slow endpoint with the short queue too", len(kept))
+	}
+	inDelta(t, "scores", score(LatencyScorer{HalfLife: 10 * time.Second}, c, kept), []float64{1, 1, 1, 1})
+}

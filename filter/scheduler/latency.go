@@ -18,7 +18,9 @@ var _ Scorer = LatencyScorer{}
 // latency includes queueing, which the queue and in-flight scorers already
 // weigh, and lags it: chasing it herds requests onto one endpoint), while
 // one five times as slow as the best scores 0.25. The two scores are
-// averaged. An observation's pull fades with its age (halving every
+// averaged. An endpoint the outlier filter kept for its short queue
+// (LatencyOutlierFilter) is not scored on its TTFT again: the filter
+// already weighed it against the queues. An observation's pull fades with its age (halving every
 // HalfLife), so an endpoint that lost its traffic for being slow is probed
 // again; one with no observation scores 1.
 type LatencyScorer struct {
@@ -40,7 +42,7 @@ func (s LatencyScorer) Score(c *Cycle, cands []Candidate, out []float64) {
 			continue
 		}
 		w := math.Exp2(-l.Age.Seconds() / s.HalfLife.Seconds())
-		if l.TTFT > 0 {
+		if l.TTFT > 0 && !cd.slowButWorthIt {
 			ttft[i] = l.TTFT
 			bestTTFT = min(bestTTFT, l.TTFT)
 		}
@@ -142,8 +144,11 @@ func (f LatencyOutlierFilter) Filter(c *Cycle, cands []Candidate) []Candidate {
 	perWaiting := waitingCost(c, cands, med, obs[:0])
 	kept := cands[:0:len(cands)]
 	for i, cd := range cands {
-		if outlier(i) && cd.Metrics.Waiting+excess[i]/perWaiting >= shortest {
-			continue
+		if outlier(i) {
+			if cd.Metrics.Waiting+excess[i]/perWaiting >= shortest {
+				continue
+			}
+			cd.slowButWorthIt = true
 		}
 		kept = append(kept, cd)
 	}
