@@ -13,29 +13,31 @@ import (
 // at the cost of the SDK's and Envoy's own work: Bytes copies the body out
 // into a new slice (HttpGetBuffer's make+copy), Set copies the new body
 // in, Drain drops bytes from the front and Prepend adds a slice in front
-// holding a copy of what is prepended (Buffer::OwnedImpl). It reuses the
-// body's memory, so what it allocates is what Envoy would.
+// holding a copy of what is prepended (Buffer::OwnedImpl). It reuses its
+// memory (Envoy's side is C++), so what the benchmark allocates is the
+// filter's and the SDK's.
 type sdkBuffer struct {
 	api.BufferInstance
-	mem    []byte
-	slices [][]byte
-	b      []byte // Bytes' last copy, for the response test
+	mem   []byte
+	tail  []byte   // mem after what was drained
+	front [][]byte // prepended slices, the last prepended last
+	spare [][]byte // their memory, reused
 }
 
 func (b *sdkBuffer) load(p []byte) {
 	b.mem = append(b.mem[:0], p...)
-	b.slices = append(b.slices[:0], b.mem)
+	b.tail, b.front = b.mem, b.front[:0]
 }
 func (b *sdkBuffer) Bytes() []byte {
-	b.b = make([]byte, 0, b.Len())
-	for _, s := range b.slices {
-		b.b = append(b.b, s...)
+	out := make([]byte, 0, b.Len())
+	for i := len(b.front) - 1; i >= 0; i-- {
+		out = append(out, b.front[i]...)
 	}
-	return b.b
+	return append(out, b.tail...)
 }
 func (b *sdkBuffer) Len() int {
-	n := 0
-	for _, s := range b.slices {
+	n := len(b.tail)
+	for _, s := range b.front {
 		n += len(s)
 	}
 	return n
@@ -45,16 +47,22 @@ func (b *sdkBuffer) Set(p []byte) error {
 	return nil
 }
 func (b *sdkBuffer) Drain(n int) {
-	for n > 0 && len(b.slices) > 0 {
-		k := min(n, len(b.slices[0]))
-		if b.slices[0] = b.slices[0][k:]; len(b.slices[0]) == 0 {
-			b.slices = b.slices[1:]
+	for n > 0 && len(b.front) > 0 {
+		last := &b.front[len(b.front)-1]
+		k := min(n, len(*last))
+		if *last, n = (*last)[k:], n-k; len(*last) == 0 {
+			b.front = b.front[:len(b.front)-1]
 		}
-		n -= k
 	}
+	b.tail = b.tail[min(n, len(b.tail)):]
 }
 func (b *sdkBuffer) Prepend(p []byte) error {
-	b.slices = append([][]byte{append([]byte(nil), p...)}, b.slices...)
+	k := len(b.front)
+	if k == len(b.spare) {
+		b.spare = append(b.spare, nil)
+	}
+	b.spare[k] = append(b.spare[k][:0], p...)
+	b.front = append(b.front, b.spare[k])
 	return nil
 }
 
