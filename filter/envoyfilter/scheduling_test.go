@@ -2,6 +2,7 @@ package envoyfilter
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -116,6 +117,23 @@ func TestSheddableRequestGets429WhenSaturated(t *testing.T) {
 	r.filter.OnDestroy(api.Normal)
 }
 
+// Endpoints nobody has scraped yet count as stale from the moment the
+// config is parsed, not only after the first export a second later. Both
+// endpoints here can never be scraped (one accepts and never answers, one
+// refuses), so the value is not a race with a fast first scrape.
+func TestStaleEndpointsAtParseTime(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	h := newHarness(t, schedulingConfig("sched-stale", silent.Addr().String(), "127.0.0.1:9"))
+	t.Cleanup(h.cfg.Destroy)
+	if got := h.metrics.gauges[protocol.PoolStat("sched-stale", protocol.PoolStatStaleEndpoints)].v.Load(); got != 2 {
+		t.Errorf("stale_endpoints at parse time = %d, want 2", got)
+	}
+}
+
 func TestPoolStatsReachEnvoyMetrics(t *testing.T) {
 	srv := startModelServer(t, 0, 0.1)
 	h := newHarness(t, schedulingConfig("sched-stats", srv.addr(), "127.0.0.1:9"))
@@ -123,10 +141,6 @@ func TestPoolStatsReachEnvoyMetrics(t *testing.T) {
 	for range 3 {
 		r := h.do("POST", "/v1/completions", `{"model":"m","prompt":"x"}`)
 		r.filter.OnDestroy(api.Normal)
-	}
-	// Nothing is scraped yet when the config is parsed: both count as stale.
-	if got := h.metrics.gauges[protocol.PoolStat("sched-stats", protocol.PoolStatStaleEndpoints)].v.Load(); got != 2 {
-		t.Errorf("stale_endpoints at parse time = %d, want 2", got)
 	}
 	picks := protocol.EndpointStat("sched-stats", srv.addr(), protocol.EndpointStatPicks)
 	closed := protocol.EndpointStat("sched-stats", "127.0.0.1:9", protocol.EndpointStatPicks)
