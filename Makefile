@@ -26,9 +26,9 @@ build: build-filter build-host build-testfilters build-vllmsim build-controlplan
 
 run: demo-local ## main job: 3 vLLM simulators + control plane + inflow.so in the ABI host, on 127.0.0.1:8080
 
-test: deps build kube-assets gie-epp ## run all tests: vet, unit, fuzz seeds, e2e through the ABI host (the GIE EPP as a peer), Kubernetes (envtest), shipped artefacts
+test: deps build kube-assets gie-epp envoy-gateway ## run all tests: vet, unit, fuzz seeds, e2e through the ABI host (the GIE EPP as a peer) and the real Envoy Gateway, Kubernetes (envtest), shipped artefacts
 	$(GO) vet ./...
-	$(KUBE_TEST_ENV) $(EPP_TEST_ENV) GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 30m ./...
+	$(KUBE_TEST_ENV) $(EPP_TEST_ENV) $(EG_TEST_ENV) GODEBUG=cgocheck=1 $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory check-artefacts
 
 unit: ## run only the unit tests (no ABI host)

@@ -9,20 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
-	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	appsv1 "k8s.io/api/apps/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/inflow-gateway/inflow/controlplane/spec"
-	"github.com/inflow-gateway/inflow/filter/config"
-	"github.com/inflow-gateway/inflow/filter/protocol"
 )
 
 // build kustomizes dir (relative to the repository root) and decodes every
@@ -342,100 +335,5 @@ func TestCRDsFromTheModule(t *testing.T) {
 	slices.Sort(names)
 	if !slices.Equal(names, []string{"inferenceobjectives.inference.networking.x-k8s.io", "inferencepools.inference.networking.k8s.io"}) {
 		t.Errorf("build/k8s ships CRDs %v", names)
-	}
-}
-
-// TestKustomizeEnvoyGateway: the EnvoyProxy selects the custom image with a
-// non-root context, the Gateway uses it, and the EnvoyPatchPolicy's values
-// are what Envoy and the filter accept: an HTTP filter whose plugin_config
-// the filter's own parser takes, and a valid ORIGINAL_DST cluster.
-func TestKustomizeEnvoyGateway(t *testing.T) {
-	v := versions(t)
-	objs := build(t, "build/k8s/envoy-gateway")
-	eps := of[*egv1a1.EnvoyProxy](objs)
-	if len(eps) != 1 {
-		t.Fatalf("%d EnvoyProxy, want 1", len(eps))
-	}
-	dep := eps[0].Spec.Provider.Kubernetes.EnvoyDeployment
-	if dep.Container.Image == nil || *dep.Container.Image != v.InflowEnvoyImage() {
-		t.Errorf("EnvoyProxy image %v, want %s", dep.Container.Image, v.InflowEnvoyImage())
-	}
-	sc := dep.Container.SecurityContext
-	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-		t.Error("EnvoyProxy container: want runAsNonRoot and no privilege escalation")
-	}
-	if dep.Container.Resources == nil || dep.Container.Resources.Requests.Memory().IsZero() {
-		t.Error("EnvoyProxy container: want resource requests")
-	}
-	pols := of[*egv1a1.EnvoyPatchPolicy](objs)
-	if len(pols) != 1 {
-		t.Fatalf("%d EnvoyPatchPolicy, want 1", len(pols))
-	}
-	var filters, clusters int
-	for _, p := range pols[0].Spec.JSONPatches {
-		val := p.Operation.Value
-		switch {
-		case p.Type == "type.googleapis.com/envoy.config.listener.v3.Listener" && strings.HasSuffix(ptr(p.Operation.Path), "/http_filters/0"):
-			filters++
-			checkGolangFilter(t, val.Raw)
-		case p.Type == "type.googleapis.com/envoy.config.cluster.v3.Cluster":
-			clusters++
-			var c clusterv3.Cluster
-			if err := protojson.Unmarshal(val.Raw, &c); err != nil {
-				t.Fatalf("cluster patch: %v", err)
-			}
-			if err := c.ValidateAll(); err != nil || c.GetType() != clusterv3.Cluster_ORIGINAL_DST || c.GetName() != p.Name {
-				t.Errorf("cluster %s: %v, type %v", c.GetName(), err, c.GetType())
-			}
-			// The manifest spells the filter's keys; they must be protocol's.
-			od := c.GetOriginalDstLbConfig()
-			md := od.GetMetadataKey()
-			if od.GetHttpHeaderName() != protocol.HeaderDestination || md.GetKey() != protocol.MetadataNamespaceLB ||
-				len(md.GetPath()) != 1 || md.GetPath()[0].GetKey() != protocol.MetadataKeyDestination {
-				t.Errorf("cluster %s reads header %q, metadata %v: want %s and %s/%s", c.GetName(), od.GetHttpHeaderName(), md,
-					protocol.HeaderDestination, protocol.MetadataNamespaceLB, protocol.MetadataKeyDestination)
-			}
-		}
-	}
-	if filters != 1 || clusters != 1 {
-		t.Errorf("%d filter and %d cluster patches, want one each", filters, clusters)
-	}
-}
-
-func ptr(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-func checkGolangFilter(t *testing.T, raw []byte) {
-	t.Helper()
-	var f hcmv3.HttpFilter
-	if err := protojson.Unmarshal(raw, &f); err != nil {
-		t.Fatalf("filter patch: %v", err)
-	}
-	if err := f.ValidateAll(); err != nil {
-		t.Fatal(err)
-	}
-	var g golangv3alpha.Config
-	if err := f.GetTypedConfig().UnmarshalTo(&g); err != nil {
-		t.Fatalf("filter patch is not a golang filter: %v", err)
-	}
-	if err := g.ValidateAll(); err != nil {
-		t.Fatal(err)
-	}
-	if g.GetLibraryPath() != spec.DefaultLibraryPath || g.GetPluginName() != protocol.PluginName {
-		t.Errorf("library %q plugin %q: want the image's %s and plugin %s", g.GetLibraryPath(), g.GetPluginName(), spec.DefaultLibraryPath, protocol.PluginName)
-	}
-	fc, err := config.FromAny(g.GetPluginConfig())
-	if err != nil {
-		t.Fatalf("the filter would refuse its plugin_config: %v", err)
-	}
-	// The patch adds ORIGINAL_DST clusters, which parse a single address.
-	for _, p := range fc.Pools {
-		if p.Destination.Effective() != config.DestinationOriginalDst {
-			t.Errorf("pool %s: destination %q, but its cluster is ORIGINAL_DST", p.Name, p.Destination.Effective())
-		}
 	}
 }

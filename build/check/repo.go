@@ -36,6 +36,9 @@ type Versions struct {
 	// GIEEPP is the Inference Extension release whose EPP is built as
 	// inflow-epp's peer (build/epp).
 	GIEEPP string
+	// EnvoyGateway is the real Envoy Gateway the Envoy Gateway mode is
+	// built against and tested with (build/envoygateway).
+	EnvoyGateway string
 }
 
 // EnvoyImage is the Envoy image the custom image is built on.
@@ -79,9 +82,9 @@ func ReadVersions(root string) (Versions, error) {
 		kv[k] = v
 	}
 	v := Versions{Envoy: kv["ENVOY_VERSION"], Go: kv["GO_VERSION"], Inflow: kv["INFLOW_VERSION"], LLMDSim: kv["LLMD_SIM_VERSION"],
-		Kubernetes: kv["KUBERNETES_VERSION"], Etcd: kv["ETCD_VERSION"], GIEEPP: kv["GIE_EPP_VERSION"]}
-	if v.Envoy == "" || v.Go == "" || v.Inflow == "" || v.LLMDSim == "" || v.Kubernetes == "" || v.Etcd == "" || v.GIEEPP == "" || len(kv) != 7 {
-		return v, fmt.Errorf("versions.env: want exactly ENVOY_VERSION, GO_VERSION, INFLOW_VERSION, LLMD_SIM_VERSION, KUBERNETES_VERSION, ETCD_VERSION, GIE_EPP_VERSION; got %v", kv)
+		Kubernetes: kv["KUBERNETES_VERSION"], Etcd: kv["ETCD_VERSION"], GIEEPP: kv["GIE_EPP_VERSION"], EnvoyGateway: kv["ENVOY_GATEWAY_VERSION"]}
+	if v.Envoy == "" || v.Go == "" || v.Inflow == "" || v.LLMDSim == "" || v.Kubernetes == "" || v.Etcd == "" || v.GIEEPP == "" || v.EnvoyGateway == "" || len(kv) != 8 {
+		return v, fmt.Errorf("versions.env: want exactly ENVOY_VERSION, GO_VERSION, INFLOW_VERSION, LLMD_SIM_VERSION, KUBERNETES_VERSION, ETCD_VERSION, GIE_EPP_VERSION, ENVOY_GATEWAY_VERSION; got %v", kv)
 	}
 	return v, nil
 }

@@ -67,7 +67,7 @@ func Build(base *spec.Config, in *Inputs) *Result {
 	res := &Result{Config: &c, Routes: map[types.NamespacedName]*RouteReport{}, Pools: map[types.NamespacedName]*PoolReport{}}
 
 	b := &builder{
-		k: k, res: res, backends: newBackendResolver(in, k.EffectiveCredentialsDir()),
+		k: k, envoyGateway: base.EnvoyGateway != nil, res: res, backends: newBackendResolver(in, k.EffectiveCredentialsDir()),
 		pools: map[types.NamespacedName]*giev1.InferencePool{}, usedPools: map[types.NamespacedName]bool{},
 		usedBackends: map[types.NamespacedName]bool{}, models: map[string]string{}, names: map[string]bool{},
 		parents: map[types.NamespacedName][]types.NamespacedName{}, rejected: map[types.NamespacedName]error{},
@@ -97,10 +97,14 @@ func Build(base *spec.Config, in *Inputs) *Result {
 }
 
 type builder struct {
-	k        *spec.Kubernetes
-	res      *Result
-	backends *backendResolver
-	pools    map[types.NamespacedName]*giev1.InferencePool
+	k *spec.Kubernetes
+	// envoyGateway: the Envoy Gateway mode (spec.EnvoyGateway), where
+	// AIGatewayRoutes become HTTPRoutes Envoy Gateway matches (hostnames,
+	// extra headers included) and every InferencePool is a pool.
+	envoyGateway bool
+	res          *Result
+	backends     *backendResolver
+	pools        map[types.NamespacedName]*giev1.InferencePool
 	// usedPools and usedBackends are those some served rule uses.
 	usedPools, usedBackends map[types.NamespacedName]bool
 	// models maps a served model name to who serves it, for conflicts.
@@ -141,11 +145,15 @@ func (b *builder) route(u *unstructured.Unstructured) {
 	costs := routeCosts(rep, r.Costs)
 	for i, rule := range r.Rules {
 		where := fmt.Sprintf("rules[%d]", i)
-		models := ruleModels(rep, where, rule)
+		models := ruleModels(rep, where, rule, b.envoyGateway)
 		if len(models) == 0 {
 			continue
 		}
 		d, ok := destination(rep, where, u.GetNamespace(), rule)
+		if ok && b.envoyGateway && d.pool.Name == "" {
+			rep.problem("%s: AIServiceBackends are not served in Envoy Gateway mode (no provider translation or key injection there)", where)
+			continue
+		}
 		if !ok || !b.resolve(rep, rep.Parents, &d) {
 			continue
 		}
@@ -233,6 +241,18 @@ func (b *builder) addPools(in *Inputs) {
 		}
 		// Unset priority is 0, as the EPP treats it.
 		objectives[n][o.Name] = deref(o.Spec.Priority, 0)
+	}
+	if b.envoyGateway {
+		// Envoy Gateway's routes (HTTPRoutes of their own or from
+		// AIGatewayRoutes) decide which pools get traffic: every servable
+		// InferencePool is served.
+		for n, p := range b.pools {
+			if err := servable(p); err != nil {
+				b.rejected[n] = err
+			} else if !b.names["pool/"+PoolName(n)] {
+				b.usedPools[n] = true
+			}
+		}
 	}
 	used := make([]types.NamespacedName, 0, len(b.usedPools))
 	for n := range b.usedPools {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/inflow-gateway/inflow/controlplane/local"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/controlplane/xds/xdstest"
-	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
 	"github.com/inflow-gateway/inflow/filter/config"
 )
 
@@ -137,18 +135,9 @@ func endpointsAre(pool string, want ...string) func(*config.Config) bool {
 }
 
 // simulators starts one vLLM simulator per loopback address, all on one
-// port (a pool's target port is the same for every pod), returning it.
+// port, returning it.
 func simulators(t *testing.T, model string, ips ...string) int32 {
-	t.Helper()
-	port := freePort(t)
-	for _, ip := range ips {
-		s, err := sim.Start(t.Context(), sim.Options{Model: model, Listen: net.JoinHostPort(ip, strconv.Itoa(int(port)))})
-		if err != nil {
-			t.Fatalf("simulator on %s: %v", ip, err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-	}
-	return port
+	return kubetest.Simulators(t, model, ips...)
 }
 
 func freePort(t *testing.T) int32 {

@@ -1,21 +1,16 @@
 package kube_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/inflow-gateway/inflow/controlplane/kube"
 	"github.com/inflow-gateway/inflow/controlplane/kube/kubetest"
@@ -28,8 +23,8 @@ import (
 // name.
 func testShippedRBAC(t *testing.T, c *kubetest.Cluster, f *fixture) {
 	root := kubetest.Root(t)
-	cpUser, sidecarUser := bindShipped(t, c, f, filepath.Join(root, "build/k8s/controlplane/rbac.yaml"), "cp"),
-		bindShipped(t, c, f, filepath.Join(root, "build/k8s/envoy/rbac.yaml"), "sidecar")
+	cpUser, sidecarUser := c.BindShipped(t, f.Name, filepath.Join(root, "build/k8s/controlplane/rbac.yaml"), "cp"),
+		c.BindShipped(t, f.Name, filepath.Join(root, "build/k8s/envoy/rbac.yaml"), "sidecar")
 
 	app := map[string]string{"app": "gemma2"}
 	f.Pod("a", "127.0.0.51", app, true, nil)
@@ -82,36 +77,4 @@ func testShippedRBAC(t *testing.T, c *kubetest.Cluster, f *fixture) {
 	if _, err := kubernetes.NewForConfigOrDie(cpUser).CoreV1().Secrets(f.Name).Get(f.Ctx, "openai-api-key", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the control plane read a Secret: %v", err)
 	}
-}
-
-// bindShipped creates the Role of a shipped rbac.yaml in f's namespace and
-// binds it to a new user instead of the ServiceAccount.
-func bindShipped(t *testing.T, c *kubetest.Cluster, f *fixture, path, user string) *rest.Config {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs := bytes.Split(data, []byte("\n---\n"))
-	var role rbacv1.Role
-	if err := yaml.UnmarshalStrict(docs[0], &role); err != nil || role.Kind != "Role" {
-		t.Fatalf("%s: first document is not a Role: %v", path, err)
-	}
-	role.Namespace = f.Name
-	if _, err := f.Kube.RbacV1().Roles(f.Name).Create(f.Ctx, &role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + user, Namespace: f.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
-	}
-	if _, err := f.Kube.RbacV1().RoleBindings(f.Name).Create(f.Ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := c.User(user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
 }

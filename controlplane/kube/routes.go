@@ -3,6 +3,7 @@ package kube
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -59,20 +60,32 @@ func routeParents(u *unstructured.Unstructured, refs []parentRef) []types.Namesp
 // ruleModels are the model names a rule matches: each match must be
 // exactly one Exact header match on x-ai-eg-model, which the filter sets
 // from the body. Anything else cannot be expressed as a model and is
-// reported.
-func ruleModels(rep *RouteReport, where string, rule routeRule) []string {
+// reported. In Envoy Gateway mode the rule becomes an HTTPRoute rule that
+// Envoy Gateway matches, so other headers beside the model's are its
+// business, and a match without a model header is served through the
+// route's binding to its pool.
+func ruleModels(rep *RouteReport, where string, rule routeRule, envoyGateway bool) []string {
 	if len(rule.Matches) == 0 {
-		rep.problem("%s: a rule without matches (a catch-all) is not supported: match %s", where, modelHeaderMatch)
+		if !envoyGateway {
+			rep.problem("%s: a rule without matches (a catch-all) is not supported: match %s", where, modelHeaderMatch)
+		}
 		return nil
 	}
 	var models []string
 	for j, m := range rule.Matches {
 		at := fmt.Sprintf("%s.matches[%d]", where, j)
-		if len(m.Headers) != 1 {
-			rep.problem("%s: only a single %s header match is supported, got %d header matches", at, modelHeaderMatch, len(m.Headers))
+		headers := m.Headers
+		if envoyGateway {
+			headers = slices.DeleteFunc(slices.Clone(headers), func(h headerMatch) bool { return !strings.EqualFold(h.Name, modelHeaderMatch) })
+			if len(headers) == 0 {
+				continue
+			}
+		}
+		if len(headers) != 1 {
+			rep.problem("%s: only a single %s header match is supported, got %d header matches", at, modelHeaderMatch, len(headers))
 			continue
 		}
-		h := m.Headers[0]
+		h := headers[0]
 		switch {
 		case !strings.EqualFold(h.Name, modelHeaderMatch):
 			rep.problem("%s: header %q: only %s can be matched", at, h.Name, modelHeaderMatch)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -70,6 +71,8 @@ type Source struct {
 	status  *statusWriter
 	builds  atomic.Uint64
 	started chan struct{}
+	// namespaces are those watched.
+	namespaces []string
 }
 
 // New connects to the API server; Run starts watching.
@@ -100,6 +103,7 @@ func New(opts Options, base *spec.Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.namespaces = namespaces
 	for _, ns := range namespaces {
 		w, err := watchNamespace(c, ns, s.changed)
 		if err != nil {
@@ -129,6 +133,16 @@ func (s *Source) changed() {
 	default:
 	}
 }
+
+// AIGatewayRoutes is the AIGatewayRoute resource at the version the API
+// server serves (empty when its CRD is not installed) and the namespaces
+// watched: what the Envoy Gateway mode's HTTPRoute controller watches too.
+func (s *Source) AIGatewayRoutes() (schema.GroupVersionResource, []string) {
+	return s.clients.routes, s.namespaces
+}
+
+// Dynamic is the source's client for unstructured kinds.
+func (s *Source) Dynamic() dynamic.Interface { return s.clients.dynamic }
 
 // Last is the most recent build's report (nil before the first).
 func (s *Source) Last() *Result { return s.last.Load() }

@@ -18,6 +18,7 @@ import (
 	"github.com/inflow-gateway/inflow/controlplane/configfile"
 	"github.com/inflow-gateway/inflow/controlplane/kube"
 	"github.com/inflow-gateway/inflow/controlplane/reload"
+	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/controlplane/xds"
 )
 
@@ -29,6 +30,9 @@ type Server struct {
 	XDS *xds.Server
 	// Kube is the Kubernetes source, nil in file mode.
 	Kube *kube.Source
+	// ExtensionAddr is the Envoy Gateway extension server's ip:port
+	// (StartEnvoyGateway only).
+	ExtensionAddr string
 
 	cancel context.CancelFunc
 	done   []chan error
@@ -54,10 +58,16 @@ func Start(ctx context.Context, path string, log *slog.Logger) (*Server, error) 
 // StartKubernetes is Start with the Kubernetes source, which a config with
 // a kubernetes section needs.
 func StartKubernetes(ctx context.Context, path string, log *slog.Logger, k *Kubernetes) (*Server, error) {
+	return start(ctx, path, log, k, nil)
+}
+
+// start is StartKubernetes; observe, if set, gets every config applied
+// (the file's, or each Kubernetes build).
+func start(ctx context.Context, path string, log *slog.Logger, k *Kubernetes, observe func(*spec.Config) error) (*Server, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &admin.Metrics{}
 	srv := xds.New(ctx, log, m)
-	r := &reload.Reloader{Path: path, Publisher: srv, Metrics: m, Log: log}
+	r := &reload.Reloader{Path: path, Publisher: srv, Metrics: m, Log: log, Observe: observe}
 	s := &Server{XDS: srv, cancel: cancel}
 	fail := func(err error) (*Server, error) {
 		cancel()
@@ -71,7 +81,18 @@ func StartKubernetes(ctx context.Context, path string, log *slog.Logger, k *Kube
 		if k == nil {
 			return fail(errors.New("local: the config has a kubernetes section: pass Kubernetes options"))
 		}
-		s.Kube, err = kube.New(kube.Options{Rest: k.Rest, Publisher: srv, Log: log, Election: k.Election, OnPublished: k.OnPublished}, loaded.Config)
+		published := k.OnPublished
+		if observe != nil {
+			published = func(version uint64, res *kube.Result) {
+				if err := observe(res.Config); err != nil {
+					log.Error("local: a Kubernetes build was refused", "err", err)
+				}
+				if k.OnPublished != nil {
+					k.OnPublished(version, res)
+				}
+			}
+		}
+		s.Kube, err = kube.New(kube.Options{Rest: k.Rest, Publisher: srv, Log: log, Election: k.Election, OnPublished: published}, loaded.Config)
 		if err != nil {
 			return fail(err)
 		}

@@ -33,6 +33,12 @@ type Reloader struct {
 	// translated and published here: the Kubernetes source merges it with
 	// what the API server holds and publishes itself.
 	Apply func(ctx context.Context, c *spec.Config) error
+	// Observe, if set, gets each new valid config once it is served, even
+	// when its resources did not change: the Envoy Gateway extension server
+	// reads settings (fallbacks, the body limit) that reach no resource of
+	// this control plane. With Apply set, the Kubernetes source publishes
+	// and its builds are observed instead (kube.Options.OnPublished).
+	Observe func(*spec.Config) error
 
 	mu      sync.Mutex
 	digest  [sha256.Size]byte
@@ -69,6 +75,11 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	version, changed, err := r.Publisher.Publish(ctx, res)
 	if err != nil {
 		return r.reject(err)
+	}
+	if r.Observe != nil {
+		if err := r.Observe(loaded.Config); err != nil {
+			return r.reject(err)
+		}
 	}
 	r.digest, r.applied = loaded.Digest, true
 	if !changed {

@@ -43,6 +43,9 @@ type Config struct {
 	ModelRoutes map[string]ModelRoute `json:"model_routes,omitempty"`
 	// Kubernetes, when set, adds what the API server holds (kubernetes.go).
 	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
+	// EnvoyGateway, when set, also serves Envoy Gateway's proxies
+	// (envoygateway.go); listeners may then be empty.
+	EnvoyGateway *EnvoyGateway `json:"envoy_gateway,omitempty"`
 }
 
 // Filter locates the Go filter shared library inside the Envoy container.

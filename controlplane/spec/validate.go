@@ -19,13 +19,21 @@ func (c *Config) Validate() error {
 	if p := c.Filter.LibraryPath; p != "" && !path.IsAbs(p) {
 		errs = append(errs, config.FieldErrorf("filter.library_path", "must be an absolute path, got %q", p))
 	}
-	errs = append(errs, validateListeners(c.Listeners)...)
-	if c.Kubernetes != nil {
+	// Envoy Gateway's proxies bring their own listeners.
+	if len(c.Listeners) > 0 || c.EnvoyGateway == nil {
+		errs = append(errs, validateListeners(c.Listeners)...)
+	}
+	if c.EnvoyGateway != nil {
+		errs = append(errs, validateEnvoyGateway(c.EnvoyGateway)...)
+	}
+	switch {
+	case c.Kubernetes != nil:
 		errs = append(errs, validateKubernetes(c.Kubernetes)...)
-	} else if len(c.Models) == 0 {
-		// Without Kubernetes, a file with no models serves nothing: a
-		// mistake, not an intent.
-		errs = append(errs, config.FieldErrorf("models", "at least one model is required (or a kubernetes section)"))
+	case len(c.Models) == 0 && (c.EnvoyGateway == nil || len(c.Pools) == 0):
+		// Without Kubernetes, a file with no models serves nothing (in
+		// Envoy Gateway mode, pools alone serve the routes bound to them):
+		// a mistake, not an intent.
+		errs = append(errs, config.FieldErrorf("models", "at least one model is required (or a kubernetes section, or pools for Envoy Gateway's routes)"))
 	}
 	for i, b := range c.Backends {
 		errs = append(errs, validateBackend(fmt.Sprintf("backends[%d]", i), b)...)

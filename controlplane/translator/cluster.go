@@ -24,26 +24,48 @@ import (
 // makePoolCluster is the cluster of a pool's destination mode.
 func makePoolCluster(p config.Pool, bufferLimit uint32) (*clusterv3.Cluster, error) {
 	c := &clusterv3.Cluster{
-		Name:                          PoolClusterName(p.Name),
-		ConnectTimeout:                durationpb.New(poolConnectTimeout),
-		CircuitBreakers:               raisedCircuitBreakers(),
-		PerConnectionBufferLimitBytes: wrapperspb.UInt32(bufferLimit),
+		Name:           PoolClusterName(p.Name),
+		ConnectTimeout: durationpb.New(poolConnectTimeout),
 	}
+	if err := SetPoolDestination(c, p, adsConfigSource(), bufferLimit); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// SetPoolDestination makes c pool p's destination: the cluster of p's
+// mode, with circuit breakers and the buffer limit sized for LLM streams
+// (limits c already sets are kept). eds is where an override_host pool's
+// members come from: ADS for Inflow's own Envoys, the control plane's
+// cluster for Envoy Gateway's. A cluster named otherwise than p's (Envoy
+// Gateway's) asks for p's ClusterLoadAssignment by name.
+func SetPoolDestination(c *clusterv3.Cluster, p config.Pool, eds *corev3.ConfigSource, bufferLimit uint32) error {
+	c.CircuitBreakers = raiseCircuitBreakers(c.GetCircuitBreakers())
+	if c.GetPerConnectionBufferLimitBytes().GetValue() < bufferLimit {
+		c.PerConnectionBufferLimitBytes = wrapperspb.UInt32(bufferLimit)
+	}
+	// Whatever balanced c before does not apply to a pool.
+	c.LoadAssignment, c.EdsClusterConfig, c.LoadBalancingPolicy = nil, nil, nil
+	c.LbPolicy, c.LbConfig = clusterv3.Cluster_ROUND_ROBIN, nil
 	if p.Destination.Effective() == config.DestinationOriginalDst {
 		setOriginalDst(c)
-		return c, nil
+		return nil
 	}
 	policy, err := overrideHostPolicy()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// The pool's endpoints are its members (served by EDS), so OverrideHost
 	// can only ever pick one of them: an address the filter names that is
 	// not a member is skipped.
 	c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
-	c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()}
+	c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: eds}
+	if name := PoolClusterName(p.Name); c.GetName() != name {
+		c.EdsClusterConfig.ServiceName = name
+	}
 	c.LoadBalancingPolicy = policy
-	return c, nil
+	c.CleanupInterval = nil
+	return nil
 }
 
 // setOriginalDst makes c the Endpoint Picker protocol's classic cluster:
@@ -139,7 +161,7 @@ func makeBackendCluster(b spec.Backend, bufferLimit uint32) (*clusterv3.Cluster,
 				}},
 			}},
 		},
-		CircuitBreakers:               raisedCircuitBreakers(),
+		CircuitBreakers:               raiseCircuitBreakers(nil),
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(bufferLimit),
 	}
 	if _, err := netip.ParseAddr(u.Host); err == nil {
@@ -200,12 +222,28 @@ func sanType(host string) tlsv3.SubjectAltNameMatcher_SanType {
 	return tlsv3.SubjectAltNameMatcher_DNS
 }
 
-func raisedCircuitBreakers() *clusterv3.CircuitBreakers {
-	limit := wrapperspb.UInt32(circuitBreakerLimit)
-	return &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-		Priority:           corev3.RoutingPriority_DEFAULT,
-		MaxConnections:     limit,
-		MaxPendingRequests: limit,
-		MaxRequests:        limit,
-	}}}
+// raiseCircuitBreakers lifts Envoy's default of 1024 concurrent
+// connections, pending and active requests at the default priority to
+// circuitBreakerLimit, keeping any limit cb already sets.
+func raiseCircuitBreakers(cb *clusterv3.CircuitBreakers) *clusterv3.CircuitBreakers {
+	if cb == nil {
+		cb = &clusterv3.CircuitBreakers{}
+	}
+	var t *clusterv3.CircuitBreakers_Thresholds
+	for _, th := range cb.GetThresholds() {
+		if th.GetPriority() == corev3.RoutingPriority_DEFAULT {
+			t = th
+			break
+		}
+	}
+	if t == nil {
+		t = &clusterv3.CircuitBreakers_Thresholds{Priority: corev3.RoutingPriority_DEFAULT}
+		cb.Thresholds = append(cb.Thresholds, t)
+	}
+	for _, f := range []**wrapperspb.UInt32Value{&t.MaxConnections, &t.MaxPendingRequests, &t.MaxRequests} {
+		if *f == nil {
+			*f = wrapperspb.UInt32(circuitBreakerLimit)
+		}
+	}
+	return cb
 }

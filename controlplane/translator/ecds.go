@@ -58,8 +58,12 @@ func makeFilterExtension(fc *config.Config, libraryPath string) (*corev3.TypedEx
 // 0 keeps it warming for as long as that takes: after Envoy's default 15 s
 // it would start listening with a filter that answers every request 500
 // (config_discovery_impl.cc:188-192, filter_chain_helper.h:29-43).
-func filterFromECDS() *hcmv3.HttpFilter {
-	src := adsConfigSource()
+func filterFromECDS() *hcmv3.HttpFilter { return FilterFromECDS(adsConfigSource()) }
+
+// FilterFromECDS is the listeners' golang filter taking its config from
+// src: ADS for Inflow's own Envoys, the control plane's cluster for Envoy
+// Gateway's (whose ADS is Envoy Gateway's). src is modified.
+func FilterFromECDS(src *corev3.ConfigSource) *hcmv3.HttpFilter {
 	src.InitialFetchTimeout = durationpb.New(0)
 	return &hcmv3.HttpFilter{
 		Name: FilterExtensionName,

@@ -3,6 +3,7 @@ package translator
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -13,10 +14,15 @@ import (
 // ErrNoGolangFilter means a listener does not run the Inflow filter.
 var ErrNoGolangFilter = errors.New("listener has no golang filter")
 
-// httpFilters are the HTTP filters of every HCM of l.
+// httpFilters are the HTTP filters of every HCM of l, its default filter
+// chain's included (Envoy Gateway's listeners use one).
 func httpFilters(l *listenerv3.Listener) ([]*hcmv3.HttpFilter, error) {
 	var out []*hcmv3.HttpFilter
-	for _, chain := range l.GetFilterChains() {
+	chains := l.GetFilterChains()
+	if dc := l.GetDefaultFilterChain(); dc != nil {
+		chains = append(slices.Clip(chains), dc)
+	}
+	for _, chain := range chains {
 		for _, f := range chain.GetFilters() {
 			if f.GetName() != hcmFilterName {
 				continue

@@ -5,6 +5,7 @@ import (
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -60,7 +61,13 @@ var envoyReplies = []replyClass{
 // marker the filter sets before it replies (io.inflow/openai_reply) and
 // changes nothing. match_if_key_not_found must be false: it defaults to
 // true, which would make this mapper swallow every reply.
-func localReplyConfig() (*hcmv3.LocalReplyConfig, error) {
+func localReplyConfig() (*hcmv3.LocalReplyConfig, error) { return LocalReplyConfig(nil) }
+
+// LocalReplyConfig is localReplyConfig with Envoy's replies mapped only
+// for requests scope matches (nil: all). Envoy Gateway's listeners also
+// serve non-inference routes, whose replies stay as Envoy Gateway makes
+// them: InferenceReplies is the scope for those.
+func LocalReplyConfig(scope *accesslogv3.AccessLogFilter) (*hcmv3.LocalReplyConfig, error) {
 	own := &hcmv3.ResponseMapper{Filter: &accesslogv3.AccessLogFilter{
 		FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{MetadataFilter: &accesslogv3.MetadataFilter{
 			Matcher: &matcherv3.MetadataMatcher{
@@ -77,12 +84,26 @@ func localReplyConfig() (*hcmv3.LocalReplyConfig, error) {
 		if err != nil {
 			return nil, err
 		}
+		if scope != nil {
+			m.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{
+				AndFilter: &accesslogv3.AndFilter{Filters: []*accesslogv3.AccessLogFilter{scope, m.GetFilter()}},
+			}}
+		}
 		cfg.Mappers = append(cfg.Mappers, m)
 	}
 	if err := cfg.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("%w: local_reply_config: %w", ErrTranslate, err)
 	}
 	return cfg, nil
+}
+
+// InferenceReplies matches the requests the filter took as inference
+// requests: it sets x-ai-eg-model on each of them before routing, and
+// removes a client-sent one from every request.
+func InferenceReplies() *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{HeaderFilter: &accesslogv3.HeaderFilter{
+		Header: &routev3.HeaderMatcher{Name: protocol.HeaderModel, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}},
+	}}}
 }
 
 func (c replyClass) mapper() (*hcmv3.ResponseMapper, error) {

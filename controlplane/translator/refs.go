@@ -14,7 +14,9 @@ import (
 var ErrReference = errors.New("inconsistent ECDS references")
 
 // CheckExtensionReferences reports whether the listeners' config_discovery
-// names and the ECDS resources match exactly.
+// names and the ECDS resources match exactly. For Envoy Gateway's proxies,
+// whose listeners Envoy Gateway serves, an ECDS resource no listener here
+// names is theirs.
 func (r *Resources) CheckExtensionReferences() error {
 	have := make(map[string]bool, len(r.Extensions))
 	for _, e := range r.Extensions {
@@ -35,7 +37,7 @@ func (r *Resources) CheckExtensionReferences() error {
 		}
 	}
 	for _, e := range r.Extensions {
-		if !used[e.GetName()] {
+		if !r.ForEnvoyGateway && !used[e.GetName()] {
 			errs = append(errs, fmt.Errorf("%w: %q is served but no listener subscribes to it", ErrReference, e.GetName()))
 		}
 	}

@@ -108,7 +108,7 @@ func modelRoute(m config.Model, backend string, mr spec.ModelRoute, pools map[st
 			return nil, fmt.Errorf("%w: model %q: pool %q is not defined", ErrTranslate, m.Name, m.Pool)
 		}
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: PoolClusterName(m.Pool)}
-		action.RetryPolicy = poolRetryPolicy(p)
+		action.RetryPolicy = PoolRetryPolicy(p)
 		return r, nil
 	}
 	b, ok := backends[backend]
@@ -139,13 +139,13 @@ func exactHeader(name, value string) *routev3.HeaderMatcher {
 	}
 }
 
-// poolRetryPolicy walks the fallback list of an override_host pool: each
+// PoolRetryPolicy walks the fallback list of an override_host pool: each
 // retry is a new pick, and OverrideHost gives it the next endpoint the
 // filter listed. Retries cover what a dead or restarting pod produces:
 // refused or failed connections, resets before the response started, and
 // 503. One retry per fallback; none for ORIGINAL_DST, which would only
 // retry the same address.
-func poolRetryPolicy(p config.Pool) *routev3.RetryPolicy {
+func PoolRetryPolicy(p config.Pool) *routev3.RetryPolicy {
 	n := p.Scheduler.Resolve().Fallbacks
 	if p.Destination.Effective() != config.DestinationOverrideHost || n == 0 {
 		return nil

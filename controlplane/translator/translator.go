@@ -45,6 +45,10 @@ type Resources struct {
 	// Extensions are the ECDS resources the listeners' filters reference:
 	// the one Inflow filter config.
 	Extensions []*corev3.TypedExtensionConfig
+	// ForEnvoyGateway: Envoy Gateway's proxies take the filter config and
+	// pool members from this set too (spec.EnvoyGateway), through listeners
+	// and clusters Envoy Gateway serves them.
+	ForEnvoyGateway bool
 }
 
 // ByType is the form go-control-plane's snapshot takes.
@@ -89,8 +93,8 @@ func Translate(c *spec.Config) (*Resources, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: plugin config: %w", ErrTranslate, err)
 	}
-	bufferLimit := uint32(fc.Limits.EffectiveMaxRequestBodyBytes() + bufferHeadroom)
-	out := Resources{Extensions: []*corev3.TypedExtensionConfig{filter}}
+	bufferLimit := BufferLimit(fc)
+	out := Resources{Extensions: []*corev3.TypedExtensionConfig{filter}, ForEnvoyGateway: c.EnvoyGateway != nil}
 
 	for _, l := range c.Listeners {
 		lis, err := makeListener(l, bufferLimit)
@@ -143,6 +147,14 @@ func Translate(c *spec.Config) (*Resources, error) {
 		out.Clusters = append(out.Clusters, cl)
 	}
 	return &out, nil
+}
+
+// BufferLimit is the per-connection buffer a listener or cluster carrying
+// the filter's requests needs: the filter buffers whole bodies
+// (StopAndBuffer), so a smaller buffer makes Envoy answer 413 before the
+// filter has seen the body.
+func BufferLimit(fc *config.Config) uint32 {
+	return uint32(fc.Limits.EffectiveMaxRequestBodyBytes() + bufferHeadroom)
 }
 
 // PoolClusterName and BackendClusterName keep pools and backends in

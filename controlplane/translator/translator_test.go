@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	credentialinjectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/credential_injector/v3"
 	genericv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/injected_credentials/generic/v3"
@@ -404,5 +405,41 @@ func TestTranslateValidatesItsInput(t *testing.T) {
 	_, err := translator.Translate(&spec.Config{})
 	if !errors.Is(err, spec.ErrInvalid) {
 		t.Fatalf("want ErrInvalid, got %v", err)
+	}
+}
+
+// In Envoy Gateway mode the filter config is for Envoy Gateway's listeners:
+// none of the set's own needs to name it.
+func TestEnvoyGatewayModeServesTheFilterConfigAlone(t *testing.T) {
+	c := load(t, "testdata/in/minimal.yaml")
+	c.Listeners = nil
+	c.EnvoyGateway = &spec.EnvoyGateway{}
+	res, err := translator.Translate(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Listeners) != 0 || len(res.Extensions) != 1 || !res.ForEnvoyGateway {
+		t.Fatalf("%d listeners, %d extensions, for Envoy Gateway %v", len(res.Listeners), len(res.Extensions), res.ForEnvoyGateway)
+	}
+	if err := res.CheckExtensionReferences(); err != nil {
+		t.Error(err)
+	}
+	c.EnvoyGateway = nil
+	if _, err := translator.Translate(c); err == nil {
+		t.Error("a config with neither listeners nor envoy_gateway translated")
+	}
+}
+
+// Envoy Gateway's listeners carry their HTTP connection manager in the
+// default filter chain: the filter is found there too.
+func TestGolangFilterInTheDefaultFilterChain(t *testing.T) {
+	res := translate(t, fullInput)
+	l := proto.Clone(res.Listeners[0]).(*listenerv3.Listener)
+	l.DefaultFilterChain, l.FilterChains = l.GetFilterChains()[0], nil
+	if names, err := translator.ExtensionNames(l); err != nil || !slices.Equal(names, []string{translator.FilterExtensionName}) {
+		t.Fatalf("default chain: subscribes to %v (%v)", names, err)
+	}
+	if _, err := translator.GolangFilter(l, translator.ExtensionsByName(res.Extensions)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -61,7 +61,7 @@ func ExtProcHost(target, mode string) HostOptions {
 // Process is a server process a test runs (inflow-epp, the EPP).
 type Process struct {
 	cmd  *exec.Cmd
-	errs *syncBuffer
+	errs *SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -71,7 +71,7 @@ type Process struct {
 // does.
 func start(ctx context.Context, cmd *exec.Cmd, what string, ready func(line string) bool, poll func() bool) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &Process{cmd: cmd, errs: &syncBuffer{}, done: make(chan struct{})}
+	p := &Process{cmd: cmd, errs: &SyncBuffer{}, done: make(chan struct{})}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -109,7 +109,7 @@ type Host struct {
 	Addr  string
 	Admin string // ip:port of the admin listener
 	cmd   *exec.Cmd
-	errs  *syncBuffer
+	errs  *SyncBuffer
 	done  chan struct{}
 	err   error
 
@@ -123,18 +123,19 @@ type Host struct {
 // staticListener is the static mode's listener name.
 const staticListener = "static"
 
-type syncBuffer struct {
+// SyncBuffer is a log that processes write to while tests read it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -237,7 +238,7 @@ func spawn(ctx context.Context, args, env []string) (*Host, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// cgocheck=1 makes the Go runtime verify every pointer crossing the ABI.
 	cmd.Env = append(append(os.Environ(), "GODEBUG=cgocheck=1"), env...)
-	h := &Host{cmd: cmd, errs: &syncBuffer{}, done: make(chan struct{}), listeners: map[string]string{}, seen: make(chan struct{})}
+	h := &Host{cmd: cmd, errs: &SyncBuffer{}, done: make(chan struct{}), listeners: map[string]string{}, seen: make(chan struct{})}
 	cmd.Stderr = h.errs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -54,7 +54,7 @@ func TestEveryResourceTheControlPlaneEmitsTranslates(t *testing.T) {
 				}
 			}
 			for _, r := range res.Routes {
-				if _, err := translateRouteConfig(r); err != nil {
+				if _, err := translateRouteConfig(r, []string{translator.FilterExtensionName}); err != nil {
 					t.Errorf("routes %s: %v", r.GetName(), err)
 				}
 			}

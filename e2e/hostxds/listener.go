@@ -31,6 +31,8 @@ type hostListener struct {
 	BufferLimit *uint32         `json:"per_connection_buffer_limit_bytes,omitempty"`
 	HCM         json.RawMessage `json:"hcm"`
 	Golang      *golangRef      `json:"golang,omitempty"`
+	// golangFilter is the chain's golang filter name (listenerDeps.golang).
+	golangFilter string
 }
 
 // golangRef is the listener's golang filter: its ECDS resource name, or
@@ -55,6 +57,9 @@ type hostGolang struct {
 // is warmed before it takes traffic).
 type listenerDeps struct {
 	rds, ecds string
+	// golang is the name of the chain's golang filter, which per-route
+	// configs are keyed by ("" when the chain has none).
+	golang string
 	// fetchTimeout is the shortest initial_fetch_timeout of their config
 	// sources (nil: Envoy's default; 0: wait for ever).
 	fetchTimeout *time.Duration
@@ -131,7 +136,7 @@ func translateListener(l *listenerv3.Listener) (*hostListener, listenerDeps, err
 		deps.rds = hcm.GetRds().GetRouteConfigName()
 		noteTimeout(&deps.fetchTimeout, hcm.GetRds().GetConfigSource())
 	case hcm.GetRouteConfig() != nil:
-		if routeConfig, err = translateRouteConfig(hcm.GetRouteConfig()); err != nil {
+		if routeConfig, err = translateRouteConfig(hcm.GetRouteConfig(), []string{deps.golang}); err != nil {
 			return nil, deps, err
 		}
 	default:
@@ -160,7 +165,7 @@ func translateListener(l *listenerv3.Listener) (*hostListener, listenerDeps, err
 	}
 	out := &hostListener{
 		Name: l.GetName(), Address: joinHostPort(sa.GetAddress(), sa.GetPortValue()), Hash: h,
-		HCM: hcmJSON, Golang: golang,
+		HCM: hcmJSON, Golang: golang, golangFilter: deps.golang,
 	}
 	if bl := l.GetPerConnectionBufferLimitBytes(); bl != nil {
 		v := bl.GetValue()
@@ -187,6 +192,7 @@ func golangFilter(hcm *hcmv3.HttpConnectionManager, path string, deps *listenerD
 		return nil, nil
 	}
 	f := filters[0]
+	deps.golang = f.GetName()
 	fpath := fmt.Sprintf("%s.http_filters[0](%s)", path, f.GetName())
 	if f.GetIsOptional() || f.GetDisabled() {
 		return nil, fmt.Errorf("%w: %s: is_optional/disabled", ErrNotModelled, fpath)

@@ -3,6 +3,7 @@ package hostxds
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -19,8 +20,12 @@ type golangPerRoute struct {
 
 // translateRouteConfig turns a RouteConfiguration into envoyhost's form:
 // its proto3 JSON, with each golang typed_per_filter_config replaced by
-// golang_per_route, and a content hash.
-func translateRouteConfig(rc *routev3.RouteConfiguration) (json.RawMessage, error) {
+// golang_per_route, and a content hash. filters are the names of the golang
+// filters of the chains that use it: Envoy looks a filter's per-route
+// config up by the filter's own name (source/common/http/filter_manager.cc:325-330,
+// filter_context_.config_name: the HttpFilter name, the ECDS resource's for
+// a filter over ECDS).
+func translateRouteConfig(rc *routev3.RouteConfiguration, filters []string) (json.RawMessage, error) {
 	path := "RouteConfiguration " + rc.GetName()
 	if err := checkModelled(rc, path); err != nil {
 		return nil, err
@@ -30,7 +35,7 @@ func translateRouteConfig(rc *routev3.RouteConfiguration) (json.RawMessage, erro
 	perRoute := map[string]*golangPerRoute{}
 	for i, vh := range rc.GetVirtualHosts() {
 		vpath := fmt.Sprintf("%s.virtual_hosts[%d]", path, i)
-		g, err := perFilter(vh.GetTypedPerFilterConfig(), vpath)
+		g, err := perFilter(vh.GetTypedPerFilterConfig(), vpath, filters)
 		if err != nil {
 			return nil, err
 		}
@@ -40,7 +45,7 @@ func translateRouteConfig(rc *routev3.RouteConfiguration) (json.RawMessage, erro
 			if r.GetRoute() == nil && r.GetDirectResponse() == nil {
 				return nil, fmt.Errorf("%w: %s: only route and direct_response actions", ErrNotModelled, rpath)
 			}
-			if g, err = perFilter(r.GetTypedPerFilterConfig(), rpath); err != nil {
+			if g, err = perFilter(r.GetTypedPerFilterConfig(), rpath, filters); err != nil {
 				return nil, err
 			}
 			perRoute[rpath] = g
@@ -77,12 +82,14 @@ func translateRouteConfig(rc *routev3.RouteConfiguration) (json.RawMessage, erro
 	return json.Marshal(m)
 }
 
-func perFilter(cfgs map[string]*anypb.Any, path string) (*golangPerRoute, error) {
+func perFilter(cfgs map[string]*anypb.Any, path string, filters []string) (*golangPerRoute, error) {
 	var out *golangPerRoute
 	for name, a := range cfgs {
 		fpath := fmt.Sprintf("%s.typed_per_filter_config[%s]", path, name)
-		if name != golangName || a.GetTypeUrl() != perRouteGolang {
-			return nil, fmt.Errorf("%w: %s: envoyhost's chain has only %s (ConfigsPerRoute)", ErrNotModelled, fpath, golangName)
+		// A key that names no filter of the chain is never looked up by
+		// Envoy; the host does not model such dead config and refuses it.
+		if !slices.Contains(filters, name) || a.GetTypeUrl() != perRouteGolang {
+			return nil, fmt.Errorf("%w: %s: envoyhost's chain has only the golang filter %q (ConfigsPerRoute)", ErrNotModelled, fpath, filters)
 		}
 		var pr golangv3alpha.ConfigsPerRoute
 		if err := a.UnmarshalTo(&pr); err != nil {

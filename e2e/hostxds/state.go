@@ -244,6 +244,9 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 		snap.addCluster(hc)
 	}
 	usedRoutes, usedECDS := map[string]bool{}, map[string]bool{}
+	// routeFilters: per route configuration, the golang filter names of
+	// the listeners using it (their per-route configs' keys).
+	routeFilters := map[string][]string{}
 	for _, name := range sortedKeys(r.listeners) {
 		hl, deps, err := translateListener(r.listeners[name])
 		if err != nil {
@@ -268,12 +271,18 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 		}
 		usedRoutes[deps.rds] = true
 		usedECDS[deps.ecds] = true
+		routeFilters[deps.rds] = append(routeFilters[deps.rds], deps.golang)
 	}
 	for _, name := range sortedKeys(r.routes) {
 		if !usedRoutes[name] && !s.active.usesRoute(name) {
 			continue
 		}
-		rc, err := translateRouteConfig(r.routes[name])
+		filters := routeFilters[name]
+		if len(filters) == 0 {
+			// kept for a draining listener: its filter keeps its name
+			filters = s.active.routeFilters(name)
+		}
+		rc, err := translateRouteConfig(r.routes[name], filters)
 		if err != nil {
 			return nil, err
 		}
@@ -351,6 +360,22 @@ func (h *hostSnapshot) usesRoute(name string) bool {
 		}
 	}
 	return false
+}
+
+// routeFilters are the golang filter names of the active listeners that
+// serve with route configuration name.
+func (h *hostSnapshot) routeFilters(name string) []string {
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for _, l := range h.Listeners {
+		var m map[string]any
+		if json.Unmarshal(l.HCM, &m) == nil && m["rds_route_config_name"] == name {
+			out = append(out, l.golangFilter)
+		}
+	}
+	return out
 }
 
 func (h *hostSnapshot) usesECDS(name string) bool {

@@ -80,6 +80,9 @@ func From(err error) *Error {
 		return invalid(http.StatusMethodNotAllowed, "method_not_allowed", "", err.Error())
 	case errors.Is(err, router.ErrModelNotFound):
 		return invalid(http.StatusNotFound, "model_not_found", "model", "the model does not exist: "+err.Error())
+	case errors.Is(err, router.ErrPoolNotFound):
+		return &Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "pool_not_configured",
+			Message: "this route's InferencePool is not known to the gateway's filter yet; retry shortly"}
 	case errors.Is(err, ErrBodyTooLarge):
 		return invalid(http.StatusRequestEntityTooLarge, "request_too_large", "", err.Error())
 	case errors.Is(err, scheduler.ErrSaturated):

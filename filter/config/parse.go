@@ -92,6 +92,16 @@ func describeJSONError(err error) error {
 // FromAny decodes the golang filter's plugin_config: an xds.type.v3 (or
 // udpa.type.v1) TypedStruct whose value is the config, or a bare Struct.
 func FromAny(a *anypb.Any) (*Config, error) {
+	data, err := pluginJSON(a, TypeURL)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data)
+}
+
+// pluginJSON is the JSON object inside a plugin_config Any: a TypedStruct
+// of schema want (or of none), or a bare Struct.
+func pluginJSON(a *anypb.Any, want string) ([]byte, error) {
 	if a == nil {
 		return nil, errors.New("config: plugin_config is missing")
 	}
@@ -103,8 +113,8 @@ func FromAny(a *anypb.Any) (*Config, error) {
 		if err := proto.Unmarshal(a.GetValue(), &ts); err != nil {
 			return nil, fmt.Errorf("config: plugin_config: %w", err)
 		}
-		if u := ts.GetTypeUrl(); u != "" && u != TypeURL {
-			return nil, fmt.Errorf("config: plugin_config.type_url: want %q, got %q", TypeURL, u)
+		if u := ts.GetTypeUrl(); u != "" && u != want {
+			return nil, fmt.Errorf("config: plugin_config.type_url: want %q, got %q", want, u)
 		}
 		s = ts.GetValue()
 	case structURL:
@@ -114,7 +124,7 @@ func FromAny(a *anypb.Any) (*Config, error) {
 		}
 	default:
 		return nil, fmt.Errorf("config: plugin_config: unsupported type %q (want %s wrapping %s)",
-			a.GetTypeUrl(), typedStructURL, TypeURL)
+			a.GetTypeUrl(), typedStructURL, want)
 	}
 	if s == nil {
 		s = &structpb.Struct{}
@@ -123,7 +133,7 @@ func FromAny(a *anypb.Any) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: plugin_config: %w", err)
 	}
-	return Parse(data)
+	return data, nil
 }
 
 // ToAny wraps c as the plugin_config Envoy expects: Any{TypedStruct{TypeURL, c}}.

@@ -84,6 +84,13 @@ func validHostPort(s string) bool {
 	return err == nil && n > 0 && n <= 65535
 }
 
+// IsResourceName reports whether name can be a pool, backend or cluster
+// name (ResourceNameRule).
+func IsResourceName(name string) bool { return validResourceName(name) }
+
+// ResourceNameRule says what IsResourceName accepts.
+const ResourceNameRule = resourceNameRule
+
 // validResourceName reports whether name can become part of an Envoy
 // cluster and stat name as is.
 func validResourceName(name string) bool {

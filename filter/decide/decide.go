@@ -184,6 +184,12 @@ func (r *Route) Primary() *pool.Endpoint {
 // the pick (pass a slice of capacity MaxDestinations to avoid an
 // allocation). On success the primary endpoint has been acquired.
 func Body(r *router.Router, kind request.Kind, body []byte, h router.Headers, scratch []*pool.Endpoint) (Route, error) {
+	return BodyInPool(r, "", kind, body, h, scratch)
+}
+
+// BodyInPool is Body for a request whose route is bound to pool
+// (config.RouteConfig, router.RouteInPool); "" is Body.
+func BodyInPool(r *router.Router, poolName string, kind request.Kind, body []byte, h router.Headers, scratch []*pool.Endpoint) (Route, error) {
 	if n := int64(len(body)); n > r.MaxRequestBodyBytes() {
 		return Route{}, TooLarge(r, n)
 	}
@@ -191,7 +197,7 @@ func Body(r *router.Router, kind request.Kind, body []byte, h router.Headers, sc
 	if err := request.Parse(kind, body, &rt.Request); err != nil {
 		return Route{}, err
 	}
-	d, err := r.Route(&rt.Request, body, h, scratch[:0])
+	d, err := r.RouteInPool(poolName, &rt.Request, body, h, scratch[:0])
 	if err != nil {
 		return Route{}, err
 	}

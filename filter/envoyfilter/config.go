@@ -35,7 +35,14 @@ type filterConfig struct {
 	// merged configs share their child's router; only the parsed config
 	// that owns it releases it.
 	merged bool
+	// routePool is the pool of the route this merged config belongs to
+	// (config.RouteConfig), "" when the route is not bound to one.
+	routePool string
 }
+
+// routeBinding is a parsed per-route config.RouteConfig: it is merged over
+// the listener's config, never used alone.
+type routeBinding struct{ pool string }
 
 // Destroy implements api.Config: Envoy dropped this config, so stop its
 // stats export and release its pools (scrapers of pools no config still
@@ -59,6 +66,13 @@ var _ api.StreamFilterConfigParser = Parser{}
 // Parse validates the plugin_config; an error makes Envoy reject the
 // listener instead of serving with a wrong config.
 func (Parser) Parse(a *anypb.Any, callbacks api.ConfigCallbackHandler) (interface{}, error) {
+	if config.IsRouteConfig(a) {
+		rc, err := config.RouteFromAny(a)
+		if err != nil {
+			return nil, err
+		}
+		return &routeBinding{pool: rc.Pool}, nil
+	}
 	cfg, err := config.FromAny(a)
 	if err != nil {
 		return nil, err
@@ -94,9 +108,17 @@ func (Parser) Parse(a *anypb.Any, callbacks api.ConfigCallbackHandler) (interfac
 
 // Merge lets a per-route config replace the listener's one whole, keeping
 // the listener's metrics when the route config has none (route configs are
-// parsed without callbacks).
+// parsed without callbacks), or binds the listener's config to a route's
+// pool. Envoy merges again whenever the listener's config changes, so a
+// binding always uses the current pools.
 func (Parser) Merge(parent, child interface{}) interface{} {
 	p, _ := parent.(*filterConfig)
+	if b, ok := child.(*routeBinding); ok {
+		if p == nil {
+			return parent // no listener config to bind: Factory refuses it
+		}
+		return &filterConfig{router: p.router, metrics: p.metrics, exporter: p.exporter, merged: true, routePool: b.pool}
+	}
 	c, ok := child.(*filterConfig)
 	if !ok {
 		return parent

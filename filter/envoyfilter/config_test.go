@@ -98,3 +98,48 @@ func TestNewerConfigIsServedWithAWarning(t *testing.T) {
 		}
 	}
 }
+
+// A route bound to a pool (Envoy Gateway's route to an InferencePool)
+// takes the listener's config and picks in that pool for any model.
+func TestMergeBindsTheRouteToAPool(t *testing.T) {
+	listenerMetrics := newConfigCallbacks()
+	listener := parseRaw(t, testConfig, listenerMetrics)
+	defer listener.Destroy()
+	a, err := config.RouteToAny(&config.RouteConfig{Pool: "gpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	binding, err := Parser{}.Parse(a, nil)
+	if err != nil {
+		t.Fatalf("Parse(route config): %v", err)
+	}
+	merged, ok := Parser{}.Merge(listener, binding).(*filterConfig)
+	if !ok || !merged.merged || merged.routePool != "gpu" || merged.router != listener.router {
+		t.Fatalf("Merge(listener, binding) = %+v", merged)
+	}
+	h := &harness{t: t, cfg: merged, metrics: listenerMetrics}
+	r := h.do("POST", "/v1/chat/completions", `{"model":"served-by-vllm","messages":[]}`)
+	r.filter.OnDestroy(api.Normal)
+	if r.reply != nil || (r.endpoint() != "127.0.0.1:9" && r.endpoint() != "127.0.0.2:9") {
+		t.Fatalf("bound route: reply %+v, endpoint %q", r.reply, r.endpoint())
+	}
+	if got, _ := r.headers.Get(protocol.HeaderModel); got != "served-by-vllm" {
+		t.Errorf("%s = %q, want the client's model", protocol.HeaderModel, got)
+	}
+	// Without the binding the same request is an unknown model.
+	plain := &harness{t: t, cfg: listener, metrics: listenerMetrics}
+	if r := plain.do("POST", "/v1/chat/completions", `{"model":"served-by-vllm","messages":[]}`); r.reply == nil || r.reply.status != 404 {
+		t.Errorf("unbound route: %+v, want 404", r.reply)
+	}
+	// A binding to a pool the listener's config lacks is a 503, not a crash.
+	a, _ = config.RouteToAny(&config.RouteConfig{Pool: "not-yet"})
+	binding, _ = Parser{}.Parse(a, nil)
+	h.cfg = Parser{}.Merge(listener, binding).(*filterConfig)
+	if r := h.do("POST", "/v1/chat/completions", `{"model":"m","messages":[]}`); r.reply == nil || r.reply.status != 503 {
+		t.Errorf("binding to an unknown pool: %+v, want 503", r.reply)
+	}
+	merged.Destroy() // borrows the listener's router: releases nothing
+	if r := plain.do("POST", "/v1/chat/completions", `{"model":"plain","messages":[]}`); r.reply != nil {
+		t.Errorf("destroying a merged binding broke the listener config: %+v", r.reply)
+	}
+}

@@ -73,7 +73,7 @@ func (f *filter) DecodeData(buf api.BufferInstance, endStream bool) (status api.
 	f.headers = nil
 	var scratch [decide.MaxDestinations]*pool.Endpoint
 	body := buf.Bytes()
-	rt, err := decide.Body(f.cfg.router, f.kind, body, h, scratch[:0])
+	rt, err := decide.BodyInPool(f.cfg.router, f.cfg.routePool, f.kind, body, h, scratch[:0])
 	if err != nil {
 		return f.fail(err)
 	}

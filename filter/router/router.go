@@ -22,6 +22,10 @@ import (
 // ErrModelNotFound: the body names a model the gateway does not serve.
 var ErrModelNotFound = errors.New("model not found")
 
+// ErrPoolNotFound: the matched route is bound to a pool the filter config
+// does not hold (yet: routes and the filter config reach Envoy separately).
+var ErrPoolNotFound = errors.New("pool not found")
+
 // maxQuotedModel caps how much of an unknown model name an error repeats.
 const maxQuotedModel = 256
 
@@ -39,6 +43,11 @@ type Router struct {
 	cfg            *config.Config
 	schedulers     *scheduler.Set
 	health         *split.Registry
+	destinations   map[string]config.Destination
+	poolConfigs    map[string]*config.Pool
+	// costs are the gateway-wide request costs, which models a bound
+	// route serves without listing them get.
+	costs []cost.Rule
 }
 
 // Model is a client-facing model with its destination.
@@ -97,6 +106,7 @@ func New(cfg *config.Config, pools *pool.Manager, health *split.Registry) (*Rout
 	if err != nil {
 		return nil, fmt.Errorf("costs: %w", err)
 	}
+	r.costs = global
 	for _, m := range cfg.Models {
 		own, err := cost.CompileAll(m.Costs)
 		if err != nil {
@@ -124,19 +134,19 @@ func New(cfg *config.Config, pools *pool.Manager, health *split.Registry) (*Rout
 		r.models[m.Name].split = r.newSplit(m)
 	}
 	r.schedulers = scheduler.Open(pools, cfg)
-	destinations := make(map[string]config.Destination, len(cfg.Pools))
-	poolConfigs := make(map[string]*config.Pool, len(cfg.Pools))
+	r.destinations = make(map[string]config.Destination, len(cfg.Pools))
+	r.poolConfigs = make(map[string]*config.Pool, len(cfg.Pools))
 	for i, p := range cfg.Pools {
-		destinations[p.Name] = p.Destination.Effective()
-		poolConfigs[p.Name] = &cfg.Pools[i]
+		r.destinations[p.Name] = p.Destination.Effective()
+		r.poolConfigs[p.Name] = &cfg.Pools[i]
 	}
 	for _, m := range cfg.Models {
 		if m.Pool != "" {
 			cm := r.models[m.Name]
-			cm.pool = poolConfigs[m.Pool]
+			cm.pool = r.poolConfigs[m.Pool]
 			cm.Scheduler = r.schedulers.Scheduler(m.Pool)
 			cm.sessionHeader = cm.Scheduler.SessionHeader()
-			cm.Destination = destinations[m.Pool]
+			cm.Destination = r.destinations[m.Pool]
 		}
 	}
 	return r, nil
@@ -238,6 +248,37 @@ func (r *Router) Route(req *request.Request, body []byte, h Headers, endpoints [
 	if err != nil {
 		return Decision{}, err
 	}
+	return r.decide(m, req, body, h, endpoints)
+}
+
+// RouteInPool decides for a request whose route is bound to poolName
+// (config.RouteConfig): the route chose the pool, so a model name the
+// config does not list is served from it, sent to the model server as the
+// client wrote it. A listed model goes where the config says, as Route
+// does: routes match the x-ai-eg-model header the filter then sets, so the
+// route first matched (before the header existed) need not be the
+// model's. An empty poolName is Route.
+func (r *Router) RouteInPool(poolName string, req *request.Request, body []byte, h Headers, endpoints []*pool.Endpoint) (Decision, error) {
+	if m, ok := r.models[string(req.Model)]; ok || poolName == "" {
+		if !ok {
+			return r.Route(req, body, h, endpoints)
+		}
+		return r.decide(m, req, body, h, endpoints)
+	}
+	s := r.schedulers.Scheduler(poolName)
+	if s == nil {
+		return Decision{}, fmt.Errorf("%w: %q", ErrPoolNotFound, poolName)
+	}
+	if len(req.Model) == 0 {
+		return Decision{}, request.ErrMissingModel
+	}
+	m := &Model{Name: string(req.Model), BackendName: poolName, Costs: r.costs, Scheduler: s,
+		Destination: r.destinations[poolName], pool: r.poolConfigs[poolName], sessionHeader: s.SessionHeader()}
+	return r.decide(m, req, body, h, endpoints)
+}
+
+// decide picks the served name and the endpoints of m's pool.
+func (r *Router) decide(m *Model, req *request.Request, body []byte, h Headers, endpoints []*pool.Endpoint) (Decision, error) {
 	d := Decision{Model: m}
 	name, quoted, rewrite := m.Served()
 	if m.split != nil {

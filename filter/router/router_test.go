@@ -215,3 +215,51 @@ func TestRouteSplitsAcrossBackendRefs(t *testing.T) {
 		t.Fatalf("with priority 0 ejected: %v, want all to backup", got)
 	}
 }
+
+func parse(t *testing.T, body string) (*request.Request, []byte) {
+	t.Helper()
+	var req request.Request
+	if err := request.Parse(request.ChatCompletions, []byte(body), &req); err != nil {
+		t.Fatal(err)
+	}
+	return &req, []byte(body)
+}
+
+// A route bound to a pool serves a model name the config does not list
+// from it; a listed model goes where the config says.
+func TestRouteInPool(t *testing.T) {
+	r := newRouter(t)
+	req, body := parse(t, `{"model":"whatever-vllm-serves","messages":[]}`)
+	d, err := r.RouteInPool("p", req, body, noHeaders{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Endpoints[0].Release()
+	if d.Model.Name != "whatever-vllm-serves" || d.ServedModel != "whatever-vllm-serves" || d.Edits.Any() ||
+		d.Model.Destination != config.DestinationOverrideHost || len(d.Endpoints) == 0 {
+		t.Fatalf("unlisted model in a bound pool: %+v", d)
+	}
+	req, body = parse(t, `{"model":"same","messages":[]}`)
+	if d, err = r.RouteInPool("p", req, body, noHeaders{}, nil); err != nil || d.Model.Name != "same" || d.Model.targets == nil {
+		t.Fatalf("a model of the bound pool must be the configured one: %+v, %v", d, err)
+	}
+	d.Endpoints[0].Release()
+	// ext is a backend's model: on a route bound to p it stays the
+	// backend's (its x-ai-eg-model route then takes it there).
+	req, body = parse(t, `{"model":"ext","messages":[]}`)
+	if d, err = r.RouteInPool("p", req, body, noHeaders{}, nil); err != nil || d.Model.Backend != "b" || len(d.Endpoints) != 0 {
+		t.Fatalf("a listed model on a bound route goes where the config says: %+v, %v", d, err)
+	}
+	req, body = parse(t, `{"model":"unlisted","messages":[]}`)
+	if _, err := r.RouteInPool("missing", req, body, noHeaders{}, nil); !errors.Is(err, ErrPoolNotFound) {
+		t.Errorf("unknown pool: %v, want ErrPoolNotFound", err)
+	}
+	req, body = parse(t, `{"model":"","messages":[]}`)
+	if _, err := r.RouteInPool("p", req, body, noHeaders{}, nil); !errors.Is(err, request.ErrMissingModel) {
+		t.Errorf("empty model: %v, want ErrMissingModel", err)
+	}
+	req, body = parse(t, `{"model":"nope","messages":[]}`)
+	if _, err := r.RouteInPool("", req, body, noHeaders{}, nil); !errors.Is(err, ErrModelNotFound) {
+		t.Errorf("an unbound route is Route: %v", err)
+	}
+}

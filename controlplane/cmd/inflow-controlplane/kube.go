@@ -56,8 +56,8 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 }
 
 // kubeSource is the Kubernetes source when the config asks for one (nil
-// otherwise); ready runs once its first build is served.
-func kubeSource(o options, pub kube.Publisher, log *slog.Logger, ready func()) (*kube.Source, error) {
+// otherwise); published runs after each build is served.
+func kubeSource(o options, pub kube.Publisher, log *slog.Logger, published func(*kube.Result)) (*kube.Source, error) {
 	loaded, err := configfile.Load(o.config)
 	if err != nil {
 		return nil, err
@@ -83,7 +83,7 @@ func kubeSource(o options, pub kube.Publisher, log *slog.Logger, ready func()) (
 	}
 	return kube.New(kube.Options{
 		Rest: cfg, Publisher: pub, Log: log, Election: election, OwnNamespace: podNamespace(),
-		OnPublished: func(uint64, *kube.Result) { ready() },
+		OnPublished: func(_ uint64, res *kube.Result) { published(res) },
 	}, loaded.Config)
 }
 

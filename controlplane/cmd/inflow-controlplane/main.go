@@ -19,12 +19,16 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/inflow-gateway/inflow/controlplane/admin"
+	"github.com/inflow-gateway/inflow/controlplane/aigatewayroute"
 	"github.com/inflow-gateway/inflow/controlplane/configfile"
+	"github.com/inflow-gateway/inflow/controlplane/envoygateway"
+	"github.com/inflow-gateway/inflow/controlplane/kube"
 	"github.com/inflow-gateway/inflow/controlplane/relay"
 	"github.com/inflow-gateway/inflow/controlplane/reload"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
@@ -35,6 +39,8 @@ type options struct {
 	config   string
 	xdsAddr  string
 	xdsTLS   xds.MTLSFiles
+	egAddr   string
+	egTLS    xds.MTLSFiles
 	admin    string
 	relay    string
 	peers    []string
@@ -52,6 +58,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.xdsTLS.CertFile, "xds-tls-cert", "", "PEM certificate (chain) of the xDS server; with --xds-tls-key and --xds-client-ca, ADS requires mutual TLS")
 	fs.StringVar(&o.xdsTLS.KeyFile, "xds-tls-key", "", "PEM private key of --xds-tls-cert")
 	fs.StringVar(&o.xdsTLS.ClientCAFile, "xds-client-ca", "", "PEM CA certificates an Envoy's client certificate must chain to")
+	fs.StringVar(&o.egAddr, "envoy-gateway-address", ":"+strconv.Itoa(envoygateway.DefaultPort), "gRPC address of the Envoy Gateway extension server (served when the config has an envoy_gateway section)")
+	fs.StringVar(&o.egTLS.CertFile, "envoy-gateway-tls-cert", "", "PEM certificate of the extension server; with --envoy-gateway-tls-key and --envoy-gateway-client-ca, Envoy Gateway must present a client certificate")
+	fs.StringVar(&o.egTLS.KeyFile, "envoy-gateway-tls-key", "", "PEM private key of --envoy-gateway-tls-cert")
+	fs.StringVar(&o.egTLS.ClientCAFile, "envoy-gateway-client-ca", "", "PEM CA certificates Envoy Gateway's client certificate must chain to")
 	fs.StringVar(&o.admin, "admin-address", ":18001", "HTTP address for /metrics, /healthz and /readyz")
 	fs.StringVar(&o.relay, "relay-address", "", "address serving the state relay the Envoy replicas share placements and scrapes through (the filter config's shared_state.relay names it); empty: no relay")
 	fs.Func("relay-peers", "comma-separated host:port of the other control-plane replicas' relays (a headless Service's name gives every pod; this replica's own address may be among them), so Envoys on different replicas share; needs --relay-address", func(v string) error {
@@ -82,6 +92,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if err := o.xdsTLS.Check(); err != nil {
 		return o, fmt.Errorf("--xds-tls-cert, --xds-tls-key, --xds-client-ca: %w", err)
+	}
+	if err := o.egTLS.Check(); err != nil {
+		return o, fmt.Errorf("--envoy-gateway-tls-cert, --envoy-gateway-tls-key, --envoy-gateway-client-ca: %w", err)
 	}
 	return o, nil
 }
@@ -142,17 +155,26 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return errors.Join(fmt.Errorf("relay listen: %w", err), xdsLis.Close(), adminLis.Close())
 		}
 	}
-	return serve(ctx, o, xdsLis, adminLis, relayLis, log)
+	ext, err := listenExtension(o, log)
+	if err != nil {
+		errs := []error{err, xdsLis.Close(), adminLis.Close()}
+		if relayLis != nil {
+			errs = append(errs, relayLis.Close())
+		}
+		return errors.Join(errs...)
+	}
+	return serve(ctx, o, xdsLis, adminLis, relayLis, ext, log)
 }
 
 // serve applies the config and serves ADS, the admin endpoints and, when
 // relayLis is not nil, the state relay until ctx ends. The first load must
 // succeed: starting with no configuration would only hide the mistake
-// behind a not-ready probe.
-func serve(ctx context.Context, o options, xdsLis, adminLis, relayLis net.Listener, log *slog.Logger) error {
+// behind a not-ready probe. ext, when not nil, is the Envoy Gateway
+// extension server, fed every config applied.
+func serve(ctx context.Context, o options, xdsLis, adminLis, relayLis net.Listener, ext *extension, log *slog.Logger) error {
 	config := o.config
 	closeListeners := func(err error) error {
-		errs := []error{err, xdsLis.Close(), adminLis.Close()}
+		errs := []error{err, xdsLis.Close(), adminLis.Close(), ext.close()}
 		if relayLis != nil {
 			errs = append(errs, relayLis.Close())
 		}
@@ -165,12 +187,21 @@ func serve(ctx context.Context, o options, xdsLis, adminLis, relayLis net.Listen
 		Path: config, Publisher: srv, Metrics: metrics, Log: log,
 		OnApplied: func(uint64) { health.SetReady() },
 	}
-	source, err := kubeSource(o, srv, log, health.SetReady)
+	source, err := kubeSource(o, srv, log, func(res *kube.Result) {
+		health.SetReady()
+		if ext != nil {
+			if err := ext.srv.Update(res.Config); err != nil {
+				log.Error("the Envoy Gateway extension refused the Kubernetes build", "err", err)
+			}
+		}
+	})
 	if err != nil {
 		return closeListeners(err)
 	}
 	if source != nil {
 		r.Apply = source.SetBase
+	} else if ext != nil {
+		r.Observe = ext.srv.Update
 	}
 	if err := r.Reload(ctx); err != nil {
 		return closeListeners(err)
@@ -203,6 +234,14 @@ func serve(ctx context.Context, o options, xdsLis, adminLis, relayLis net.Listen
 		if len(o.peers) > 0 {
 			log.Info("linking the state relay with its peers", "peers", strings.Join(o.peers, ","))
 			tasks = append(tasks, func() error { return h.Peer(ctx, o.peers) })
+		}
+	}
+	if ext != nil {
+		tasks = append(tasks, func() error { return ext.serve(ctx, log) })
+		if source != nil {
+			if c := aigatewayroute.ForSource(source, log); c != nil {
+				tasks = append(tasks, func() error { return c.Run(ctx) })
+			}
 		}
 	}
 	errc := make(chan error, len(tasks))

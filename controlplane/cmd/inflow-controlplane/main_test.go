@@ -30,23 +30,26 @@ func TestParseFlags(t *testing.T) {
 		wantErr string
 		want    options
 	}{
-		{args: []string{"--config", "c.yaml"}, want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001", kube: defaultKube}},
+		{args: []string{"--config", "c.yaml"}, want: options{config: "c.yaml", xdsAddr: ":18000", egAddr: ":1063", admin: ":18001", kube: defaultKube}},
 		{args: []string{"--config", "c.yaml", "--print", "--xds-address", "127.0.0.1:1", "--admin-address", ":2", "--log-level", "debug"},
-			want: options{config: "c.yaml", xdsAddr: "127.0.0.1:1", admin: ":2", print: true, logLevel: slog.LevelDebug, kube: defaultKube}},
-		{args: []string{"--config", "c.yaml", "--relay-address", ":18002"}, want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001", relay: ":18002", kube: defaultKube}},
+			want: options{config: "c.yaml", xdsAddr: "127.0.0.1:1", egAddr: ":1063", admin: ":2", print: true, logLevel: slog.LevelDebug, kube: defaultKube}},
+		{args: []string{"--config", "c.yaml", "--relay-address", ":18002"}, want: options{config: "c.yaml", xdsAddr: ":18000", egAddr: ":1063", admin: ":18001", relay: ":18002", kube: defaultKube}},
 		{args: []string{"--config", "c.yaml", "--relay-address", ":18002", "--relay-peers", "relay-peers.inflow.svc:18002, 10.0.0.2:18002"},
-			want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001", relay: ":18002", peers: []string{"relay-peers.inflow.svc:18002", "10.0.0.2:18002"}, kube: defaultKube}},
+			want: options{config: "c.yaml", xdsAddr: ":18000", egAddr: ":1063", admin: ":18001", relay: ":18002", peers: []string{"relay-peers.inflow.svc:18002", "10.0.0.2:18002"}, kube: defaultKube}},
 		{args: []string{"--config", "c", "--relay-peers", "p:18002"}, wantErr: "--relay-peers needs --relay-address"},
 		{args: []string{"--config", "c", "--relay-address", ":1", "--relay-peers", "no-port"}, wantErr: "missing port"},
 		{args: []string{"--config", "c.yaml", "--sync-credentials", "--kubeconfig", "k", "--identity", "me"},
-			want: options{config: "c.yaml", xdsAddr: ":18000", admin: ":18001",
+			want: options{config: "c.yaml", xdsAddr: ":18000", egAddr: ":1063", admin: ":18001",
 				kube: kubeOptions{kubeconfig: "k", leaseName: "inflow-controlplane-leader", identity: "me", syncCredentials: true}}},
 		{args: nil, wantErr: "--config is required"},
 		{args: []string{"--config", "c", "extra"}, wantErr: "unexpected arguments"},
 		{args: []string{"--nope"}, wantErr: "flag provided but not defined"},
 		{args: []string{"--config", "c", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem", "--xds-client-ca", "ca.pem"},
-			want: options{config: "c", xdsAddr: ":18000", admin: ":18001", xdsTLS: xds.MTLSFiles{CertFile: "c.pem", KeyFile: "k.pem", ClientCAFile: "ca.pem"}, kube: defaultKube}},
+			want: options{config: "c", xdsAddr: ":18000", egAddr: ":1063", admin: ":18001", xdsTLS: xds.MTLSFiles{CertFile: "c.pem", KeyFile: "k.pem", ClientCAFile: "ca.pem"}, kube: defaultKube}},
 		{args: []string{"--config", "c", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem"}, wantErr: "a certificate, its key and a client CA are needed together"},
+		{args: []string{"--config", "c", "--envoy-gateway-address", "127.0.0.1:1063", "--envoy-gateway-tls-cert", "c.pem", "--envoy-gateway-tls-key", "k.pem", "--envoy-gateway-client-ca", "ca.pem"},
+			want: options{config: "c", xdsAddr: ":18000", egAddr: "127.0.0.1:1063", admin: ":18001", egTLS: xds.MTLSFiles{CertFile: "c.pem", KeyFile: "k.pem", ClientCAFile: "ca.pem"}, kube: defaultKube}},
+		{args: []string{"--config", "c", "--envoy-gateway-tls-cert", "c.pem"}, wantErr: "--envoy-gateway-tls-cert"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -93,7 +96,7 @@ func TestServeBecomesReadyAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, options{config: example}, xdsLis, adminLis, relayLis, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- serve(ctx, options{config: example}, xdsLis, adminLis, relayLis, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	defer func() {
 		cancel()

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,9 +110,13 @@ type Cluster struct {
 // Start runs kube-apiserver and etcd with the Inference Extension's CRDs
 // (build/k8s/crds, copied from the module) and stand-ins for the Envoy AI
 // Gateway's and Envoy Gateway's CRDs; it stops them when the test ends.
-func Start(t testing.TB) *Cluster {
+func Start(t testing.TB) *Cluster { return StartWith(t) }
+
+// StartWith is Start with the CRDs of more folders installed (such as
+// Gateway API's, for the Envoy Gateway mode's HTTPRoutes).
+func StartWith(t testing.TB, crdDirs ...string) *Cluster {
 	t.Helper()
-	c, err := StartCluster(Root(t), Assets(t))
+	c, err := StartCluster(Root(t), Assets(t), crdDirs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,11 +128,11 @@ func Start(t testing.TB) *Cluster {
 	return c
 }
 
-// StartCluster is Start for programs (benchmarks): the caller stops it.
-func StartCluster(root, assets string) (*Cluster, error) {
+// StartCluster is StartWith for programs (benchmarks): the caller stops it.
+func StartCluster(root, assets string, crdDirs ...string) (*Cluster, error) {
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "build", "k8s", "crds")},
+		CRDDirectoryPaths:     append([]string{filepath.Join(root, "build", "k8s", "crds")}, crdDirs...),
 		CRDs:                  StandInCRDs(),
 		ErrorIfCRDPathMissing: true,
 	}
@@ -191,4 +196,18 @@ func (c *Cluster) User(name string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubetest: user %s: %w", name, err)
 	}
 	return u.Config(), nil
+}
+
+// GatewayAPICRDs is the folder of Gateway API's standard CRDs in the
+// module go.mod pins (for StartWith): the API server then validates
+// HTTPRoutes, their CEL rules included, as a cluster with Gateway API does.
+func GatewayAPICRDs(t testing.TB) string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api")
+	cmd.Dir = Root(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubetest: go list sigs.k8s.io/gateway-api: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard")
 }

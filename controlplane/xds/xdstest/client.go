@@ -36,6 +36,12 @@ func Dial(addr, nodeID string) (*ADS, error) {
 
 // DialWith opens an ADS stream over creds (e.g. credentials.NewTLS).
 func DialWith(addr, nodeID string, creds credentials.TransportCredentials) (*ADS, error) {
+	return DialNode(addr, &corev3.Node{Id: nodeID, Cluster: "inflow-test"}, creds)
+}
+
+// DialNode opens an ADS stream over creds as node (Envoy Gateway serves a
+// node by its cluster, the Gateway's key).
+func DialNode(addr string, node *corev3.Node, creds credentials.TransportCredentials) (*ADS, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("xdstest: dial: %w", err)
@@ -48,7 +54,7 @@ func DialWith(addr, nodeID string, creds credentials.TransportCredentials) (*ADS
 	}
 	a := &ADS{
 		conn: conn, stream: stream, cancel: cancel,
-		node:  &corev3.Node{Id: nodeID, Cluster: "inflow-test"},
+		node:  node,
 		resps: make(chan *discoveryv3.DiscoveryResponse, 64),
 		errc:  make(chan error, 1),
 	}
