@@ -146,7 +146,15 @@ func startEGHost(t *testing.T) *egHostStack {
 	}
 	a := startADS(t)
 	setADS(t, a, "1", res)
-	h, err := harness.StartXDSHost(testContext(t), harness.XDSHostOptions{ControlPlane: a.Addr, Listener: egListenerName, NodeCluster: egGateway})
+	st.host = startEGProxy(t, harness.XDSHostOptions{ControlPlane: a.Addr, Listener: egListenerName, NodeCluster: egGateway})
+	return st
+}
+
+// startEGProxy runs a host as a proxy of the Gateway, closed (with its log
+// on failure) when the test ends.
+func startEGProxy(t *testing.T, opts harness.XDSHostOptions) *harness.Host {
+	t.Helper()
+	h, err := harness.StartXDSHost(testContext(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +164,7 @@ func startEGHost(t *testing.T) *egHostStack {
 			t.Logf("envoyhost log:\n%s", h.Stderr())
 		}
 	})
-	st.host = h
-	return st
+	return h
 }
 
 // poolResource is the InferencePool default/name as Envoy Gateway passes it

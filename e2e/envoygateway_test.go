@@ -101,7 +101,7 @@ func (r *recorder) intercept(ctx context.Context, req any, info *grpc.UnaryServe
 // startEnvoyGatewayMode runs Inflow's control plane in Envoy Gateway mode
 // (xDS and the extension server, recording the hooks' inputs) with
 // testdata's spec, its pools' endpoints replaced by endpoints.
-func startEnvoyGatewayMode(t *testing.T, endpoints map[string][]string) (*local.Server, *recorder) {
+func startEnvoyGatewayMode(t *testing.T, endpoints map[string][]string, extra ...string) (*local.Server, *recorder) {
 	t.Helper()
 	text := string(repoFile(t, "controlplane/envoygateway/testdata/spec.yaml"))
 	for _, eps := range []struct{ from, to string }{
@@ -112,6 +112,7 @@ func startEnvoyGatewayMode(t *testing.T, endpoints map[string][]string) (*local.
 			text = strings.Replace(text, eps.from, eps.to, 1)
 		}
 	}
+	text += strings.Join(extra, "")
 	path := filepath.Join(t.TempDir(), "inflow.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

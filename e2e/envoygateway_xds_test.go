@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
@@ -71,8 +72,17 @@ func TestEnvoyGatewayTranslation(t *testing.T) {
 	t.Run("clusters", func(t *testing.T) {
 		checkPoolCluster(t, got.Clusters[egLlamaCluster], "default.llama", config.DestinationOverrideHost)
 		checkPoolCluster(t, got.Clusters[egTinyCluster], "default.tiny", config.DestinationOriginalDst)
+		for _, pool := range []string{egLlamaCluster, egTinyCluster} {
+			// Envoy Gateway's own (empty) load assignment of the pool
+			// cluster stays subscribed over ADS, else its ADS-mode cache
+			// answers no EDS request of the proxy
+			hold := got.Clusters[translator.AssignmentHoldPrefix+pool]
+			if hold.GetEdsClusterConfig().GetServiceName() != pool || hold.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
+				t.Errorf("no assignment hold for %s over ADS: %v", pool, hold)
+			}
+		}
 		for name, c := range got.Clusters {
-			if name == egLlamaCluster || name == egTinyCluster {
+			if name == egLlamaCluster || name == egTinyCluster || strings.HasPrefix(name, translator.AssignmentHoldPrefix) {
 				continue
 			}
 			if diff := cmp.Diff(base.Clusters[name], c, protocmp.Transform()); diff != "" {

@@ -435,9 +435,9 @@ func TestUnmodelledConfigIsRefusedByName(t *testing.T) {
 			r[resource.ListenerType][0] = listener(t, "l", "r", func(h *hcmv3.HttpConnectionManager) {
 				h.AccessLog = []*accesslogv3.AccessLog{{Name: "envoy.access_loggers.file", ConfigType: &accesslogv3.AccessLog_TypedConfig{
 					TypedConfig: typed(t, &filev3.FileAccessLog{Path: "/dev/null", AccessLogFormat: &filev3.FileAccessLog_LogFormat{
-						LogFormat: &corev3.SubstitutionFormatString{Format: &corev3.SubstitutionFormatString_TextFormat{TextFormat: "%UPSTREAM_TRANSPORT_FAILURE_REASON%\n"}}}})}}}
+						LogFormat: &corev3.SubstitutionFormatString{Format: &corev3.SubstitutionFormatString_TextFormat{TextFormat: "%UPSTREAM_PEER_SUBJECT%\n"}}}})}}}
 			})
-		}, "UPSTREAM_TRANSPORT_FAILURE_REASON"},
+		}, "UPSTREAM_PEER_SUBJECT"},
 	}
 	for i, c := range cases {
 		r := good()

@@ -231,6 +231,11 @@ func TestEnvoyGatewayValues(t *testing.T) {
 	if !slices.Equal(hooks, envoygateway.Hooks) || len(em.Hooks.XDSTranslator.Pre) != 0 {
 		t.Errorf("post hooks %v, pre %v: the extension server implements exactly %v", hooks, em.Hooks.XDSTranslator.Pre, envoygateway.Hooks)
 	}
+	// PostTranslateModify adds clusters: it needs them, and must never be
+	// sent the Gateways' TLS keys
+	if tc := em.Hooks.XDSTranslator.Translation; !tc.ShouldIncludeClusters() || tc.ShouldIncludeSecrets() {
+		t.Error("translation hook: include the clusters and no secrets")
+	}
 	objs := build(t, egDir)
 	svc := serviceNamed(t, objs, "controlplane")
 	want := svc.Name + "." + svc.Namespace + ".svc.cluster.local"

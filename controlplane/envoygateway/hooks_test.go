@@ -46,6 +46,8 @@ func call(s *envoygateway.Server, req proto.Message) (proto.Message, error) {
 		return s.PostClusterModify(ctx, r)
 	case *extension.PostHTTPListenerModifyRequest:
 		return s.PostHTTPListenerModify(ctx, r)
+	case *extension.PostTranslateModifyRequest:
+		return s.PostTranslateModify(ctx, r)
 	}
 	return nil, fmt.Errorf("no hook for %T", req)
 }

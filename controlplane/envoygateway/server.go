@@ -11,7 +11,8 @@
 //     fallbacks (PostRouteModify);
 //   - makes each InferencePool cluster Inflow's pool destination: members
 //     over EDS from Inflow with OverrideHost, or ORIGINAL_DST; no ext_proc
-//     and no Endpoint Picker (PostClusterModify).
+//     and no Endpoint Picker (PostClusterModify), and keeps Envoy
+//     Gateway's own load assignment for it subscribed (PostTranslateModify).
 //
 // Everything else it returns unchanged (an empty response, which Envoy
 // Gateway reads as "not modified"). The hooks are pure functions of their
@@ -39,10 +40,10 @@ import (
 
 // Hooks are the post-translation hooks the server implements, as Envoy
 // Gateway's config names them (extensionManager.hooks.xdsTranslator.post).
-// PostTranslateModify is not one: the cluster Inflow's config comes
-// through must be a static one of the proxies' bootstrap, which no hook
-// can add.
-var Hooks = []string{"Route", "Cluster", "HTTPListener"}
+// Translation (PostTranslateModify) only adds the assignment holds; the
+// cluster Inflow's config comes through must be a static one of the
+// proxies' bootstrap, which no hook can add.
+var Hooks = []string{"Route", "Cluster", "HTTPListener", "Translation"}
 
 // DefaultPort is where Envoy Gateway's documentation puts extension servers.
 const DefaultPort = 1063

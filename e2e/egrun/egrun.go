@@ -239,7 +239,10 @@ func ExtensionManager(host, port string, hooks []string) map[string]any {
 	var p int
 	fmt.Sscan(port, &p)
 	return map[string]any{
-		"hooks":   map[string]any{"xdsTranslator": map[string]any{"post": hooks}},
+		// PostTranslateModify gets the clusters only, never TLS keys
+		"hooks": map[string]any{"xdsTranslator": map[string]any{"post": hooks, "translation": map[string]any{
+			"cluster": map[string]any{"includeAll": true}, "secret": map[string]any{"includeAll": false},
+		}}},
 		"service": map[string]any{"ip": map[string]any{"address": host, "port": p}},
 		"backendResources": []map[string]string{
 			{"group": "inference.networking.k8s.io", "version": "v1", "kind": "InferencePool"},

@@ -1,5 +1,7 @@
 #include "chain.h"
 
+#include "h1parse.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,15 @@ static char *dup_s(const char *s) {
   return d;
 }
 
+/* A proto3 JSON enum as its index in names (listed in the enums' order),
+ * dflt when unset or unknown. */
+static int enum_value(json_t *j, const char *const *names, int dflt) {
+  const char *v = json_string_value(j);
+  for (int i = 0; v && names[i]; i++)
+    if (strcmp(v, names[i]) == 0) return i;
+  return dflt;
+}
+
 chain_t *chain_parse(json_t *j, fconfig_t *golang, char *err, size_t errlen) {
   chain_t *c = calloc(1, sizeof(*c));
   if (c == NULL) abort();
@@ -38,6 +49,16 @@ chain_t *chain_parse(json_t *j, fconfig_t *golang, char *err, size_t errlen) {
   json_t *common = json_object_get(h, "common_http_protocol_options");
   json_t *mh = json_object_get(common, "max_headers_count");
   c->max_headers = mh ? (size_t)json_integer_value(mh) : kDefaultMaxHeaders;
+  static const char *const kUnderscores[] = {"ALLOW", "REJECT_REQUEST", "DROP_HEADER", NULL};
+  c->headers_with_underscores =
+      enum_value(json_object_get(common, "headers_with_underscores_action"), kUnderscores, H1_UNDERSCORE_ALLOW);
+  /* IMPLEMENTATION_SPECIFIC_DEFAULT is KEEP_UNCHANGED unless a runtime key
+   * says otherwise (http_connection_manager/config.cc getPathWithEscapedSlashesAction) */
+  static const char *const kEscaped[] = {"KEEP_UNCHANGED", "REJECT_REQUEST", "UNESCAPE_AND_REDIRECT", "UNESCAPE_AND_FORWARD", NULL};
+  c->escaped_slashes = enum_value(json_object_get(h, "path_with_escaped_slashes_action"), kEscaped, ESCAPED_KEEP);
+  static const char *const kServer[] = {"OVERWRITE", "APPEND_IF_ABSENT", "PASS_THROUGH", NULL};
+  c->server_header = enum_value(json_object_get(h, "server_header_transformation"), kServer, SERVER_OVERWRITE);
+  c->suppress_envoy_headers = json_is_true(json_object_get(h, "router_suppress_envoy_headers"));
   c->stream_idle_timeout_ms = parse_duration_ms(json_object_get(h, "stream_idle_timeout"), kDefaultStreamIdleMs);
   c->request_timeout_ms = parse_duration_ms(json_object_get(h, "request_timeout"), 0);
   c->request_headers_timeout_ms = parse_duration_ms(json_object_get(h, "request_headers_timeout"), 0);
@@ -67,6 +88,17 @@ chain_t *chain_parse(json_t *j, fconfig_t *golang, char *err, size_t errlen) {
     accesslog_t *l = accesslog_parse(json_array_get(logs, i), err, errlen);
     if (l == NULL) goto fail;
     c->logs[c->nlogs++] = l;
+  }
+  json_t *hc = json_object_get(h, "health_check");
+  if (hc) {
+    json_t *hs = json_object_get(hc, "headers");
+    c->has_hc = 1;
+    c->hc = calloc(json_array_size(hs) + 1, sizeof(hdrmatch_t));
+    if (c->hc == NULL) abort();
+    for (size_t i = 0; i < json_array_size(hs); i++) {
+      if (hdrmatch_parse(json_array_get(hs, i), &c->hc[i], err, errlen) != 0) goto fail;
+      c->nhc++;
+    }
   }
   json_t *g = json_object_get(j, "golang");
   if (g) {
@@ -105,6 +137,8 @@ void chain_unref(chain_t *c) {
   if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1) return;
   fconfig_unref(c->golang);
   routecfg_unref(c->inline_rc);
+  for (size_t i = 0; i < c->nhc; i++) hdrmatch_free(&c->hc[i]);
+  free(c->hc);
   localreply_free(c->lr);
   for (size_t i = 0; i < c->nlogs; i++) accesslog_free(c->logs[i]);
   free(c->logs);

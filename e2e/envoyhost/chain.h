@@ -11,7 +11,11 @@
 #include "accesslog.h"
 #include "fconfig.h"
 #include "localreply.h"
+#include "match.h"
 #include "routecfg.h"
+
+enum { ESCAPED_KEEP = 0, ESCAPED_REJECT, ESCAPED_REDIRECT, ESCAPED_FORWARD };
+enum { SERVER_OVERWRITE = 0, SERVER_APPEND_IF_ABSENT, SERVER_PASS_THROUGH };
 
 typedef struct chain {
   atomic_int refs;
@@ -22,13 +26,25 @@ typedef struct chain {
   int64_t stream_idle_timeout_ms, request_timeout_ms, request_headers_timeout_ms;
   int normalize_path, merge_slashes, strip_any_host_port, use_remote_address, enable_trailers, proxy_100_continue;
   int accept_http_10;
+  int headers_with_underscores; /* H1_UNDERSCORE_* */
+  /* path_with_escaped_slashes_action: 0 KEEP_UNCHANGED (the default),
+   * ESCAPED_REJECT, ESCAPED_REDIRECT, ESCAPED_FORWARD */
+  int escaped_slashes;
+  /* server_header_transformation: SERVER_OVERWRITE (default), _APPEND_IF_ABSENT, _PASS_THROUGH */
+  int server_header;
+  /* the router's suppress_envoy_headers */
+  int suppress_envoy_headers;
   char *default_host_for_http_10;
   char *rds;            /* RDS route config name, or */
   routecfg_t *inline_rc; /* route_config */
   localreply_t *lr;
   accesslog_t **logs;
   size_t nlogs;
-  /* http_filters: [golang]? then the router */
+  /* http_filters: [health_check]? [golang]? then the router; the
+   * health_check filter's headers (pass_through_mode false) */
+  hdrmatch_t *hc;
+  size_t nhc;
+  int has_hc;
   int has_golang;
   fconfig_t *golang;  /* inline typed_config, or */
   char *golang_ecds;  /* config_discovery: the TypedExtensionConfig name */

@@ -210,6 +210,7 @@ void conn_accept(worker_t *w, listener_t *l, int fd) {
   h1p_init(&c->p, H1_REQUEST);
   c->p.max_header_bytes = chain->max_header_bytes;
   c->p.max_headers = chain->max_headers;
+  c->p.underscores = chain->headers_with_underscores;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
   if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET) {

@@ -26,11 +26,13 @@ typedef struct fmt_ctx {
   const metadata_t *md;
   const char *upstream_host, *cluster, *route_name;
   const char *remote, *local;
+  const char *upstream_local, *transport_failure; /* "" when not known */
   int minor;
   uint64_t start_wall_ms;
   int64_t duration_ms, request_duration_ms, response_duration_ms; /* -1: not known */
   uint64_t bytes_received, bytes_sent;
   int attempts;
+  int health_check; /* StreamInfo::healthCheck(): the health_check filter took the request */
 } fmt_ctx_t;
 
 typedef struct fmt fmt_t;

@@ -15,6 +15,7 @@ static const char kInvalidChars[] = "http1.invalid_characters";
 static const char kInvalidTE[] = "http1.invalid_transfer_encoding";
 static const char kCLAndChunked[] = "http1.content_length_and_chunked_not_allowed";
 static const char kInvalidCL[] = "http1.content_length_not_allowed";
+static const char kInvalidUnderscore[] = "http1.unexpected_underscore";
 
 enum { kMaxChunkLine = 1024 };
 
@@ -33,11 +34,12 @@ void h1p_free(h1p_t *p) {
 
 void h1p_reset(h1p_t *p) {
   size_t mb = p->max_header_bytes, mh = p->max_headers;
-  int kind = p->kind;
+  int kind = p->kind, us = p->underscores;
   h1p_free(p);
   h1p_init(p, kind);
   p->max_header_bytes = mb;
   p->max_headers = mh;
+  p->underscores = us;
 }
 
 int h1p_idle(const h1p_t *p) { return p->state == H1S_HEAD && p->head_bytes == 0; }
@@ -92,6 +94,13 @@ static int add_field(h1p_t *p, hmap_t *m, char *line, size_t len) {
   for (size_t i = 0; i < vlen; i++) {
     unsigned char c = (unsigned char)v[i];
     if ((c < 0x20 && c != '\t') || c == 0x7f) return fail(p, 400, kInvalidChars);
+  }
+  /* ServerConnectionImpl::checkHeaderNameForUnderscores, for headers and
+   * trailers alike (http1/codec_impl.cc:550-551, 1428-1450): drop the
+   * field, or reject the request 400 and close */
+  if (p->underscores != H1_UNDERSCORE_ALLOW && memchr(line, '_', klen) != NULL) {
+    if (p->underscores == H1_UNDERSCORE_REJECT) return fail(p, 400, kInvalidUnderscore);
+    return 0;
   }
   hmap_add(m, line, klen, v, vlen);
   if (p->max_headers > 0 && m->n > p->max_headers) return fail(p, 431, kTooManyHeaders);

@@ -18,6 +18,8 @@ enum { H1_REQUEST, H1_RESPONSE };
 
 /* What the message head said. Strings are owned by the parser until the
  * next message begins. */
+enum { H1_UNDERSCORE_ALLOW = 0, H1_UNDERSCORE_REJECT, H1_UNDERSCORE_DROP };
+
 typedef struct h1_head {
   char method[16];
   char *target; /* request-target as sent */
@@ -57,6 +59,9 @@ typedef struct h1p {
   /* Request limits (Envoy's max_request_headers_kb and max_headers_count);
    * 0 disables. */
   size_t max_header_bytes, max_headers;
+  /* common_http_protocol_options.headers_with_underscores_action of a
+   * request parser: H1_UNDERSCORE_ALLOW (default), _REJECT, _DROP */
+  int underscores;
   /* Set by the upstream side before parsing a response to HEAD. */
   int response_to_head;
   size_t head_bytes;

@@ -32,6 +32,9 @@ void hcm_fmt_ctx(stream_t *st, fmt_ctx_t *c) {
   c->upstream_host = st->upstream_host;
   c->cluster = st->cluster_name;
   c->route_name = st->route ? st->route->name : NULL;
+  c->health_check = st->health_check;
+  c->upstream_local = st->upstream_local;
+  c->transport_failure = st->transport_failure;
   c->remote = st->peer;
   c->local = st->local;
   c->minor = st->minor;
@@ -130,9 +133,42 @@ static int canonical_path(const char *in, size_t n, buf_t *out) {
   return 0;
 }
 
-static int normalize_path(stream_t *st) {
+/* PathUtil::unescapeSlashes: %2F %2f %5C %5c in the path (not the query)
+ * become / and \ (http/path_utility.cc:74-98). 1 when one was found. */
+static int unescape_slashes(stream_t *st) {
   const char *path = hmap_get_str(&st->req_headers, ":path");
-  if (path == NULL) return 0;
+  size_t plen = strcspn(path, "?");
+  if (memchr(path, '%', plen) == NULL) return 0;
+  buf_t out;
+  buf_init(&out);
+  for (size_t i = 0; i < plen; i++) {
+    if (path[i] == '%' && i + 2 < plen &&
+        ((path[i + 1] == '2' && (path[i + 2] == 'F' || path[i + 2] == 'f')) ||
+         (path[i + 1] == '5' && (path[i + 2] == 'C' || path[i + 2] == 'c')))) {
+      buf_append(&out, path[i + 1] == '2' ? "/" : "\\", 1);
+      i += 2;
+    } else {
+      buf_append(&out, path + i, 1);
+    }
+  }
+  int found = out.len != plen;
+  buf_append(&out, path + plen, strlen(path + plen));
+  if (found) hmap_set(&st->req_headers, ":path", 5, out.data, out.len);
+  buf_free(&out);
+  return found;
+}
+
+/* ConnectionManagerUtility::maybeNormalizePath (http/conn_manager_utility.cc:770-818):
+ * escaped slashes first, then normalisation, then merging. -1 rejects,
+ * 1 redirects (to the new path), 0 goes on. */
+static int normalize_path(stream_t *st) {
+  if (hmap_get_str(&st->req_headers, ":path") == NULL) return 0;
+  int action = 0;
+  if (st->chain->escaped_slashes != ESCAPED_KEEP && unescape_slashes(st)) {
+    if (st->chain->escaped_slashes == ESCAPED_REJECT) return -1;
+    if (st->chain->escaped_slashes == ESCAPED_REDIRECT) action = 1;
+  }
+  const char *path = hmap_get_str(&st->req_headers, ":path");
   size_t plen = strcspn(path, "?#");
   buf_t out;
   buf_init(&out);
@@ -155,7 +191,7 @@ static int normalize_path(stream_t *st) {
   if (out.len != strlen(path) || memcmp(out.data, path, out.len) != 0)
     hmap_set(&st->req_headers, ":path", 5, out.data, out.len);
   buf_free(&out);
-  return 0;
+  return action;
 }
 
 static void strip_port(stream_t *st) {
@@ -324,8 +360,24 @@ int hcm_decode_headers(stream_t *st, int end_stream) {
     stream_local_reply(st, 404, "", -1, "absolute_path_rejected", 0);
     return -1;
   }
-  if (normalize_path(st) != 0) {
+  int norm = normalize_path(st);
+  /* Grpc::Common::hasGrpcContentType: application/grpc, optionally
+   * followed by + or ; (grpc/common.cc) */
+  const char *ct = hmap_get_str(&st->req_headers, "content-type");
+  int grpc = ct && strncmp(ct, "application/grpc", 16) == 0 && (ct[16] == 0 || ct[16] == '+' || ct[16] == ';');
+  if (norm < 0 || (norm == 1 && grpc)) {
+    /* gRPC clients do not follow redirects: 400 (conn_manager_impl.cc:1497-1506) */
     stream_local_reply(st, 400, "", -1, "path_normalization_failed", 0);
+    return -1;
+  }
+  if (norm == 1) {
+    /* 307 to the unescaped path (conn_manager_impl.cc:1507-1516) */
+    hmap_t loc;
+    hmap_init(&loc);
+    const char *np = hmap_get_str(&st->req_headers, ":path");
+    hmap_add(&loc, "location", 8, np, strlen(np));
+    fm_send_local_reply(st, 307, "", 0, &loc, "path_normalization_failed");
+    hmap_free(&loc);
     return -1;
   }
   if (st->chain->strip_any_host_port) strip_port(st);

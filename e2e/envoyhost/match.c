@@ -154,7 +154,7 @@ int hdrmatch_match(const hdrmatch_t *m, const hmap_t *h) {
 
 /* ---- AccessLogFilter ---- */
 
-enum { AF_STATUS, AF_DURATION, AF_AND, AF_OR, AF_HEADER, AF_FLAGS, AF_METADATA, AF_TRUE };
+enum { AF_STATUS, AF_DURATION, AF_AND, AF_OR, AF_HEADER, AF_FLAGS, AF_METADATA, AF_TRUE, AF_NOT_HC };
 enum { CMP_EQ, CMP_GE, CMP_LE, CMP_NE };
 enum { VM_STRING, VM_BOOL, VM_PRESENT, VM_NULL, VM_DOUBLE };
 
@@ -235,7 +235,7 @@ alfilter_t *alfilter_parse(json_t *j, char *err, size_t errlen) {
         f->flags |= RF_BIT(b);
       }
     } else if (strcmp(k, "not_health_check_filter") == 0) {
-      f->kind = AF_TRUE; /* the host runs no health checks */
+      f->kind = AF_NOT_HC; /* NotHealthCheckFilter: not a request the health_check filter answered */
     } else if (strcmp(k, "metadata_filter") == 0) {
       f->kind = AF_METADATA;
       json_t *mif = json_object_get(v, "match_if_key_not_found");
@@ -337,6 +337,7 @@ int alfilter_eval(const alfilter_t *f, const fmt_ctx_t *c) {
   case AF_FLAGS: return f->flags ? (c->flags & f->flags) != 0 : c->flags != 0;
   case AF_METADATA: return metadata_matches(f, c);
   case AF_TRUE: return 1;
+  case AF_NOT_HC: return !c->health_check;
   }
   return 0;
 }

@@ -126,9 +126,10 @@ static void apply_request_mutations(stream_t *st, const route_t *route) {
     if (host && host[0]) hmap_set(&st->req_headers, "x-envoy-original-host", 21, host, strlen(host));
     hmap_set(&st->req_headers, ":authority", 10, route->host_rewrite, strlen(route->host_rewrite));
   }
-  if (route->timeout_ms > 0) {
+  if (route->timeout_ms > 0 && !st->chain->suppress_envoy_headers) {
     /* FilterUtility::finalTimeout tells the upstream its deadline in
-     * x-envoy-expected-rq-timeout-ms (router/router.cc:180-300) */
+     * x-envoy-expected-rq-timeout-ms unless the router suppresses Envoy's
+     * headers (router/router.cc:180-300, 643) */
     char tmp[24];
     int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)route->timeout_ms);
     hmap_set(&st->req_headers, "x-envoy-expected-rq-timeout-ms", 30, tmp, (size_t)n);
@@ -196,6 +197,7 @@ static void no_healthy_upstream(stream_t *st) {
 static void send_attempt(stream_t *st) {
   router_t *r = st->router;
   st->attempt_count++;
+  st->transport_failure[0] = 0; /* the upstream info is the latest attempt's */
   r->host = cluster_pick(r->cluster, &r->pick);
   if (r->host == NULL) {
     no_healthy_upstream(st);
@@ -314,6 +316,7 @@ static void count_status(cluster_t *c, int status) {
 static void up_headers(void *arg, int status, hmap_t *h, int end_stream) {
   stream_t *st = arg;
   router_t *r = st->router;
+  snprintf(st->upstream_local, sizeof(st->upstream_local), "%s", up_local_address(r->up));
   count_status(r->cluster, status);
   if (status_retriable(r->retry, status) && may_retry(st)) {
     /* resetting the upstream request closes its HTTP/1 connection */
@@ -332,9 +335,12 @@ static void up_headers(void *arg, int status, hmap_t *h, int end_stream) {
   hmap_init(&st->resp_headers);
   for (size_t i = 0; i < h->n; i++) hmap_add(&st->resp_headers, h->e[i].key, h->e[i].klen, h->e[i].value, h->e[i].vlen);
   apply_response_mutations(st);
-  char tmp[24];
-  int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)((now_ns() - r->attempt_start_ns) / 1000000));
-  hmap_set(&st->resp_headers, "x-envoy-upstream-service-time", 29, tmp, (size_t)n);
+  if (!st->chain->suppress_envoy_headers) {
+    /* router.cc:1988-1994 */
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)((now_ns() - r->attempt_start_ns) / 1000000));
+    hmap_set(&st->resp_headers, "x-envoy-upstream-service-time", 29, tmp, (size_t)n);
+  }
   snprintf(st->details, sizeof(st->details), "via_upstream");
   if (r->global_timer && end_stream) event_del(r->global_timer);
   fm_encode_headers(st, end_stream);
@@ -395,6 +401,10 @@ static void up_reset(void *arg, int reason, int after_headers) {
   char body[256], details[256];
   snprintf(body, sizeof(body), "upstream connect error or disconnect/reset before headers. %sreset reason: %s",
            r->is_retry ? "retried and the latest " : "", kReason[reason]);
+  if (reason == UP_CONNECT_FAILURE)
+    /* the connection pool's transport failure reason, which the details
+     * carry sanitized (conn_pool_base.cc, router.cc onUpstreamReset) */
+    snprintf(st->transport_failure, sizeof(st->transport_failure), "delayed connect error: Connection refused");
   if (reason == UP_CONNECT_FAILURE)
     snprintf(details, sizeof(details), "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}");
   else {

@@ -48,6 +48,12 @@ static void down_headers(stream_t *st, int end_stream) {
   if (st->drain_on_completion) st->conn->close_after = 1;
   if (st->resp_first_ns == 0) st->resp_first_ns = now_ns();
   st->down_headers_sent = 1;
+  /* ActiveStream::encodeHeaders, after the encoder filters:
+   * server_header_transformation with the default server_name "envoy"
+   * (http/conn_manager_impl.cc:1929-1934) */
+  int sh = st->chain->server_header;
+  if (sh == SERVER_OVERWRITE || (sh == SERVER_APPEND_IF_ABSENT && hmap_get(&st->resp_headers, "server", 6) == NULL))
+    hmap_set(&st->resp_headers, "server", 6, "envoy", 5);
   /* ActiveStream::encodeHeaders blocks the route cache: from here on
    * clearing it is a no-op (http/conn_manager_impl.cc:2011-2014) */
   st->route_blocked = 1;
@@ -489,6 +495,23 @@ static uint64_t merged_config_id(stream_t *st) {
   return id;
 }
 
+/* HealthCheckFilter with pass_through_mode false: a request whose headers
+ * all match is answered by the filter once it is complete, 200
+ * health_check_ok (503 health_check_failed only after the admin's
+ * /healthcheck/fail, which the host does not have); its body goes nowhere
+ * (extensions/filters/http/health_check/health_check.cc:55-145). */
+static int health_check_request(stream_t *st) {
+  chain_t *ch = st->chain;
+  if (!ch->has_hc) return 0;
+  for (size_t i = 0; i < ch->nhc; i++)
+    if (!hdrmatch_match(&ch->hc[i], &st->req_headers)) return 0;
+  return 1;
+}
+
+static void health_check_complete(stream_t *st) {
+  stream_local_reply(st, 200, "", -1, "health_check_ok", 0);
+}
+
 void stream_new(struct dconn *c, h1_head_t *head, int end_stream) {
   stream_t *st = stream_alloc(c);
   st->minor = head->minor;
@@ -500,22 +523,27 @@ void stream_new(struct dconn *c, h1_head_t *head, int end_stream) {
   st->refs++;
   if (hcm_decode_headers(st, end_stream) == 0) {
     chain_t *ch = st->chain;
-    if (ch->has_golang) {
-      if (ch->golang) {
-        st->fc = ch->golang;
-        fconfig_ref(st->fc);
-      } else {
-        st->fc = registry_ecds(ch->golang_ecds);
+    if (health_check_request(st)) {
+      st->health_check = 1;
+      if (end_stream) health_check_complete(st);
+    } else {
+      if (ch->has_golang) {
+        if (ch->golang) {
+          st->fc = ch->golang;
+          fconfig_ref(st->fc);
+        } else {
+          st->fc = registry_ecds(ch->golang_ecds);
+        }
+        if (st->fc == NULL) {
+          /* MissingConfigFilter (http/filter_chain_helper.h:29-38) */
+          st->missing_config = 1;
+          stream_local_reply(st, 500, "", RF_NO_FILTER_CONFIG_FOUND, "", 0);
+        } else {
+          st->filter = filter_new(st, st->w, st->fc->plugin_name, strlen(st->fc->plugin_name), merged_config_id(st));
+        }
       }
-      if (st->fc == NULL) {
-        /* MissingConfigFilter (http/filter_chain_helper.h:29-38) */
-        st->missing_config = 1;
-        stream_local_reply(st, 500, "", RF_NO_FILTER_CONFIG_FOUND, "", 0);
-      } else {
-        st->filter = filter_new(st, st->w, st->fc->plugin_name, strlen(st->fc->plugin_name), merged_config_id(st));
-      }
+      if (!st->missing_config) decode_headers(st, end_stream);
     }
-    if (!st->missing_config) decode_headers(st, end_stream);
   }
   stream_unref(st);
 }
@@ -528,6 +556,10 @@ void stream_decode_data(stream_t *st, buf_t *data, int end_stream) {
   }
   stream_touch(st);
   if (st->decode_aborted || st->finishing) return;
+  if (st->health_check) {
+    if (end_stream) health_check_complete(st);
+    return;
+  }
   if (end_stream) st->fm[DIR_DECODE].complete = 1;
   if (st->filter == NULL) {
     if (st->missing_config) return;
@@ -542,6 +574,10 @@ void stream_decode_trailers(stream_t *st, hmap_t *trailers) {
   st->req_done_ns = now_ns();
   stream_touch(st);
   if (st->decode_aborted || st->finishing) return;
+  if (st->health_check) {
+    health_check_complete(st);
+    return;
+  }
   st->req_trailers = calloc(1, sizeof(hmap_t));
   if (st->req_trailers == NULL) abort();
   for (size_t i = 0; i < trailers->n; i++)

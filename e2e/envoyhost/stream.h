@@ -35,6 +35,7 @@ typedef struct stream {
   chain_t *chain;
   fconfig_t *fc;       /* the golang filter's config for this stream */
   int missing_config;  /* ECDS config never arrived: MissingConfigFilter */
+  int health_check;    /* the health_check filter answers this request */
   hfilter_t *filter;   /* the golang filter, if the chain has one */
   uint64_t start_ns, start_wall_ms, req_done_ns, resp_first_ns, end_ns;
   char peer[80], local[80];
@@ -71,6 +72,8 @@ typedef struct stream {
   struct event *idle_timer, *request_timer;
   struct router *router;
   char upstream_host[64];
+  /* %UPSTREAM_LOCAL_ADDRESS% and %UPSTREAM_TRANSPORT_FAILURE_REASON% */
+  char upstream_local[64], transport_failure[96];
   char cluster_name[128];
   int attempt_count;
 } stream_t;

@@ -26,6 +26,7 @@ struct upconn {
   struct bufferevent *bev;
   h1p_t p;
   int connected, in_use, req_done, headers_seen, chunked_out, keep_alive;
+  char local[64]; /* the connection's local ip:port, once connected */
   int dispatching, cancelled, ended, trailers_seen;
   cluster_t *pool_cluster; /* the cluster version whose pool holds it (ref) */
   struct event *connect_timer;
@@ -206,6 +207,20 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
     event_del(u->connect_timer);
     int one = 1;
     setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN];
+    if (getsockname(bufferevent_getfd(bev), (struct sockaddr *)&ss, &sl) == 0) {
+      if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+        snprintf(u->local, sizeof(u->local), "%s:%u", ip, ntohs(a->sin_port));
+      } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+        snprintf(u->local, sizeof(u->local), "[%s]:%u", ip, ntohs(a->sin6_port));
+      }
+    }
     return;
   }
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -377,3 +392,5 @@ void up_cancel(upconn_t *u) {
   u->keep_alive = 0;
   if (!u->dispatching) up_free(u);
 }
+
+const char *up_local_address(const upconn_t *u) { return u->local; }

@@ -32,6 +32,8 @@ upconn_t *up_start(worker_t *w, cluster_t *c, host_t *h, const upreq_cb_t *cb, v
 void up_send_headers(upconn_t *u, const hmap_t *h, int end_stream, int head_request);
 void up_send_data(upconn_t *u, const char *p, size_t n, int end_stream);
 void up_send_trailers(upconn_t *u, const hmap_t *t);
+/* The connection's local ip:port ("" before it is connected). */
+const char *up_local_address(const upconn_t *u);
 /* Resets the request: no more callbacks, the connection is closed. */
 void up_cancel(upconn_t *u);
 

@@ -44,7 +44,10 @@ type XDSHostOptions struct {
 	Admin       string // default 127.0.0.1:0
 	Env         []string
 	DialOptions []grpc.DialOption
-	Log         *slog.Logger
+	// Bootstrap are the bootstrap's static clusters that config sources
+	// may name (an Envoy Gateway proxy's inflow-xds).
+	Bootstrap map[string]hostxds.Bootstrap
+	Log       *slog.Logger
 }
 
 var nodeSeq atomic.Int64
@@ -83,6 +86,7 @@ func StartXDSHost(ctx context.Context, opts XDSHostOptions) (*Host, error) {
 	h.agent, err = hostxds.Start(context.Background(), hostxds.Options{
 		XDS: opts.ControlPlane, NodeID: opts.NodeID, NodeCluster: opts.NodeCluster, HostAdmin: h.Admin,
 		DialOptions: opts.DialOptions, InitialFetchTimeout: opts.InitialFetchTimeout, Mounts: opts.Mounts, Log: opts.Log,
+		Bootstrap: opts.Bootstrap,
 	})
 	if err != nil {
 		h.Close()

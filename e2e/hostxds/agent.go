@@ -10,6 +10,7 @@ package hostxds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -58,7 +59,10 @@ type Options struct {
 	// Mounts maps directories of the Envoy container to local ones, as its
 	// volumes would: "/etc/inflow/secrets" -> "e2e/secrets".
 	Mounts map[string]string
-	Log    *slog.Logger
+	// Bootstrap are the static clusters of the node's bootstrap, by name,
+	// that api_config_sources may name (the ADS server is not one of them).
+	Bootstrap map[string]Bootstrap
+	Log       *slog.Logger
 }
 
 // Status is what the agent did so far, for tests and logs.
@@ -180,7 +184,7 @@ func (a *Agent) update(f func(*Status)) {
 }
 
 func (a *Agent) run(ctx context.Context, sw *secretWatch) {
-	st := newState(a.opts.InitialFetchTimeout, mounts(a.opts.Mounts))
+	st := newState(a.opts.InitialFetchTimeout, mounts(a.opts.Mounts), a.opts.Bootstrap)
 	for ctx.Err() == nil {
 		err := a.session(ctx, st, sw)
 		if ctx.Err() != nil {
@@ -211,7 +215,9 @@ func (a *Agent) session(ctx context.Context, st *state, sw *secretWatch) error {
 	}
 	node := &corev3.Node{Id: a.opts.NodeID, Cluster: a.opts.NodeCluster, UserAgentName: "envoy",
 		UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: "1.39.0"}}
-	s := &session{agent: a, stream: stream, node: node, st: st, sw: sw, subs: map[string][]string{}}
+	s := &session{agent: a, ctx: sctx, stream: stream, node: node, st: st, sw: sw, subs: map[string][]string{},
+		deltas: map[subKey]*deltaStream{}, deltaResps: make(chan deltaResponse)}
+	defer s.closeDeltas()
 	// a new stream starts over: the server sends everything again, and
 	// envoyhost keeps what did not change
 	st.resetStream()
@@ -248,6 +254,13 @@ func (a *Agent) session(ctx context.Context, st *state, sw *secretWatch) error {
 			if err := s.handle(ctx, r); err != nil {
 				return err
 			}
+		case dr := <-s.deltaResps:
+			if dr.err != nil {
+				return fmt.Errorf("hostxds: delta %s through %s: %w", dr.key.typ, dr.key.source, dr.err)
+			}
+			if err := s.handleDelta(ctx, dr.key, dr.r); err != nil {
+				return err
+			}
 		case ev := <-sw.w.Events:
 			if st.secretChanged(ev.Name) {
 				s.sync(ctx, "")
@@ -263,12 +276,22 @@ func (a *Agent) session(ctx context.Context, st *state, sw *secretWatch) error {
 }
 
 type session struct {
+	ctx    context.Context // the stream's: delta streams end with it
 	agent  *Agent
 	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
 	node   *corev3.Node
 	st     *state
 	sw     *secretWatch
 	subs   map[string][]string // non-wildcard type -> subscribed names
+	// deltas are the streams to bootstrap clusters, per subscription
+	deltas     map[subKey]*deltaStream
+	deltaResps chan deltaResponse
+}
+
+func (s *session) closeDeltas() {
+	for _, d := range s.deltas {
+		d.close()
+	}
 }
 
 func (s *session) send(r *discoveryv3.DiscoveryRequest) error {
@@ -291,6 +314,18 @@ func (s *session) handle(ctx context.Context, r *discoveryv3.DiscoveryResponse) 
 	}
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: not the update's fault
+	}
+	var refused *refusedListeners
+	if errors.As(err, &refused) {
+		// the listeners accepted are in place (and their RDS and ECDS
+		// wanted); only an LDS update is NACKed for the others
+		s.st.commit(next)
+		if err := s.resubscribe(); err != nil {
+			return err
+		}
+		if t != resource.ListenerType {
+			err = nil
+		}
 	}
 	if err != nil {
 		msg := err.Error()
@@ -322,9 +357,14 @@ func (s *session) handle(ctx context.Context, r *discoveryv3.DiscoveryResponse) 
 	return s.resubscribe()
 }
 
-// apply translates the candidate state and pushes what is warm.
+// apply translates the candidate state and pushes what is warm. With
+// refused listeners the rest is pushed and the *refusedListeners returned.
 func (s *session) apply(ctx context.Context, next *resources) error {
 	snap, err := s.st.translate(ctx, next, time.Now(), s.sw)
+	var refused *refusedListeners
+	if errors.As(err, &refused) {
+		err = nil
+	}
 	if err != nil {
 		return err
 	}
@@ -333,6 +373,9 @@ func (s *session) apply(ctx context.Context, next *resources) error {
 	}
 	s.st.active = snap
 	s.agent.update(func(st *Status) { st.Pushes++ })
+	if refused != nil {
+		return refused
+	}
 	return nil
 }
 
@@ -345,11 +388,12 @@ func (s *session) sync(ctx context.Context, _ string) {
 }
 
 // resubscribe asks for the RDS, EDS and ECDS names the accepted listeners
-// and clusters reference, when they changed.
+// and clusters reference, when they changed: over ADS, or over the delta
+// stream of the bootstrap cluster their config source names.
 func (s *session) resubscribe() error {
 	want := s.st.referenced()
 	for _, t := range []string{resource.RouteType, resource.EndpointType, resource.ExtensionConfigType} {
-		names := want[t]
+		names := want[subKey{"", t}]
 		if equal(names, s.subs[t]) {
 			continue
 		}
@@ -363,7 +407,78 @@ func (s *session) resubscribe() error {
 			return err
 		}
 	}
+	for k, names := range want {
+		if k.source == "" {
+			continue
+		}
+		d := s.deltas[k]
+		if d == nil {
+			b, ok := s.agent.opts.Bootstrap[k.source]
+			if !ok {
+				continue // refused when the state was translated
+			}
+			var err error
+			if d, err = openDelta(s.ctx, k, b, s.deltaResps); err != nil {
+				return err
+			}
+			s.deltas[k] = d
+		}
+		if err := d.resubscribe(s.node, names); err != nil {
+			return err
+		}
+	}
+	for k, d := range s.deltas {
+		if _, ok := want[k]; !ok {
+			if err := d.resubscribe(s.node, nil); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// handleDelta applies one delta response and ACKs it (the nonce) or NACKs
+// it (the nonce and error_detail INTERNAL with the reason), as
+// DeltaSubscriptionState does (source/extensions/config_subscription/grpc/
+// delta_subscription_state.cc:270-285, 370-380).
+func (s *session) handleDelta(ctx context.Context, k subKey, r *discoveryv3.DeltaDiscoveryResponse) error {
+	d := s.deltas[k]
+	if d == nil {
+		return nil
+	}
+	next, err := s.st.withDelta(k.typ, r)
+	if err == nil {
+		err = s.apply(ctx, next)
+	}
+	var refused *refusedListeners
+	if errors.As(err, &refused) {
+		err = nil // an LDS matter, NACKed there
+	}
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	key := k.source + " " + k.typ
+	if err != nil {
+		msg := err.Error()
+		s.agent.opts.Log.Error("hostxds: rejecting a delta update (NACK)", "source", k.source, "type", k.typ, "error", msg)
+		s.agent.update(func(st *Status) { st.NACKs++; st.LastNACK = msg })
+		if k.typ == resource.ExtensionConfigType {
+			for _, n := range d.names {
+				if s.st.cur.ecds[n] == nil {
+					s.st.ecdsFailed[n] = true
+				}
+			}
+			s.sync(ctx, "")
+		}
+		return d.request(s.node, &discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce(),
+			ErrorDetail: &status.Status{Code: int32(codes.Internal), Message: msg}})
+	}
+	s.st.commit(next)
+	s.agent.update(func(st *Status) { st.Accepted[key] = r.GetSystemVersionInfo() })
+	if err := d.request(s.node, &discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()}); err != nil {
+		return err
+	}
+	return s.resubscribe()
 }
 
 func equal(a, b []string) bool {

@@ -3,6 +3,7 @@ package hostxds
 import (
 	"context"
 	"fmt"
+	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
 	"net"
 	"net/netip"
 	"os"
@@ -47,6 +48,8 @@ type hostCluster struct {
 	CircuitBreakers map[string]uint32 `json:"circuit_breakers,omitempty"`
 	Credential      *hostCredential   `json:"credential_injector,omitempty"`
 	TLS             *hostTLS          `json:"tls,omitempty"`
+	// localityWeighted: the policy weighs localities (locality_weighted_lb_config)
+	localityWeighted bool
 }
 
 type hostOriginalDst struct {
@@ -85,7 +88,9 @@ type hostCredential struct {
 // clusterDeps are what a cluster warms on: its ClusterLoadAssignment (EDS)
 // and the file an SDS secret is read from.
 type clusterDeps struct {
-	eds          string
+	eds string
+	// edsSource is the bootstrap cluster the assignment comes through ("" = ADS)
+	edsSource    string
 	fetchTimeout *time.Duration
 	secret       string
 	secretPath   string
@@ -165,9 +170,11 @@ func translateCluster(ctx context.Context, c *clusterv3.Cluster, cla *endpointv3
 		out.OriginalDst = &hostOriginalDst{UseHTTPHeader: o.GetUseHttpHeader(), HTTPHeaderName: o.GetHttpHeaderName(), MetadataKey: mdKey(o.GetMetadataKey())}
 	case clusterv3.Cluster_EDS:
 		out.Type = "STATIC"
-		if err := adsOnly(c.GetEdsClusterConfig().GetEdsConfig(), path+".eds_cluster_config.eds_config"); err != nil {
+		src, err := configSource(c.GetEdsClusterConfig().GetEdsConfig(), path+".eds_cluster_config.eds_config")
+		if err != nil {
 			return nil, deps, err
 		}
+		deps.edsSource = src
 		deps.eds = c.GetEdsClusterConfig().GetServiceName()
 		if deps.eds == "" {
 			deps.eds = c.GetName()
@@ -177,7 +184,7 @@ func translateCluster(ctx context.Context, c *clusterv3.Cluster, cla *endpointv3
 			if err := checkModelled(cla, "ClusterLoadAssignment "+deps.eds); err != nil {
 				return nil, deps, err
 			}
-			eps, err := endpoints(ctx, cla, false)
+			eps, err := endpoints(ctx, cla, false, out.localityWeighted)
 			if err != nil {
 				return nil, deps, fmt.Errorf("%s: %w", path, err)
 			}
@@ -191,7 +198,7 @@ func translateCluster(ctx context.Context, c *clusterv3.Cluster, cla *endpointv3
 		}
 		// DNS names are resolved here, once per update: envoyhost has no
 		// resolver of its own (dns_refresh_rate is not followed)
-		eps, err := endpoints(ctx, c.GetLoadAssignment(), c.GetType() != clusterv3.Cluster_STATIC)
+		eps, err := endpoints(ctx, c.GetLoadAssignment(), c.GetType() != clusterv3.Cluster_STATIC, out.localityWeighted)
 		if err != nil {
 			return nil, deps, fmt.Errorf("%s: %w", path, err)
 		}
@@ -244,7 +251,12 @@ func lbPolicy(c *clusterv3.Cluster, out *hostCluster, path string) error {
 			}
 			switch fb[0].GetTypedExtensionConfig().GetTypedConfig().GetTypeUrl() {
 			case leastRequestType:
+				var lr leastrequestv3.LeastRequest
+				if err := fb[0].GetTypedExtensionConfig().GetTypedConfig().UnmarshalTo(&lr); err != nil {
+					return err
+				}
 				h.Fallback = "LEAST_REQUEST"
+				out.localityWeighted = lr.GetLocalityLbConfig().GetLocalityWeightedLbConfig() != nil
 			case roundRobinType:
 				h.Fallback = "ROUND_ROBIN"
 			default:
@@ -252,7 +264,12 @@ func lbPolicy(c *clusterv3.Cluster, out *hostCluster, path string) error {
 			}
 			out.LbPolicy, out.OverrideHost = "OVERRIDE_HOST", h
 		case leastRequestType:
+			var lr leastrequestv3.LeastRequest
+			if err := tec.GetTypedConfig().UnmarshalTo(&lr); err != nil {
+				return err
+			}
 			out.LbPolicy = "LEAST_REQUEST"
+			out.localityWeighted = lr.GetLocalityLbConfig().GetLocalityWeightedLbConfig() != nil
 		case roundRobinType:
 			out.LbPolicy = "ROUND_ROBIN"
 		default:
@@ -273,10 +290,42 @@ func lbPolicy(c *clusterv3.Cluster, out *hostCluster, path string) error {
 	return nil
 }
 
-// endpoints lists a load assignment's healthy ip:port addresses.
-func endpoints(ctx context.Context, cla *endpointv3.ClusterLoadAssignment, resolve bool) ([]string, error) {
+// endpoints lists a load assignment's healthy ip:port addresses. The host
+// balances unweighted and without localities, so it takes only what that
+// is equivalent to: equal endpoint weights (weighted least request and
+// round robin with equal weights are the unweighted ones); with
+// locality-weighted balancing, localities without a weight are not used
+// (LocalityLbEndpoints.load_balancing_weight: "if unspecified, the
+// locality is ignored"; upstream_impl.cc HostSetImpl::chooseLocality skips
+// zero weights) and at most one locality may remain.
+func endpoints(ctx context.Context, cla *endpointv3.ClusterLoadAssignment, resolve, localityWeighted bool) ([]string, error) {
+	weights, localities := map[uint32]bool{}, 0
+	for _, l := range cla.GetEndpoints() {
+		if localityWeighted && l.GetLoadBalancingWeight().GetValue() == 0 {
+			continue
+		}
+		if len(l.GetLbEndpoints()) > 0 {
+			localities++
+		}
+		for _, e := range l.GetLbEndpoints() {
+			w := uint32(1) // the default weight
+			if e.GetLoadBalancingWeight() != nil {
+				w = e.GetLoadBalancingWeight().GetValue()
+			}
+			weights[w] = true
+		}
+	}
+	if len(weights) > 1 {
+		return nil, fmt.Errorf("%w: endpoints of different load_balancing_weight", ErrNotModelled)
+	}
+	if localityWeighted && localities > 1 {
+		return nil, fmt.Errorf("%w: locality-weighted balancing across %d weighted localities", ErrNotModelled, localities)
+	}
 	out := []string{}
 	for _, l := range cla.GetEndpoints() {
+		if localityWeighted && l.GetLoadBalancingWeight().GetValue() == 0 {
+			continue
+		}
 		for _, e := range l.GetLbEndpoints() {
 			switch e.GetHealthStatus() {
 			case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY:

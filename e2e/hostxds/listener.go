@@ -3,11 +3,13 @@ package hostxds
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	healthcheckv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
@@ -15,12 +17,13 @@ import (
 
 // Names and type URLs Envoy knows these extensions by.
 const (
-	hcmName        = "envoy.filters.network.http_connection_manager"
-	golangName     = "envoy.filters.http.golang"
-	golangTypeURL  = "type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config"
-	routerTypeURL  = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-	hcmTypeURL     = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-	perRouteGolang = "type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.ConfigsPerRoute"
+	hcmName            = "envoy.filters.network.http_connection_manager"
+	golangName         = "envoy.filters.http.golang"
+	golangTypeURL      = "type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config"
+	routerTypeURL      = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	hcmTypeURL         = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	perRouteGolang     = "type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.ConfigsPerRoute"
+	healthCheckTypeURL = "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck"
 )
 
 // hostListener is what envoyhost reads for one listener (chain.c).
@@ -57,9 +60,16 @@ type hostGolang struct {
 // is warmed before it takes traffic).
 type listenerDeps struct {
 	rds, ecds string
+	// ecdsSource is the bootstrap cluster the ECDS resource comes through
+	// ("" = ADS)
+	ecdsSource string
 	// golang is the name of the chain's golang filter, which per-route
 	// configs are keyed by ("" when the chain has none).
 	golang string
+	// healthCheck is the health_check filter's config for the host
+	healthCheck map[string]any
+	// suppressEnvoyHeaders is the router's suppress_envoy_headers
+	suppressEnvoyHeaders bool
 	// fetchTimeout is the shortest initial_fetch_timeout of their config
 	// sources (nil: Envoy's default; 0: wait for ever).
 	fetchTimeout *time.Duration
@@ -103,10 +113,20 @@ func translateListener(l *listenerv3.Listener) (*hostListener, listenerDeps, err
 	if sa == nil || sa.GetProtocol() != corev3.SocketAddress_TCP {
 		return nil, deps, fmt.Errorf("%w: %s.address: only a TCP socket_address", ErrNotModelled, path)
 	}
-	if len(l.GetFilterChains()) != 1 || len(l.GetFilterChains()[0].GetFilters()) != 1 {
+	// With no filter_chain_match modelled, the listener has one chain: in
+	// filter_chains, or the default chain, which every connection then
+	// takes (FilterChainManagerImpl::findFilterChain falls back to it).
+	chains := l.GetFilterChains()
+	if dc := l.GetDefaultFilterChain(); dc != nil {
+		chains = append(chains, dc)
+	}
+	if len(chains) != 1 || len(chains[0].GetFilters()) != 1 {
 		return nil, deps, fmt.Errorf("%w: %s.filter_chains: exactly one chain with one filter (the HCM)", ErrNotModelled, path)
 	}
-	f := l.GetFilterChains()[0].GetFilters()[0]
+	if err := listenerLogs(l, path); err != nil {
+		return nil, deps, err
+	}
+	f := chains[0].GetFilters()[0]
 	if f.GetTypedConfig().GetTypeUrl() != hcmTypeURL {
 		return nil, deps, fmt.Errorf("%w: %s.filter_chains[0].filters[0]: %s is not the HTTP connection manager", ErrNotModelled, path, f.GetName())
 	}
@@ -146,9 +166,18 @@ func translateListener(l *listenerv3.Listener) (*hostListener, listenerDeps, err
 	// gets differently (filters, routes) are taken out.
 	rest := proto.Clone(&hcm).(*hcmv3.HttpConnectionManager)
 	rest.HttpFilters, rest.RouteSpecifier = nil, nil
+	// HTTP/2 settings: the host's codec is HTTP/1.1 only (an h2 client is
+	// not served), so they configure nothing it runs
+	rest.Http2ProtocolOptions = nil
 	m, err := protoMap(rest)
 	if err != nil {
 		return nil, deps, err
+	}
+	if deps.suppressEnvoyHeaders {
+		m["router_suppress_envoy_headers"] = true
+	}
+	if deps.healthCheck != nil {
+		m["health_check"] = deps.healthCheck
 	}
 	if deps.rds != "" {
 		m["rds_route_config_name"] = deps.rds
@@ -185,10 +214,20 @@ func golangFilter(hcm *hcmv3.HttpConnectionManager, path string, deps *listenerD
 	if err := filters[len(filters)-1].GetTypedConfig().UnmarshalTo(&router); err != nil {
 		return nil, err
 	}
-	if len(filters) > 2 {
-		return nil, fmt.Errorf("%w: %s.http_filters: envoyhost runs [golang] -> router, not %d filters", ErrNotModelled, path, len(filters))
+	deps.suppressEnvoyHeaders = router.GetSuppressEnvoyHeaders()
+	filters = filters[:len(filters)-1]
+	if len(filters) > 0 && filters[0].GetTypedConfig().GetTypeUrl() == healthCheckTypeURL {
+		hc, err := healthCheck(filters[0], path)
+		if err != nil {
+			return nil, err
+		}
+		deps.healthCheck = hc
+		filters = filters[1:]
 	}
-	if len(filters) == 1 {
+	if len(filters) > 1 {
+		return nil, fmt.Errorf("%w: %s.http_filters: envoyhost runs [health_check] -> [golang] -> router, not %d filters before the router", ErrNotModelled, path, len(filters))
+	}
+	if len(filters) == 0 {
 		return nil, nil
 	}
 	f := filters[0]
@@ -204,10 +243,11 @@ func golangFilter(hcm *hcmv3.HttpConnectionManager, path string, deps *listenerD
 		if len(cd.GetTypeUrls()) != 1 || cd.GetTypeUrls()[0] != golangTypeURL {
 			return nil, fmt.Errorf("%w: %s.config_discovery.type_urls %v: only %s", ErrNotModelled, fpath, cd.GetTypeUrls(), golangTypeURL)
 		}
-		if err := adsOnly(cd.GetConfigSource(), fpath+".config_discovery.config_source"); err != nil {
+		src, err := configSource(cd.GetConfigSource(), fpath+".config_discovery.config_source")
+		if err != nil {
 			return nil, err
 		}
-		deps.ecds = f.GetName()
+		deps.ecds, deps.ecdsSource = f.GetName(), src
 		noteTimeout(&deps.fetchTimeout, cd.GetConfigSource())
 		return &golangRef{ECDS: f.GetName()}, nil
 	}
@@ -246,4 +286,48 @@ func translateExtensionConfig(tec *corev3.TypedExtensionConfig) (*hostGolang, er
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return newHostGolang(tec.GetName(), &g)
+}
+
+// listenerLogs accepts listener access logs only when they can never be
+// written by the host: Envoy writes them for a connection that matched no
+// filter chain (flag NR) and when a connection ends
+// (source/common/listener_manager/active_stream_listener_base.cc:19-40,
+// 101-102), and the HCM sets no flags on the connection's stream info. A
+// log filtered on NR alone (what Envoy Gateway emits) therefore never
+// fires on a listener with one chain for every connection; any other is
+// refused.
+func listenerLogs(l *listenerv3.Listener, path string) error {
+	for i, al := range l.GetAccessLog() {
+		flags := al.GetFilter().GetResponseFlagFilter().GetFlags()
+		if len(flags) == 0 || slices.ContainsFunc(flags, func(f string) bool { return f != "NR" }) {
+			return fmt.Errorf("%w: %s.access_log[%d]: only logs filtered on response flag NR (no filter chain)", ErrNotModelled, path, i)
+		}
+	}
+	return nil
+}
+
+// healthCheck reads a health_check filter the host runs: not in pass
+// through mode (it answers matching requests itself; pass through mode
+// depends on upstream health the host does not track), without a cache
+// or cluster health thresholds (refused by the allowlist).
+func healthCheck(f *hcmv3.HttpFilter, path string) (map[string]any, error) {
+	var hc healthcheckv3.HealthCheck
+	if err := f.GetTypedConfig().UnmarshalTo(&hc); err != nil {
+		return nil, err
+	}
+	if hc.GetPassThroughMode().GetValue() {
+		return nil, fmt.Errorf("%w: %s.http_filters[0](%s).pass_through_mode true", ErrNotModelled, path, f.GetName())
+	}
+	if f.GetIsOptional() || f.GetDisabled() {
+		return nil, fmt.Errorf("%w: %s.http_filters[0](%s): is_optional/disabled", ErrNotModelled, path, f.GetName())
+	}
+	hs := []any{}
+	for _, h := range hc.GetHeaders() {
+		m, err := protoMap(h)
+		if err != nil {
+			return nil, err
+		}
+		hs = append(hs, m)
+	}
+	return map[string]any{"headers": hs}, nil
 }

@@ -52,10 +52,15 @@ func translateRouteConfig(rc *routev3.RouteConfiguration, filters []string) (jso
 		}
 	}
 	stripped := proto.Clone(rc).(*routev3.RouteConfiguration)
+	// metadata configures nothing the host runs, and the host proxies no
+	// upgrades (allow.go says why both are accepted)
 	for _, vh := range stripped.GetVirtualHosts() {
-		vh.TypedPerFilterConfig = nil
+		vh.TypedPerFilterConfig, vh.Metadata = nil, nil
 		for _, r := range vh.GetRoutes() {
-			r.TypedPerFilterConfig = nil
+			r.TypedPerFilterConfig, r.Metadata = nil, nil
+			if a := r.GetRoute(); a != nil {
+				a.UpgradeConfigs = nil
+			}
 		}
 	}
 	m, err := protoMap(stripped)

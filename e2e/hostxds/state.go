@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -13,6 +14,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -72,16 +74,18 @@ type state struct {
 	ecdsFailed map[string]bool
 	// initDone: the clusters were all warm once (start-up is over)
 	initDone bool
+	// bootstrap: the static clusters config sources may name
+	bootstrap map[string]Bootstrap
 }
 
-func newState(timeout time.Duration, m mounts) *state {
+func newState(timeout time.Duration, m mounts, boot map[string]Bootstrap) *state {
 	return &state{
 		cur: &resources{listeners: map[string]*listenerv3.Listener{}, clusters: map[string]*clusterv3.Cluster{},
 			routes: map[string]*routev3.RouteConfiguration{}, cla: map[string]*endpointv3.ClusterLoadAssignment{},
 			ecds: map[string]*corev3.TypedExtensionConfig{}},
 		versions: map[string]string{}, nonces: map[string]string{}, timeout: timeout,
 		warming: map[string]time.Time{}, limits: map[string]time.Duration{}, expired: map[string]bool{}, secretDirs: map[string]bool{},
-		mounts: m, ecdsFailed: map[string]bool{},
+		mounts: m, ecdsFailed: map[string]bool{}, bootstrap: boot,
 	}
 }
 
@@ -128,34 +132,56 @@ func (s *state) with(t string, res []*anypb.Any) (*resources, error) {
 
 func (s *state) commit(next *resources) { s.cur = next }
 
-// referenced is, per non-wildcard type, the sorted names the accepted
-// listeners and clusters use.
-func (s *state) referenced() map[string][]string {
-	out := map[string][]string{}
-	add := func(t, n string) {
-		if n != "" && !slices.Contains(out[t], n) {
-			out[t] = append(out[t], n)
+// referenced is, per subscription (a non-wildcard type through ADS or a
+// bootstrap cluster), the sorted names the accepted listeners and clusters use.
+func (s *state) referenced() map[subKey][]string {
+	out := map[subKey][]string{}
+	add := func(k subKey, n string) {
+		if n != "" && !slices.Contains(out[k], n) {
+			out[k] = append(out[k], n)
 		}
 	}
 	for _, l := range s.cur.listeners {
 		if hl, deps, err := translateListener(l); err == nil && hl != nil {
-			add(resource.RouteType, deps.rds)
-			add(resource.ExtensionConfigType, deps.ecds)
+			add(subKey{"", resource.RouteType}, deps.rds)
+			add(subKey{deps.ecdsSource, resource.ExtensionConfigType}, deps.ecds)
 		}
 	}
 	for _, c := range s.cur.clusters {
 		if c.GetType() == clusterv3.Cluster_EDS {
-			n := c.GetEdsClusterConfig().GetServiceName()
-			if n == "" {
-				n = c.GetName()
+			src, err := configSource(c.GetEdsClusterConfig().GetEdsConfig(), "")
+			if err != nil {
+				continue
 			}
-			add(resource.EndpointType, n)
+			add(subKey{src, resource.EndpointType}, edsName(c))
 		}
 	}
-	for t := range out {
-		slices.Sort(out[t])
+	for k := range out {
+		slices.Sort(out[k])
 	}
 	return out
+}
+
+// withDelta is the candidate state after a delta response: resources added
+// or replaced by name, removed_resources deleted.
+func (s *state) withDelta(t string, r *discoveryv3.DeltaDiscoveryResponse) (*resources, error) {
+	var res []*anypb.Any
+	for _, x := range r.GetResources() {
+		res = append(res, x.GetResource())
+	}
+	next, err := s.with(t, res)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range r.GetRemovedResources() {
+		switch t {
+		case resource.EndpointType:
+			delete(next.cla, n)
+		case resource.ExtensionConfigType:
+			delete(next.ecds, n)
+		}
+	}
+	return next, nil
 }
 
 // wait reports whether key (a resource version) should still be held
@@ -215,6 +241,9 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 		c := r.clusters[name]
 		cla := r.cla[edsName(c)]
 		hc, deps, err := translateCluster(ctx, c, cla, s.mounts)
+		if err == nil {
+			err = checkBootstrapCluster(s.bootstrap, deps.edsSource, "Cluster "+name+" eds_config")
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -244,13 +273,29 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 		snap.addCluster(hc)
 	}
 	usedRoutes, usedECDS := map[string]bool{}, map[string]bool{}
+	var refused []string
 	// routeFilters: per route configuration, the golang filter names of
 	// the listeners using it (their per-route configs' keys).
 	routeFilters := map[string][]string{}
 	for _, name := range sortedKeys(r.listeners) {
 		hl, deps, err := translateListener(r.listeners[name])
+		if err == nil {
+			err = checkBootstrapCluster(s.bootstrap, deps.ecdsSource, "Listener "+name+" config_discovery")
+		}
 		if err != nil {
-			return nil, err
+			// LdsApiImpl::onConfigUpdate adds or updates each listener on
+			// its own: a refused one keeps its old version (or stays
+			// absent), the others are applied, and the update is NACKed
+			// with the failures (source/common/listener_manager/lds_api.cc:60-110)
+			refused = append(refused, err.Error())
+			if old := s.active.listener(name); old != nil {
+				snap.addListener(old)
+				usedRoutes[jsonString(old.HCM, "rds_route_config_name")] = true
+				if old.Golang != nil {
+					usedECDS[old.Golang.ECDS] = true
+				}
+			}
+			continue
 		}
 		key := "listener/" + name + "/" + hl.Hash
 		live[key] = true
@@ -311,7 +356,25 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 			delete(s.expired, k)
 		}
 	}
+	if len(refused) > 0 {
+		return snap, &refusedListeners{reasons: refused}
+	}
 	return snap, nil
+}
+
+// refusedListeners: the snapshot holds the other listeners; the LDS
+// update that brought these is NACKed with their reasons.
+type refusedListeners struct{ reasons []string }
+
+func (e *refusedListeners) Error() string {
+	return "Error adding/updating listener(s) " + strings.Join(e.reasons, "; ")
+}
+
+func jsonString(raw json.RawMessage, key string) string {
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	v, _ := m[key].(string)
+	return v
 }
 
 func edsName(c *clusterv3.Cluster) string {

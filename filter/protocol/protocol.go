@@ -43,6 +43,12 @@ const (
 	// local_reply_config matches it first and leaves that reply alone, and
 	// rewrites only Envoy's own replies.
 	MetadataKeyOpenAIReply = "openai_reply"
+	// ClusterMetadataKeyEGAssignment, in a pool cluster's metadata (in
+	// MetadataNamespaceInflow), names the load assignment Envoy Gateway made
+	// for the cluster before the extension server made it a pool
+	// destination (the Envoy Gateway mode's PostTranslateModify keeps it
+	// subscribed).
+	ClusterMetadataKeyEGAssignment = "envoy_gateway_assignment"
 )
 
 // PluginName is the plugin_name the .so registers its filter under. A name

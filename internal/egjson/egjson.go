@@ -101,6 +101,8 @@ func FileName(hook string, req proto.Message) string {
 		name = r.GetVirtualHost().GetName()
 	case *extension.PostEndpointsModifyRequest:
 		name = r.GetLoadAssignment().GetClusterName()
+	case *extension.PostTranslateModifyRequest:
+		name = "translation" // one call per translation
 	}
 	safe := strings.Map(func(c rune) rune {
 		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' {
