@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -92,7 +96,8 @@ func startKubeStack(t *testing.T) *kubeStack {
 		st.httpRoute, err = dyn.Resource(aigatewayroute.HTTPRoutes).Namespace("default").Get(context.Background(), "llm-models", metav1.GetOptions{})
 		return err == nil
 	})
-	gateway := onlyKinds(egResources(t), "GatewayClass", "Gateway", "Secret")
+	// plain text only: the proxy is the host (no downstream TLS)
+	gateway := onlyKinds(withoutTLSListener(string(repoFile(t, "e2e/testdata/envoygateway/resources.yaml"))), "GatewayClass", "Gateway")
 	st.eg = startEnvoyGateway(t, bin, egrun.Docs(gateway, pool, fileProviderObject(t, st.httpRoute)), cp.ExtensionAddr)
 	return st
 }
@@ -130,6 +135,27 @@ func TestEnvoyGatewayAIGatewayRoute(t *testing.T) {
 		m := slices.IndexFunc(fc.Models, func(m config.Model) bool { return m.Name == egModel && m.Pool == "default.llama" })
 		p := slices.IndexFunc(fc.Pools, func(p config.Pool) bool { return p.Name == "default.llama" })
 		return m >= 0 && p >= 0 && slices.Equal(fc.Pools[p].Endpoints, st.endpoints)
+	})
+
+	t.Run("through the host", func(t *testing.T) {
+		// the AIGatewayRoute's model and header reach a pool pod through
+		// Inflow's pick; another tenant matches no route
+		h := startEGProxyOf(t, st.eg, st.cp.Addr)
+		client := openai.NewClient(option.WithBaseURL("http://"+h.Addr+"/v1"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+		params := openai.ChatCompletionNewParams{Model: egModel, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")}}
+		var last error
+		if err := poll.Until(testContext(t), 20*time.Second, "a completion through the AIGatewayRoute", func() bool {
+			var resp *openai.ChatCompletion
+			resp, last = client.Chat.Completions.New(testContext(t), params, option.WithHeader("x-tenant", "gold"))
+			return last == nil && resp.Model == egModel && resp.Usage.TotalTokens > 0
+		}); err != nil {
+			t.Fatalf("%v: %v", err, last)
+		}
+		_, err := client.Chat.Completions.New(testContext(t), params, option.WithHeader("x-tenant", "silver"))
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound || apiErr.Type != "invalid_request_error" {
+			t.Errorf("another tenant: %v, want the OpenAI-shaped 404 of no route", err)
+		}
 	})
 }
 

@@ -56,12 +56,7 @@ func TestEnvoyGatewayXDSThroughTheHost(t *testing.T) {
 	accessLog := filepath.Join(t.TempDir(), "access.json")
 	eg := startEnvoyGateway(t, bin, plainGateway(t, web.Addr, accessLog), cp.ExtensionAddr)
 
-	h := startEGProxy(t, harness.XDSHostOptions{
-		ControlPlane: egrun.XDSAddr, NodeCluster: egGateway, Listener: egHTTPListener,
-		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(eg.ClientTLS))},
-		Bootstrap: map[string]hostxds.Bootstrap{"inflow-xds": {Addr: cp.Addr,
-			DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}}},
-	})
+	h := startEGProxyOf(t, eg, cp.Addr)
 
 	t.Run("all of it runs", func(t *testing.T) {
 		// nothing refused, and Envoy Gateway's readiness listener answers
@@ -79,8 +74,9 @@ func TestEnvoyGatewayXDSThroughTheHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.Body.Close()
-			if r.StatusCode != want {
-				t.Errorf("readiness listener %s: %d, want %d", path, r.StatusCode, want)
+			// its HCM keeps the default server_header_transformation OVERWRITE
+			if r.StatusCode != want || r.Header.Get("server") != "envoy" {
+				t.Errorf("readiness listener %s: %d server %q, want %d from envoy", path, r.StatusCode, r.Header.Get("server"), want)
 			}
 		}
 	})
@@ -98,7 +94,9 @@ func TestEnvoyGatewayXDSThroughTheHost(t *testing.T) {
 		// over inflow-xds; the first requests may race the members' arrival
 		var resp *openai.ChatCompletion
 		var last error
+		n := 0
 		if err := poll.Until(ctx, 20*time.Second, "a llama completion", func() bool {
+			n = logLines(accessLog)
 			resp, last = chat(llamaServed)
 			return last == nil
 		}); err != nil {
@@ -107,7 +105,7 @@ func TestEnvoyGatewayXDSThroughTheHost(t *testing.T) {
 		if resp.Model != llamaServed || resp.Usage.TotalTokens == 0 {
 			t.Errorf("model %q, usage %+v: want %s with token usage", resp.Model, resp.Usage, llamaServed)
 		}
-		line := lastLogLine(t, accessLog)
+		line := logLineAfter(t, accessLog, n)
 		if !slices.Contains(llama, fmt.Sprint(line["upstream"])) || line["tokens"] != float64(resp.Usage.TotalTokens) || line["model"] != llamaServed {
 			t.Errorf("access log %v: want a llama pod and %d tokens", line, resp.Usage.TotalTokens)
 		}
@@ -116,6 +114,7 @@ func TestEnvoyGatewayXDSThroughTheHost(t *testing.T) {
 		// tiny-model is listed: the filter sets x-ai-eg-model, clears the
 		// route cache, and Envoy Gateway's header-matched route takes it
 		// to its ORIGINAL_DST cluster at the filter's pick
+		n := logLines(accessLog)
 		resp, err := chat(tinyServed)
 		if err != nil {
 			t.Fatal(err)
@@ -123,7 +122,7 @@ func TestEnvoyGatewayXDSThroughTheHost(t *testing.T) {
 		if resp.Model != tinyServed {
 			t.Errorf("model %q, want %s", resp.Model, tinyServed)
 		}
-		if line := lastLogLine(t, accessLog); line["upstream"] != tiny || line["tokens"] != float64(resp.Usage.TotalTokens) {
+		if line := logLineAfter(t, accessLog, n); line["upstream"] != tiny || line["tokens"] != float64(resp.Usage.TotalTokens) {
 			t.Errorf("access log %v: want %s and %d tokens", line, tiny, resp.Usage.TotalTokens)
 		}
 	})
@@ -137,6 +136,14 @@ func TestEnvoyGatewayXDSThroughTheHost(t *testing.T) {
 		r.Body.Close()
 		if r.StatusCode != http.StatusOK || len(web.Requests()) != 1 {
 			t.Errorf("status %d, %d requests at the Backend: want 200 from it", r.StatusCode, len(web.Requests()))
+		}
+		// Envoy Gateway's server_header_transformation PASS_THROUGH (the
+		// Backend sends none) and the router's suppress_envoy_headers
+		if s, st := r.Header.Get("server"), r.Header.Get("x-envoy-upstream-service-time"); s != "" || st != "" {
+			t.Errorf("server %q, x-envoy-upstream-service-time %q: want neither", s, st)
+		}
+		if got := web.Requests()[0].Header.Get("x-envoy-expected-rq-timeout-ms"); got != "" {
+			t.Errorf("the Backend got x-envoy-expected-rq-timeout-ms %q though the router suppresses it", got)
 		}
 	})
 	t.Run("bad body is an OpenAI 400", func(t *testing.T) {
@@ -192,12 +199,10 @@ func TestEnvoyGatewayXDSThroughTheHost(t *testing.T) {
 // listener only and the Backend at addr.
 func plainGateway(t *testing.T, addr, accessLog string) string {
 	t.Helper()
-	text := string(repoFile(t, "e2e/testdata/envoygateway/resources.yaml"))
-	https := text[strings.Index(text, "    - name: https") : strings.Index(text, "        certificateRefs: [{kind: Secret, name: llm-tls}]\n")+len("        certificateRefs: [{kind: Secret, name: llm-tls}]\n")]
+	text := withoutTLSListener(string(repoFile(t, "e2e/testdata/envoygateway/resources.yaml")))
 	host, port, _ := strings.Cut(addr, ":")
 	for from, to := range map[string]string{
-		https:                              "",
-		"{address: 127.0.0.1, port: 3000}": "{address: " + host + ", port: " + port + "}",
+		"{address: 127.0.0.1, port: 3000}":                                 "{address: " + host + ", port: " + port + "}",
 		"matches: [{headers: [{name: x-ai-eg-model, value: tiny-model}]}]": "matches: [{path: {type: PathPrefix, value: /v1/}, headers: [{name: x-ai-eg-model, value: tiny-model}]}]",
 		"  gatewayClassName: inflow\n":                                     "  gatewayClassName: inflow\n  infrastructure:\n    parametersRef: {group: gateway.envoyproxy.io, kind: EnvoyProxy, name: inflow-proxy}\n",
 	} {
@@ -227,23 +232,51 @@ spec:
 `, protocol.MetadataNamespaceAIGateway, protocol.CostKeyTotalToken, accessLog))
 }
 
-// lastLogLine is the access log's last line (the host writes it when the
-// stream ends, before the client has read the whole response: poll).
-func lastLogLine(t *testing.T, path string) map[string]any {
+// logLines counts the access log's lines.
+func logLines(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return 0
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// logLineAfter is line n+1 of the access log (the host writes it when the
+// stream ends, which may be after the client read the response: poll).
+func logLineAfter(t *testing.T, path string, n int) map[string]any {
 	t.Helper()
 	var line map[string]any
-	n := 0
-	_ = poll.Until(testContext(t), 5*time.Second, "an access log line", func() bool {
-		b, err := os.ReadFile(path)
-		if err != nil {
+	if err := poll.Until(testContext(t), 5*time.Second, "an access log line", func() bool {
+		if logLines(path) <= n {
 			return false
 		}
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		if len(lines) <= n {
-			return false
-		}
-		n = len(lines)
-		return json.Unmarshal([]byte(lines[len(lines)-1]), &line) == nil
-	})
+		b, _ := os.ReadFile(path)
+		return json.Unmarshal([]byte(strings.Split(string(b), "\n")[n]), &line) == nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	return line
+}
+
+// withoutTLSListener is testdata's resources without the Gateway's HTTPS
+// listener, for the host, which does not model downstream TLS.
+func withoutTLSListener(text string) string {
+	const first, last = "    - name: https", "        certificateRefs: [{kind: Secret, name: llm-tls}]\n"
+	i, j := strings.Index(text, first), strings.Index(text, last)
+	if i < 0 || j < i {
+		panic("testdata/envoygateway/resources.yaml: no HTTPS listener where expected")
+	}
+	return text[:i] + text[j+len(last):]
+}
+
+// startEGProxyOf runs a host as a proxy of the Gateway that eg serves, its
+// bootstrap cluster inflow-xds reaching cp (Inflow's xDS server).
+func startEGProxyOf(t *testing.T, eg *egrun.EnvoyGateway, cp string) *harness.Host {
+	t.Helper()
+	return startEGProxy(t, harness.XDSHostOptions{
+		ControlPlane: egrun.XDSAddr, NodeCluster: egGateway, Listener: egHTTPListener,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(eg.ClientTLS))},
+		Bootstrap: map[string]hostxds.Bootstrap{"inflow-xds": {Addr: cp,
+			DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}}},
+	})
 }
