@@ -59,6 +59,10 @@ func BenchmarkHooksGRPC(b *testing.B) {
 					_, err = c.PostClusterModify(ctx, r)
 				case *extension.PostHTTPListenerModifyRequest:
 					_, err = c.PostHTTPListenerModify(ctx, r)
+				case *extension.PostTranslateModifyRequest:
+					_, err = c.PostTranslateModify(ctx, r)
+				default:
+					b.Fatalf("no hook for %T", r)
 				}
 				if err != nil {
 					b.Fatal(err)
