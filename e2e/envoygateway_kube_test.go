@@ -41,19 +41,19 @@ import (
 
 const egModel = "llama-3.1-8b-instruct"
 
-// kubeStack is the Envoy Gateway mode on a real API server: the
+// egKubeStack is the Envoy Gateway mode on a real API server: the
 // Kubernetes source reads the InferencePool and its pods, the controller
 // writes the AIGatewayRoute's HTTPRoute, and the real Envoy Gateway (File
 // provider: its Kubernetes provider needs its certificates at /certs,
 // internal/xds/runner/runner.go) translates that HTTPRoute.
-type kubeStack struct {
+type egKubeStack struct {
 	cp        *local.Server
 	eg        *egrun.EnvoyGateway
 	httpRoute *unstructured.Unstructured
 	endpoints []string
 }
 
-func startKubeStack(t *testing.T) *kubeStack {
+func startEGKubeStack(t *testing.T) *egKubeStack {
 	t.Helper()
 	bin := envoyGatewayBinary(t)
 	cluster := kubetest.StartWith(t, kubetest.GatewayAPICRDs(t))
@@ -70,7 +70,7 @@ func startKubeStack(t *testing.T) *kubeStack {
 			pool = doc
 		}
 	}
-	st := &kubeStack{}
+	st := &egKubeStack{}
 	for i, ip := range ips {
 		kubePod(t, kc, fmt.Sprintf("llama-%d", i), ip, map[string]string{"app": "vllm-llama"})
 		st.endpoints = append(st.endpoints, net.JoinHostPort(ip, strconv.Itoa(port)))
@@ -108,7 +108,7 @@ func startKubeStack(t *testing.T) *kubeStack {
 // config with the pool's Ready pods as members, all through the same
 // hooks as a hand-written HTTPRoute.
 func TestEnvoyGatewayAIGatewayRoute(t *testing.T) {
-	st := startKubeStack(t)
+	st := startEGKubeStack(t)
 	served := fetchServed(t, st.eg, func(s *egrun.Served) bool { return hasInflowFilter(s.Listeners[egHTTPListener]) })
 	var bound int
 	for _, vh := range served.Routes[egHTTPListener].GetVirtualHosts() {
