@@ -374,16 +374,44 @@ static void up_trailers(void *arg, hmap_t *t) {
   stream_unref(st);
 }
 
+/* Http::Utility::resetReasonToString (common/http/utility.cc:1163-1196) and
+ * Filter::streamResetReasonToResponseFlag (router/router.cc:1745-1771), by
+ * UP_* reason. */
+static const char *const kResetReason[] = {"remote connection failure", "connection timeout", "connection termination",
+                                           "protocol error", "overflow"};
+static const int kResetFlag[] = {RF_UPSTREAM_CONNECTION_FAILURE, RF_UPSTREAM_CONNECTION_FAILURE,
+                                 RF_UPSTREAM_CONNECTION_TERMINATION, RF_UPSTREAM_PROTOCOL_ERROR, RF_UPSTREAM_OVERFLOW};
+
+/* Filter::onUpstreamReset's details: EarlyUpstreamReset or LateUpstreamReset
+ * ("upstream_reset_{before,after}_response_started", stream_info.h:217-222)
+ * with {reason[|transport failure reason]}, spaces replaced by '_'
+ * (router/router.cc:1706-1711). A refused connection's transport failure
+ * reason is the socket's delayed_connect_error. */
+static void reset_details(char *out, size_t n, int reason, int late) {
+  const char *basic = late ? "upstream_reset_after_response_started" : "upstream_reset_before_response_started";
+  if (reason == UP_CONNECT_FAILURE)
+    snprintf(out, n, "%s{remote_connection_failure|delayed_connect_error:_Connection_refused}", basic);
+  else {
+    snprintf(out, n, "%s{%s}", basic, kResetReason[reason]);
+    for (char *c = out; *c; c++)
+      if (*c == ' ') *c = '_';
+  }
+}
+
 static void up_reset(void *arg, int reason, int after_headers) {
   stream_t *st = arg;
   router_t *r = st->router;
   attempt_ended(st);
   atomic_fetch_add(&g_stats.upstream_rq_failed, 1);
   if (r->resp_forwarded || after_headers) {
-    /* a reset after the response started downstream is never retried: the
-     * stream is reset (router/router.cc:1574-1580, 1640-1650) */
-    stream_set_flag(st, reason == UP_CONNECTION_TERMINATION ? RF_UPSTREAM_CONNECTION_TERMINATION : RF_UPSTREAM_REMOTE_RESET);
-    stream_reset(st, "upstream_reset_after_response_started");
+    /* a reset after the response started downstream is never retried
+     * (router/router.cc:1574-1580): onUpstreamAbort sets the flag, and
+     * sendLocalReply records the details, replacing via_upstream
+     * (http/filter_manager.cc:1046), before it resets the stream, whose
+     * response headers went out (filter_manager.cc:1094-1101) */
+    stream_set_flag(st, kResetFlag[reason]);
+    reset_details(st->details, sizeof(st->details), reason, 1);
+    stream_reset(st, st->details);
     stream_unref(st);
     return;
   }
@@ -394,25 +422,15 @@ static void up_reset(void *arg, int reason, int after_headers) {
   }
   /* Filter::onUpstreamReset: 503 (502 for a protocol error) with the reason
    * (router/router.cc:1631-1712) */
-  static const char *const kReason[] = {"remote connection failure", "connection timeout", "connection termination",
-                                        "protocol error", "overflow"};
-  static const int kFlag[] = {RF_UPSTREAM_CONNECTION_FAILURE, RF_UPSTREAM_CONNECTION_FAILURE,
-                              RF_UPSTREAM_CONNECTION_TERMINATION, RF_UPSTREAM_PROTOCOL_ERROR, RF_UPSTREAM_OVERFLOW};
   char body[256], details[256];
   snprintf(body, sizeof(body), "upstream connect error or disconnect/reset before headers. %sreset reason: %s",
-           r->is_retry ? "retried and the latest " : "", kReason[reason]);
+           r->is_retry ? "retried and the latest " : "", kResetReason[reason]);
   if (reason == UP_CONNECT_FAILURE)
     /* the connection pool's transport failure reason, which the details
      * carry sanitized (conn_pool_base.cc, router.cc onUpstreamReset) */
     snprintf(st->transport_failure, sizeof(st->transport_failure), "delayed connect error: Connection refused");
-  if (reason == UP_CONNECT_FAILURE)
-    snprintf(details, sizeof(details), "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}");
-  else {
-    snprintf(details, sizeof(details), "upstream_reset_before_response_started{%s}", kReason[reason]);
-    for (char *c = details; *c; c++)
-      if (*c == ' ') *c = '_';
-  }
-  stream_local_reply(st, reason == UP_PROTOCOL_ERROR ? 502 : 503, body, kFlag[reason], details, 1);
+  reset_details(details, sizeof(details), reason, 0);
+  stream_local_reply(st, reason == UP_PROTOCOL_ERROR ? 502 : 503, body, kResetFlag[reason], details, 1);
   stream_unref(st);
 }
 

@@ -50,7 +50,7 @@ typedef struct stream {
   int resp_started;    /* response headers entered the encoder chain */
   int down_headers_sent, down_done, finishing, reset;
   int resp_code;
-  char details[96];
+  char details[160]; /* response code details; Envoy's longest here are ~110 */
   uint64_t flags;  /* response flags */
   buf_t local_body; /* %LOCAL_REPLY_BODY% */
   uint64_t bytes_received, bytes_sent;

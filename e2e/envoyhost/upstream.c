@@ -28,6 +28,7 @@ struct upconn {
   int connected, in_use, req_done, headers_seen, chunked_out, keep_alive;
   char local[64]; /* the connection's local ip:port, once connected */
   int dispatching, cancelled, ended, trailers_seen;
+  int bytes_seen; /* a response byte arrived for the current request */
   cluster_t *pool_cluster; /* the cluster version whose pool holds it (ref) */
   struct event *connect_timer;
   const upreq_cb_t *cb;
@@ -96,7 +97,7 @@ static void finish(upconn_t *u) {
     return;
   }
   h1p_reset(&u->p);
-  u->req_done = u->headers_seen = u->ended = u->trailers_seen = 0;
+  u->req_done = u->headers_seen = u->ended = u->trailers_seen = u->bytes_seen = 0;
   u->next_idle = l->head;
   l->head = u;
   l->n++;
@@ -190,6 +191,7 @@ static void read_cb(struct bufferevent *bev, void *arg) {
     up_free(u);
     return;
   }
+  u->bytes_seen = 1;
   u->dispatching = 1;
   int rc = h1p_execute(&u->p, bufferevent_get_input(bev), &kCallbacks, u);
   u->dispatching = 0;
@@ -238,7 +240,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
       settle(u);
       return;
     }
-    fail(u, UP_CONNECTION_TERMINATION);
+    /* CodecClient::onEvent: on a close, HTTP/1 first dispatches an empty
+     * buffer, which BalsaParser answers HPE_INVALID_EOF_STATE once a
+     * response byte was read and the message is not done
+     * (http1/balsa_parser.cc:223-234); that codec error marks the
+     * connection's protocol_error_, and the streams are reset with
+     * ProtocolError, else ConnectionTermination (codec_client.cc:113-145,
+     * 187-203) */
+    fail(u, u->bytes_seen ? UP_PROTOCOL_ERROR : UP_CONNECTION_TERMINATION);
   }
 }
 
