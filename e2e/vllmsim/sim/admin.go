@@ -20,6 +20,10 @@ const (
 	// API's streaming error event (vLLM: data: {"error": ...} then
 	// data: [DONE], status already 200); a non-streaming request gets a 500.
 	FaultStreamError FaultMode = "stream_error"
+	// FaultReset cuts the connection as a pod that dies does: a stream
+	// after Fault.AfterTokens tokens (what was sent stays sent, the stream
+	// never ends), any other request before a byte of its response.
+	FaultReset FaultMode = "reset"
 )
 
 // streamErrorMessage is what the stream_error fault reports.
@@ -36,7 +40,8 @@ type Fault struct {
 	Delay time.Duration
 	// Rate in (0,1] is the fraction of inference requests Mode hits; 0 means all.
 	Rate float64
-	// AfterTokens is when FaultStreamError strikes; 0 means after 1 token.
+	// AfterTokens is when FaultStreamError or FaultReset strikes in a
+	// stream; 0 means after 1 token.
 	AfterTokens int
 	// Metrics and Health apply to /metrics and /health, so scrape staleness and
 	// health-check paths can be provoked separately from inference.
@@ -56,7 +61,7 @@ type faultWire struct {
 
 func validMode(m FaultMode) bool {
 	switch m {
-	case "", FaultNone, FaultSlow, FaultFail, FaultHang, FaultStreamError:
+	case "", FaultNone, FaultSlow, FaultFail, FaultHang, FaultStreamError, FaultReset:
 		return true
 	}
 	return false
@@ -65,7 +70,7 @@ func validMode(m FaultMode) bool {
 func (f Fault) validate() error {
 	for _, m := range []FaultMode{f.Mode, f.Metrics, f.Health} {
 		if !validMode(m) {
-			return fmt.Errorf("unknown fault mode %q (want none, slow, fail, hang or stream_error)", m)
+			return fmt.Errorf("unknown fault mode %q (want none, slow, fail, hang, stream_error or reset)", m)
 		}
 	}
 	if f.Delay < 0 {
@@ -77,8 +82,10 @@ func (f Fault) validate() error {
 	if f.AfterTokens < 0 {
 		return fmt.Errorf("after_tokens must not be negative, got %d", f.AfterTokens)
 	}
-	if f.Metrics == FaultStreamError || f.Health == FaultStreamError {
-		return fmt.Errorf("stream_error applies to inference only")
+	for _, m := range []FaultMode{f.Metrics, f.Health} {
+		if m == FaultStreamError || m == FaultReset {
+			return fmt.Errorf("%s applies to inference only", m)
+		}
 	}
 	return nil
 }
@@ -89,6 +96,7 @@ func active(m FaultMode) bool { return m != "" && m != FaultNone }
 type faultEffect struct {
 	extraDelay time.Duration // added to the time to first token
 	failAfter  int           // > 0: end the stream with an error after this many tokens
+	resetAfter int           // > 0: cut the connection after this many tokens (FaultReset)
 }
 
 // inferenceFault applies the injected fault and --fail-rate to an inference request.
@@ -107,6 +115,8 @@ func (s *Server) inferenceFault(w http.ResponseWriter, r *http.Request) (fe faul
 			fe.extraDelay = f.Delay
 		case FaultStreamError:
 			fe.failAfter = max(f.AfterTokens, 1)
+		case FaultReset:
+			fe.resetAfter = max(f.AfterTokens, 1)
 		}
 	}
 	if s.opts.FailRate > 0 && s.chance(s.opts.FailRate) {
@@ -115,6 +125,11 @@ func (s *Server) inferenceFault(w http.ResponseWriter, r *http.Request) (fe faul
 	}
 	return fe, false
 }
+
+// resetConnection cuts the request's connection: net/http closes it,
+// without ending a chunked body, when a handler panics with
+// http.ErrAbortHandler (and logs nothing).
+func resetConnection() { panic(http.ErrAbortHandler) }
 
 // endpointFault applies mode to /metrics or /health; true means the response is done.
 func (s *Server) endpointFault(w http.ResponseWriter, r *http.Request, mode FaultMode) bool {

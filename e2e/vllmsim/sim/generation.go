@@ -38,6 +38,9 @@ type genJob struct {
 	// failAfter > 0: the "stream_error" fault ends the stream after this
 	// many tokens with vLLM's streaming error.
 	failAfter int
+	// resetAfter > 0: the "reset" fault cuts the connection after this
+	// many tokens.
+	resetAfter int
 }
 
 // usageCounts are what a response reports as usage.
@@ -86,6 +89,12 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, job genJob) {
 			return
 		}
 		job.failAfter = f.failAfter
+	}
+	if f.resetAfter > 0 {
+		if !job.stream {
+			resetConnection()
+		}
+		job.resetAfter = f.resetAfter
 	}
 	job.loadFormat = r.Header.Get(HeaderLoadMetricsFormat)
 	w, finishEncoding := s.encodeResponse(w, r)
@@ -140,6 +149,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, job genJob) {
 			if job.failAfter > 0 && sq.generated >= job.failAfter && reason == finishAbort {
 				out.fail(errStreamFault)
 				return
+			}
+			if job.resetAfter > 0 && sq.generated >= job.resetAfter && reason == finishAbort {
+				resetConnection()
 			}
 		}
 	}

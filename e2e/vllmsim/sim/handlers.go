@@ -195,6 +195,9 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, streamErrorMessage)
 		return
 	}
+	if fe.resetAfter > 0 {
+		resetConnection()
+	}
 	w, finishEncoding := s.encodeResponse(w, r)
 	defer finishEncoding()
 	sq, err := s.engine.admit(r.Context(), seqRequest{lora: lora, seed: served + "\x00", text: text, prompt: prompt, extraDelay: fe.extraDelay})

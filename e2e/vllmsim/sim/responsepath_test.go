@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -116,6 +117,31 @@ func TestStreamErrorFault(t *testing.T) {
 	status, _ := post(t, s.URL()+"/v1/completions", `{"model":"m","prompt":"x"}`)
 	if status != 500 {
 		t.Errorf("non-streaming request under stream_error: %d, want 500", status)
+	}
+}
+
+// The reset fault cuts the connection: a stream after its first tokens,
+// without its end; any other request before a byte of its response.
+func TestResetFault(t *testing.T) {
+	s := startServer(t, fastOptions())
+	if err := s.SetFault(Fault{Mode: FaultReset, AfterTokens: 2}); err != nil {
+		t.Fatal(err)
+	}
+	resp := postWith(t, s.URL()+"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"stream":true}`, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(string(body), `"delta":{"content":`) || strings.Contains(string(body), "[DONE]") {
+		t.Fatalf("stream %q, err %v: want its first tokens, then the connection cut", body, err)
+	}
+	for _, path := range []string{"/v1/completions", "/v1/embeddings"} {
+		req, _ := http.NewRequestWithContext(testCtx(t), http.MethodPost, s.URL()+path, strings.NewReader(`{"model":"m","prompt":"x","input":"x"}`))
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			t.Errorf("%s under the reset fault: status %d, want the connection cut", path, resp.StatusCode)
+		}
 	}
 }
 
