@@ -46,6 +46,9 @@ type Config struct {
 	// EnvoyGateway, when set, also serves Envoy Gateway's proxies
 	// (envoygateway.go); listeners may then be empty.
 	EnvoyGateway *EnvoyGateway `json:"envoy_gateway,omitempty"`
+	// AccessLog is every listener's access log; nil logs in the default
+	// JSON format to the Envoy container's stdout (accesslog.go).
+	AccessLog *AccessLog `json:"access_log,omitempty"`
 }
 
 // Filter locates the Go filter shared library inside the Envoy container.

@@ -94,6 +94,12 @@ func TestParseRejects(t *testing.T) {
 		{"route timeout", "", "model_routes: {m: {timeout: soon}}", []string{`model_routes["m"].timeout: "soon" is not a duration`}},
 		{"negative route timeout", "", "model_routes: {m: {timeout: -1s}}", []string{`model_routes["m"].timeout`}},
 		{"route hostname", "", "model_routes: {m: {hostnames: [\"a*b.com\"]}}", []string{`model_routes["m"].hostnames[0]`}},
+		{"relative access log path", "", "access_log: {path: access.log}", []string{"access_log.path: must be an absolute path"}},
+		{"two access log formats", "", "access_log: {json_format: {code: \"%RESPONSE_CODE%\"}, text_format: \"%RESPONSE_CODE%\"}", []string{"access_log: json_format and text_format are exclusive"}},
+		{"empty access log format", "", "access_log: {json_format: {}}", []string{"access_log.json_format: must not be empty"}},
+		{"malformed operator", "", "access_log: {json_format: {tokens: {total: \"%DYNAMIC_METADATA(io.envoy.ai_gateway:llm_total_token)\"}}}", []string{"access_log.json_format.tokens.total:", "not a valid format"}},
+		{"lower-case operator", "", "access_log: {text_format: \"%response_code%\"}", []string{"access_log.text_format:"}},
+		{"disabled access log with a path", "", "access_log: {disabled: true, path: /dev/stdout}", []string{"access_log.disabled: a disabled access log takes no path"}},
 		{"unknown scheduler field", `endpoints: ["10.0.0.1:8000"]}`, `endpoints: ["10.0.0.1:8000"], scheduler: {speed: 3}}`, []string{`unknown field "speed"`}},
 	}
 	for _, tt := range tests {
@@ -185,5 +191,26 @@ func TestParseBaseURL(t *testing.T) {
 		if _, err := spec.ParseBaseURL(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestAccessLogDefaults(t *testing.T) {
+	var none *spec.AccessLog
+	if !none.On() || none.EffectivePath() != spec.DefaultAccessLogPath || none.EffectiveJSON()["response_code"] != "%RESPONSE_CODE%" {
+		t.Errorf("no access_log section: on %v, path %q, json %v", none.On(), none.EffectivePath(), none.EffectiveJSON())
+	}
+	text := &spec.AccessLog{TextFormat: "%RESPONSE_CODE%"}
+	if text.EffectiveText() != "%RESPONSE_CODE%\n" || text.EffectiveJSON() != nil {
+		t.Errorf("text format: %q, json %v", text.EffectiveText(), text.EffectiveJSON())
+	}
+	if (&spec.AccessLog{Disabled: true}).On() {
+		t.Error("disabled access log is on")
+	}
+	c, err := spec.Parse([]byte(validYAML + "access_log: {path: /var/log/a.log, json_format: {m: \"%REQ(X-AI-EG-MODEL)%\", n: 1, nested: {list: [\"%RESPONSE_CODE%\"]}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AccessLog.EffectivePath() != "/var/log/a.log" || c.AccessLog.EffectiveJSON()["m"] != "%REQ(X-AI-EG-MODEL)%" {
+		t.Errorf("access log %+v", c.AccessLog)
 	}
 }

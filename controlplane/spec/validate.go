@@ -26,6 +26,7 @@ func (c *Config) Validate() error {
 	if c.EnvoyGateway != nil {
 		errs = append(errs, validateEnvoyGateway(c.EnvoyGateway)...)
 	}
+	errs = append(errs, validateAccessLog("access_log", c.AccessLog)...)
 	switch {
 	case c.Kubernetes != nil:
 		errs = append(errs, validateKubernetes(c.Kubernetes)...)

@@ -40,8 +40,8 @@ func typed(what string, m interface {
 // makeListener builds a listener that depends on nothing a model, pool,
 // endpoint or objective edit changes: those reach Envoy over ECDS, EDS, RDS
 // and CDS, and a listener whose bytes stay the same is never drained.
-func makeListener(l spec.Listener, bufferLimit uint32) (*listenerv3.Listener, error) {
-	hcm, err := makeHCM(l)
+func makeListener(l spec.Listener, logs *spec.AccessLog, bufferLimit uint32) (*listenerv3.Listener, error) {
+	hcm, err := makeHCM(l, logs)
 	if err != nil {
 		return nil, err
 	}
@@ -69,12 +69,16 @@ func makeListener(l spec.Listener, bufferLimit uint32) (*listenerv3.Listener, er
 	}, nil
 }
 
-func makeHCM(l spec.Listener) (*anypb.Any, error) {
+func makeHCM(l spec.Listener, logs *spec.AccessLog) (*anypb.Any, error) {
 	router, err := typed("router", &routerv3.Router{})
 	if err != nil {
 		return nil, err
 	}
 	replies, err := localReplyConfig()
+	if err != nil {
+		return nil, err
+	}
+	accessLog, err := accessLogs(logs)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +94,7 @@ func makeHCM(l spec.Listener) (*anypb.Any, error) {
 			{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
 		},
 		LocalReplyConfig: replies,
+		AccessLog:        accessLog,
 		// A stream (SSE) may be quiet for minutes; request_timeout 0 keeps
 		// Envoy from cutting a long generation.
 		StreamIdleTimeout:     durationpb.New(streamIdleTimeout),

@@ -97,7 +97,7 @@ func Translate(c *spec.Config) (*Resources, error) {
 	out := Resources{Extensions: []*corev3.TypedExtensionConfig{filter}, ForEnvoyGateway: c.EnvoyGateway != nil}
 
 	for _, l := range c.Listeners {
-		lis, err := makeListener(l, bufferLimit)
+		lis, err := makeListener(l, c.AccessLog, bufferLimit)
 		if err != nil {
 			return nil, err
 		}
