@@ -6,15 +6,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/inflow-gateway/inflow/controlplane/spec"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
 	"github.com/inflow-gateway/inflow/filter/genai"
@@ -28,12 +31,19 @@ import (
 const servedModel = "llama-3-8b"
 
 // usageStack is one simulator behind the host, serving "llama" rewritten
-// to servedModel, with token costs and the GenAI metrics listener on.
+// to servedModel, with token costs, the GenAI metrics listener and an
+// access log in the control plane's default format (plus the one custom
+// cost) on.
 type usageStack struct {
-	sim     *sim.Server
-	host    *harness.Host
-	metrics string // ip:port of the GenAI metrics listener
+	sim       *sim.Server
+	host      *harness.Host
+	metrics   string // ip:port of the GenAI metrics listener
+	accessLog string // the host's access log file
 }
+
+// costWeighted is the stack's CEL cost: not a conventional key, so the
+// access log format is the default plus this one, as a user would add it.
+const costWeighted = "weighted"
 
 func startUsageStack(t *testing.T, gzipped bool) *usageStack {
 	t.Helper()
@@ -45,19 +55,41 @@ func startUsageStack(t *testing.T, gzipped bool) *usageStack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	st := &usageStack{sim: s, metrics: freeAddr(t)}
+	st := &usageStack{sim: s, metrics: freeAddr(t), accessLog: filepath.Join(t.TempDir(), "access.log")}
+	format := spec.DefaultAccessLogJSON()
+	format["genai_cost_"+costWeighted] = "%DYNAMIC_METADATA(" + protocol.MetadataNamespaceAIGateway + ":" + costWeighted + ")%"
 	// served by the control plane, as users run it: the costs and the
 	// GenAI metrics listener reach the filter over ECDS
 	st.host = startInflowHost(t, map[string]any{
 		"models": []map[string]any{{"name": "llama", "pool": "sims", "rewrite": []map[string]any{{"model": servedModel}}}},
 		"pools":  []map[string]any{{"name": "sims", "endpoints": []string{s.Addr()}}},
 		"costs": []map[string]any{
+			{"metadata_key": protocol.CostKeyInputToken, "type": "InputToken"},
+			{"metadata_key": protocol.CostKeyOutputToken, "type": "OutputToken"},
 			{"metadata_key": protocol.CostKeyTotalToken, "type": "TotalToken"},
-			{"metadata_key": "weighted", "type": "CEL", "cel": "input_tokens + 3u * output_tokens"},
+			{"metadata_key": costWeighted, "type": "CEL", "cel": "input_tokens + 3u * output_tokens"},
 		},
 		"genai_metrics": map[string]any{"address": st.metrics},
+		"access_log":    map[string]any{"path": st.accessLog, "json_format": format},
 	})
 	return st
+}
+
+// logLine waits for the access log line of the request sent with
+// user-agent ua and returns it.
+func (st *usageStack) logLine(t *testing.T, ua string) map[string]any {
+	t.Helper()
+	var line map[string]any
+	poll.Eventually(t, "the access log line of "+ua, func() bool {
+		for _, l := range readJSONLines(t, st.accessLog) {
+			if l["user-agent"] == ua {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	return line
 }
 
 // freeAddr returns a loopback address nothing listens on right now.
@@ -292,4 +324,115 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 		}
 	}
 	return found == len(want)
+}
+
+// The token metadata as users read it: Envoy's access log in the control
+// plane's default format (Envoy AI Gateway's keys), one line per stream
+// when it ends. Costs are written at the end of a 2xx response, a stream
+// cut off included (at OnStreamComplete, with the usage last seen), and
+// nothing for a non-2xx.
+func TestTokenMetadataInTheAccessLog(t *testing.T) {
+	t.Parallel()
+	st := startUsageStack(t, false)
+	c := client(st.host)
+	agent := func(name string) option.RequestOption { return option.WithHeader("User-Agent", name) }
+	costs := func(in, out int64) map[string]any {
+		return map[string]any{
+			"genai_tokens_input": float64(in), "genai_tokens_output": float64(out), "genai_tokens_total": float64(in + out),
+			"genai_cost_" + costWeighted: float64(in + 3*out),
+		}
+	}
+	check := func(name string, line, want map[string]any) {
+		t.Helper()
+		for k, v := range want {
+			if line[k] != v {
+				t.Errorf("%s: %s = %v (%T), want %v; line %v", name, k, line[k], line[k], v, line)
+			}
+		}
+	}
+	served := map[string]any{"response_code": float64(200), "genai_model_name": "llama",
+		"genai_model_name_override": servedModel, "genai_backend_name": "sims", "genai_response_model": servedModel}
+
+	resp, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi"), agent("whole"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := st.logLine(t, "whole")
+	check("non-streaming", line, served)
+	check("non-streaming", line, costs(resp.Usage.PromptTokens, resp.Usage.CompletionTokens))
+	if line["genai_token_latency_ttft"] != nil {
+		t.Errorf("non-streaming response with a TTFT: %v", line)
+	}
+
+	params := chatParams("llama", "Tell me a story.")
+	params.MaxTokens = openai.Int(5)
+	params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+	stream := c.Chat.Completions.NewStreaming(testContext(t), params, agent("stream"))
+	var usage openai.CompletionUsage
+	for stream.Next() {
+		if u := stream.Current().Usage; u.TotalTokens > 0 {
+			usage = u
+		}
+	}
+	if err := stream.Err(); err != nil || usage.CompletionTokens != 5 {
+		t.Fatalf("stream: %v, usage %+v", err, usage)
+	}
+	line = st.logLine(t, "stream")
+	check("stream", line, served)
+	check("stream", line, costs(usage.PromptTokens, usage.CompletionTokens))
+	for _, k := range []string{"genai_token_latency_ttft", "genai_token_latency_itl"} {
+		if v, ok := line[k].(float64); !ok || v < 0 {
+			t.Errorf("stream: %s = %v, want a number of ms", k, line[k])
+		}
+	}
+
+	// vLLM's continuous usage: every chunk reports the usage so far, so a
+	// stream cut after 2 tokens is charged them
+	if err := st.sim.SetFault(sim.Fault{Mode: sim.FaultReset, AfterTokens: 2}); err != nil {
+		t.Fatal(err)
+	}
+	cut := `{"model":"llama","stream":true,"max_tokens":5,"stream_options":{"include_usage":true,"continuous_usage_stats":true},"messages":[{"role":"user","content":"Tell me a story."}]}`
+	if err := postCut(t, st.host.URL("/v1/chat/completions"), cut, "cut"); err == nil {
+		t.Fatal("the cut stream arrived whole")
+	}
+	line = st.logLine(t, "cut")
+	check("cut off", line, served)
+	check("cut off", line, map[string]any{"genai_tokens_output": float64(2),
+		"response_code_details": "upstream_reset_after_response_started{protocol_error}", "response_flags": "UPE"})
+	if in, ok := line["genai_tokens_input"].(float64); !ok || line["genai_tokens_total"] != in+2 {
+		t.Errorf("cut off: input %v, total %v: want the usage of the last chunk", line["genai_tokens_input"], line["genai_tokens_total"])
+	}
+
+	if err := st.sim.SetFault(sim.Fault{Mode: sim.FaultFail}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi"), agent("failed")); err == nil {
+		t.Fatal("the failing server's 500 was a success")
+	}
+	line = st.logLine(t, "failed")
+	check("500", line, map[string]any{"response_code": float64(500), "genai_model_name": "llama"})
+	for k, v := range line {
+		if strings.HasPrefix(k, "genai_") && k != "genai_model_name" && v != nil {
+			t.Errorf("500: %s = %v, want nothing written for a non-2xx", k, v)
+		}
+	}
+}
+
+// postCut posts body with user-agent ua and reads the whole response: the
+// error is what a client sees of a stream cut off.
+func postCut(t *testing.T, url, body, ua string) error {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(testContext(t), http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("content-type", "application/json")
+	req.Header.Set("user-agent", ua)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want the stream's 200", resp.StatusCode)
+	}
+	_, err = io.ReadAll(resp.Body)
+	return err
 }
