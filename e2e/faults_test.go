@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/inflow-gateway/inflow/controlplane/xds"
 	"github.com/inflow-gateway/inflow/e2e/harness"
 	"github.com/inflow-gateway/inflow/e2e/hostxds"
 	"github.com/inflow-gateway/inflow/e2e/vllmsim/sim"
@@ -233,5 +235,58 @@ func TestClientNeverReachesAnAddressOutsideThePool(t *testing.T) {
 				t.Errorf("the pool's endpoint got %d of the 20 requests", n)
 			}
 		})
+	}
+}
+
+// The Kubernetes sidecar race: the Envoy pod's credentials sidecar writes
+// a backend's SDS file a moment after the control plane pushed the cluster
+// that names it. Envoy refuses that cluster (the file must exist when the
+// cluster is created) and applies the rest of the update, so the pool's
+// model serves meanwhile; the control plane sends the refused update again
+// after a backoff, and once the file is there the backend serves with the
+// injected key. No NACK storm: sends of a refused update are at least the
+// base backoff apart (a timer never fires early, so this bound holds on
+// any machine), where go-control-plane alone answers each NACK at once.
+func TestSecretFileWrittenAfterThePushIsPickedUp(t *testing.T) {
+	t.Parallel()
+	member, external := startBackend(t, "member"), startBackend(t, "external")
+	const container = "/etc/inflow/secrets"
+	dir := t.TempDir()
+	cfg := inflowConfig(0, member)
+	cfg["models"] = append(cfg["models"].([]any), map[string]any{"name": "gpt", "backend": "ext"})
+	cfg["backends"] = []any{map[string]any{"name": "ext", "base_url": "http://" + external.Addr + "/v1",
+		"api_key": map[string]any{"secret_file": container + "/ext.yaml"}}}
+	start := time.Now()
+	h, _ := startInflow(t, cpConfig(cfg), harness.XDSHostOptions{Mounts: map[string]string{container: dir}})
+	c := client(h)
+	if _, err := c.Chat.Completions.New(testContext(t), chatParams("llama", "hi")); err != nil {
+		t.Fatalf("the pool's model while the backend's cluster is refused: %v", err)
+	}
+	_, err := c.Chat.Completions.New(testContext(t), chatParams("gpt", "hi"))
+	if e := apiError(t, err, http.StatusServiceUnavailable); e.Code != "service_unavailable" {
+		t.Errorf("the refused backend: %s, want Envoy's no-cluster 503, OpenAI-shaped", e.RawJSON())
+	}
+	// refused, sent again, refused again: then the sidecar writes the file
+	if err := h.Agent().Await(testContext(t), func(s hostxds.Status) bool { return s.NACKs >= 2 }); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.Agent().Status(); !strings.Contains(st.LastNACK, "Error adding/updating cluster(s) backend/ext: paths must refer to an existing path in the system: '"+container+"/ext.yaml' does not exist") {
+		t.Fatalf("NACK %q, want the backend's cluster refused as Envoy refuses it", st.LastNACK)
+	}
+	writeAtomic(t, filepath.Join(dir, "ext.key"), "sk-late")
+	writeAtomic(t, filepath.Join(dir, "ext.yaml"), sdsFile("ext", container+"/ext.key"))
+	poll.Eventually(t, "the backend served once its secret file exists", func() bool {
+		_, err := c.Chat.Completions.New(testContext(t), chatParams("gpt", "hi"), option.WithHeader(testIDHeader, "late"))
+		return err == nil
+	})
+	if _, r := received(t, "late", external); r.Header.Get("authorization") != "Bearer sk-late" {
+		t.Errorf("authorization %q, want the key from the late file", r.Header.Get("authorization"))
+	}
+	if err := h.Agent().Await(testContext(t), hostxds.AllAt("1")); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	if n, most := h.Agent().Status().NACKs, 1+int(elapsed/xds.DefaultNACKBackoff); n > most {
+		t.Errorf("%d NACKs in %v, at most %d with re-sends %v apart: a NACK storm", n, elapsed, most, xds.DefaultNACKBackoff)
 	}
 }

@@ -11,9 +11,11 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 )
 
-// callbacks count streams and log NACKs: a NACK means an Envoy refused a
-// resource, which validation here should have caught, so it is an error.
-// Resource contents are never logged (routes carry API keys).
+// callbacks count streams, log NACKs and feed the retry cache: a NACK
+// means an Envoy refused a resource, which validation here should have
+// caught unless it heals by itself (a secret file not there yet), so it
+// is an error, and the refused type is sent again after a backoff.
+// Resource contents are never logged.
 func (s *Server) callbacks() serverv3.Callbacks {
 	opened := func(_ context.Context, id int64, typeURL string) error {
 		s.metrics.StreamOpened()
@@ -22,6 +24,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 	}
 	closed := func(id int64, node *corev3.Node) {
 		s.metrics.StreamClosed()
+		s.retry.closed(id, node)
 		s.log.Info("xds: stream closed", "stream", id, "node", node.GetId())
 	}
 	return serverv3.CallbackFuncs{
@@ -35,7 +38,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			} else if req.GetResponseNonce() == "" {
 				s.log.Info("xds: subscribe", "stream", id, "node", req.GetNode().GetId(), "type", req.GetTypeUrl())
 			}
+			s.retry.onRequest(id, req)
 			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			s.retry.sent(id, resp.GetTypeUrl(), resp.GetNonce(), nil)
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 			if e := req.GetErrorDetail(); e != nil {
@@ -43,7 +50,15 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			} else if req.GetResponseNonce() == "" {
 				s.log.Info("xds: subscribe (delta)", "stream", id, "node", req.GetNode().GetId(), "type", req.GetTypeUrl())
 			}
+			s.retry.onDeltaRequest(id, req)
 			return nil
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			names := make([]string, 0, len(resp.GetResources()))
+			for _, r := range resp.GetResources() {
+				names = append(names, r.GetName())
+			}
+			s.retry.sent(id, resp.GetTypeUrl(), resp.GetNonce(), names)
 		},
 	}
 }

@@ -65,6 +65,7 @@ func (allNodes) ID(*corev3.Node) string { return nodeKey }
 // Server publishes snapshots and serves them over gRPC.
 type Server struct {
 	cache   cachev3.SnapshotCache
+	retry   *retryCache
 	xds     serverv3.Server
 	log     *slog.Logger
 	metrics *admin.Metrics
@@ -74,16 +75,32 @@ type Server struct {
 	digest  [sha256.Size]byte
 }
 
+// Option changes a Server's defaults.
+type Option func(*options)
+
+type options struct{ nack backoff }
+
+// WithNACKBackoff sets how long a refused update waits before it is sent
+// again (base, doubling per consecutive refusal up to max; nack.go).
+func WithNACKBackoff(base, max time.Duration) Option {
+	return func(o *options) { o.nack = backoff{base: base, max: max} }
+}
+
 // New creates a server with no snapshot: Envoys that connect before the
 // first Publish wait for it.
-func New(ctx context.Context, log *slog.Logger, m *admin.Metrics) *Server {
+func New(ctx context.Context, log *slog.Logger, m *admin.Metrics, opts ...Option) *Server {
+	o := options{nack: backoff{base: DefaultNACKBackoff, max: defaultNACKBackoffMax}}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s := &Server{log: log, metrics: m}
 	s.cache = cachev3.NewSnapshotCache(true, allNodes{}, cacheLogger(log))
+	s.retry = newRetryCache(s.cache, o.nack, log)
 	// Ordered ADS sends each snapshot's types in go-control-plane's ADS
 	// order (CDS, EDS, LDS, RDS, ..., ECDS last), so a new model's route is
 	// in place before the filter config that lists it: out of order, a model
 	// could show in /v1/models and 404 (no route) for a moment.
-	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks(), sotw.WithOrderedADS())
+	s.xds = serverv3.NewServer(ctx, s.retry, s.callbacks(), sotw.WithOrderedADS())
 	return s
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -309,8 +310,13 @@ func (s *session) send(r *discoveryv3.DiscoveryRequest) error {
 func (s *session) handle(ctx context.Context, r *discoveryv3.DiscoveryResponse) error {
 	t := r.GetTypeUrl()
 	next, err := s.st.with(t, r.GetResources())
+	partial := false
 	if err == nil {
-		err = s.apply(ctx, next)
+		if t == resource.ClusterType {
+			partial, err = s.applyClusters(ctx, next)
+		} else {
+			err = s.apply(ctx, next)
+		}
 	}
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: not the update's fault
@@ -325,6 +331,14 @@ func (s *session) handle(ctx context.Context, r *discoveryv3.DiscoveryResponse) 
 		}
 		if t != resource.ListenerType {
 			err = nil
+		}
+	}
+	if partial {
+		// the clusters that could be created were; the rest kept what
+		// they had, and the response is refused: the version stays
+		s.st.commit(next)
+		if rerr := s.resubscribe(); rerr != nil {
+			return rerr
 		}
 	}
 	if err != nil {
@@ -355,6 +369,37 @@ func (s *session) handle(ctx context.Context, r *discoveryv3.DiscoveryResponse) 
 		return err
 	}
 	return s.resubscribe()
+}
+
+// applyClusters applies a CDS update as CdsApiHelper::onConfigUpdate does
+// (source/common/upstream/cds_api_helper.cc:34-96): each cluster is added
+// or updated on its own, one the cluster manager refuses (e.g. its SDS
+// file does not exist) keeps its previous version or stays absent, the
+// others are applied, and the refusals make the update a NACK,
+// "Error adding/updating cluster(s) name: reason, ..."
+// (cds_api_impl.cc:106-112). partial reports that next holds the applied
+// part, to be committed although the response is refused.
+func (s *session) applyClusters(ctx context.Context, next *resources) (partial bool, err error) {
+	var refused []string
+	seen := map[string]bool{}
+	for {
+		err = s.apply(ctx, next)
+		var ce *clusterError
+		if !errors.As(err, &ce) || seen[ce.name] {
+			break
+		}
+		seen[ce.name] = true
+		refused = append(refused, ce.Error())
+		if old := s.st.cur.clusters[ce.name]; old != nil {
+			next.clusters[ce.name] = old
+		} else {
+			delete(next.clusters, ce.name)
+		}
+	}
+	if err != nil || len(refused) == 0 {
+		return false, err
+	}
+	return true, fmt.Errorf("Error adding/updating cluster(s) %s", strings.Join(refused, ", "))
 }
 
 // apply translates the candidate state and pushes what is warm. With

@@ -38,9 +38,11 @@ func (m mounts) local(p string) string {
 }
 
 // readSDS reads a file-based SDS source as Envoy's filesystem subscription
-// and SdsApi do. The file must exist when the cluster is created
-// (subscription_factory_impl.cc:58-61: else the cluster is rejected): that
-// is the only error. The file is a DiscoveryResponse (YAML or JSON, by
+// and SdsApi do. The file must exist when the cluster is created: SdsApi's
+// constructor creates the subscription (secret/sds_api.cc:33-38), whose
+// factory checks the path (config/subscription_factory_impl.cc:58-61,
+// config/utility.cc:61-70), and the error rejects the cluster: that is the
+// only error. The file is a DiscoveryResponse (YAML or JSON, by
 // extension) with exactly one Secret, of the configured name
 // (sds_api.cc onConfigUpdate; anything else is a rejected update, so the
 // secret stays absent); its generic_secret DataSource may name a file,
@@ -50,7 +52,7 @@ func (m mounts) local(p string) string {
 func readSDS(m mounts, d clusterDeps) (value []byte, watch []string, err error) {
 	path := m.local(d.secretPath)
 	if _, err := os.Stat(path); err != nil {
-		return nil, nil, fmt.Errorf("SDS path_config_source %s: %w (paths must exist when the cluster is created)", d.secretPath, err)
+		return nil, nil, fmt.Errorf("paths must refer to an existing path in the system: '%s' does not exist", d.secretPath)
 	}
 	if d.watchDir != "" {
 		watch = append(watch, m.local(d.watchDir))

@@ -3,7 +3,6 @@ package hostxds
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -245,7 +244,7 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 			err = checkBootstrapCluster(s.bootstrap, deps.edsSource, "Cluster "+name+" eds_config")
 		}
 		if err != nil {
-			return nil, err
+			return nil, &clusterError{name: name, err: err}
 		}
 		key := "cluster/" + name + "/" + hc.Hash
 		live[key] = true
@@ -259,7 +258,7 @@ func (s *state) translate(ctx context.Context, r *resources, now time.Time, sw *
 		if deps.secretPath != "" {
 			v, watch, err := readSDS(s.mounts, deps)
 			if err != nil {
-				return nil, fmt.Errorf("Cluster %s: %w", name, err)
+				return nil, &clusterError{name: name, err: err}
 			}
 			for _, dir := range watch {
 				sw.add(dir)
@@ -376,6 +375,16 @@ func jsonString(raw json.RawMessage, key string) string {
 	v, _ := m[key].(string)
 	return v
 }
+
+// clusterError is a cluster Envoy's cluster manager refuses: the CDS
+// update applies without it (cds_api_helper.cc).
+type clusterError struct {
+	name string
+	err  error
+}
+
+func (e *clusterError) Error() string { return e.name + ": " + e.err.Error() }
+func (e *clusterError) Unwrap() error { return e.err }
 
 func edsName(c *clusterv3.Cluster) string {
 	if c.GetType() != clusterv3.Cluster_EDS {
