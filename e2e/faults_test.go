@@ -73,17 +73,7 @@ func (st *faultStack) chat(t *testing.T, session, ua string) (*openai.ChatComple
 // line waits for the access log line of ua.
 func (st *faultStack) line(t *testing.T, ua string) map[string]any {
 	t.Helper()
-	var line map[string]any
-	poll.Eventually(t, "the access log line of "+ua, func() bool {
-		for _, l := range readJSONLines(t, st.log) {
-			if l["ua"] == ua {
-				line = l
-				return true
-			}
-		}
-		return false
-	})
-	return line
+	return logLineOf(t, st.log, "ua", ua)
 }
 
 // sessionOn finds a session key the scheduler sends to target while every
