@@ -131,25 +131,35 @@ const streamBody = `{"model":%q,"stream":true,"max_tokens":5,"messages":[{"role"
 
 func streamChatBody(model string) string { return strings.Replace(streamBody, "%q", `"`+model+`"`, 1) }
 
-// A streaming client that did not ask for usage gets, byte for byte, what
-// the server sends it without Inflow, though the filter asked the server
-// for usage and charged it.
-func TestStreamWithoutIncludeUsageIsByteIdentical(t *testing.T) {
+// A streaming client gets, byte for byte, what the server sends it without
+// Inflow, whether or not it asked for usage: when it did not, the filter
+// asked the server for usage, charged it and removed that chunk; when it
+// did, the usage chunk is the server's, passed on untouched.
+func TestStreamIsByteIdenticalWithAndWithoutIncludeUsage(t *testing.T) {
 	t.Parallel()
 	st := startUsageStack(t, false)
-	_, direct := raw(t, st.sim.URL()+"/v1/chat/completions", streamChatBody(servedModel))
-	resp, via := raw(t, st.host.URL("/v1/chat/completions"), streamChatBody("llama"))
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d: %s", resp.StatusCode, via)
+	withUsage := func(model string) string {
+		return strings.Replace(streamChatBody(model), `"stream":true`, `"stream":true,"stream_options":{"include_usage":true}`, 1)
 	}
-	if !bytes.Equal(via, direct) {
-		t.Fatalf("through Inflow:\n%s\ndirect:\n%s", via, direct)
+	for _, c := range []struct {
+		name string
+		body func(model string) string
+	}{{"without include_usage", streamChatBody}, {"with include_usage", withUsage}} {
+		_, direct := raw(t, st.sim.URL()+"/v1/chat/completions", c.body(servedModel))
+		resp, via := raw(t, st.host.URL("/v1/chat/completions"), c.body("llama"))
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d: %s", c.name, resp.StatusCode, via)
+		}
+		if !bytes.Equal(via, direct) {
+			t.Fatalf("%s, through Inflow:\n%s\ndirect:\n%s", c.name, via, direct)
+		}
+		if asked := c.body("x") != streamChatBody("x"); asked != bytes.Contains(via, []byte(`"usage"`)) {
+			t.Fatalf("%s: the usage chunk reached the client: %v", c.name, !asked)
+		}
 	}
-	if bytes.Contains(via, []byte(`"usage"`)) {
-		t.Fatal("the usage chunk reached a client that did not ask for it")
-	}
-	// The server was asked for usage: the filter counted the 5 tokens.
-	poll.Eventually(t, "output tokens in the GenAI metrics", func() bool { return tokens(t, st.metrics, "output") >= 5 })
+	// The server was asked for usage both times: the filter counted both
+	// streams' 5 tokens.
+	poll.Eventually(t, "output tokens in the GenAI metrics", func() bool { return tokens(t, st.metrics, "output") >= 10 })
 }
 
 func TestOpenAIClientStreaming(t *testing.T) {
