@@ -47,6 +47,7 @@ type Backend struct {
 	mu        sync.Mutex
 	reqs      []Recorded
 	scrapes   atomic.Int64
+	served    atomic.Int64
 	cancelled atomic.Int64
 }
 
@@ -62,6 +63,9 @@ vllm:num_requests_running{model_name="llama-3-8b"} 0
 # TYPE vllm:kv_cache_usage_perc gauge
 vllm:kv_cache_usage_perc{model_name="llama-3-8b"} 0
 `
+
+// Served counts the requests other than scrapes, recorded or not.
+func (b *Backend) Served() int64 { return b.served.Load() }
 
 // Scrapes counts GET /metrics requests, which are not recorded.
 func (b *Backend) Scrapes() int64 { return b.scrapes.Load() }
@@ -103,6 +107,7 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, metricsText)
 		return
 	}
+	b.served.Add(1)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
