@@ -27,4 +27,7 @@ e2e: build-filter build-host build-testfilters build-epp ## run the end-to-end t
 bench-e2e: build-filter build-host build-testfilters ## load benchmark: host + inflow.so vs pass-through filter
 	$(GO) run ./e2e/cmd/benche2e -out docs/benchmarks.md
 
-.PHONY: build-host build-testfilters e2e bench-e2e
+bench-faults: build-filter build-host ## fault run: one of three endpoints killed at 20 requests/s, both pool destination modes; updates docs/benchmarks.md
+	$(GO) run ./e2e/cmd/benchfaults -out docs/benchmarks.md
+
+.PHONY: build-host build-testfilters e2e bench-e2e bench-faults

@@ -56,7 +56,9 @@ const (
 const MaxBackendRefs = 128
 
 // DefaultDestination is the destination mode of a pool that names none:
-// OverrideHost is the only mode whose retries use the fallback list.
+// OverrideHost is the only mode whose retries use the fallback list, and
+// it failed fewer requests when a pod died (make bench-faults,
+// docs/benchmarks.md).
 const DefaultDestination = DestinationOverrideHost
 
 // DefaultWeights: queue, KV and prefix are the EPP's default profile

@@ -109,7 +109,7 @@ func main() {
 		defer h.Close()
 		hosts[i], bases[i] = h, "http://"+h.Addr
 	}
-	loadBefore := loadavg()
+	loadBefore := harness.LoadAverage()
 	names := make([]string, len(setups))
 	for i, s := range setups {
 		names[i] = s.name
@@ -120,7 +120,7 @@ func main() {
 	if *latClients > 0 {
 		unloaded = m.measure(*latClients, *latDuration)
 	}
-	load := fmt.Sprintf("load average before %s, after %s", loadBefore, loadavg())
+	load := fmt.Sprintf("load average before %s, after %s", loadBefore, harness.LoadAverage())
 	var soakLines []string
 	if inflow := hosts[len(hosts)-1]; *soak > 0 && inflow != nil {
 		soakLines = soakRun(bases[len(bases)-1], inflow, *clients, *soak)
@@ -382,16 +382,6 @@ func renderSoak(lines []string, total time.Duration) string {
 		b.WriteString(l + "\n")
 	}
 	return b.String()
-}
-
-// loadavg is the 1-minute load average: the machine is shared, and the
-// numbers only mean something next to it.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 func fmtDur(d time.Duration) string {

@@ -79,11 +79,11 @@ func main() {
 	if *withEPP {
 		setups = append(setups, s.gieEPP("(d) host + ext_proc -> GIE EPP (TCP)"))
 	}
-	loadBefore := loadavg()
+	loadBefore := harness.LoadAverage()
 	m := matrix{setups: setups, sizes: parseSizes(*sizes), clients: *clients,
 		rounds: *rounds, warmup: *warmup, duration: *duration}
 	results := m.measure()
-	load := fmt.Sprintf("load average %s before, %s after", loadBefore, loadavg())
+	load := fmt.Sprintf("load average %s before, %s after", loadBefore, harness.LoadAverage())
 	section := render(results, m, *workers, load)
 	fmt.Print(section)
 	if *out != "" {
@@ -113,15 +113,6 @@ func parseSizes(s string) []int {
 		out = append(out, n)
 	}
 	return out
-}
-
-// loadavg is the 1-minute load average: the machine is shared.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 var machine = fmt.Sprintf("%d CPUs (%s/%s, %s)", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
