@@ -52,6 +52,11 @@ func testKubeAPIKey(t *testing.T, ns *kubetest.Namespace) {
 	})
 	ns.Route(kubetest.RoutesGVR, "keyed", kubetest.ModelRule("gpt", serviceRef("openai", 1, 0, "")))
 	s.applied("the keyed backend", hasModel("gpt"))
+	// The backend's cluster names an SDS file the sidecar may not have
+	// written yet: the host refuses that cluster as Envoy does
+	// (NACK) and takes it when the control plane sends it again. Until
+	// then its requests are 503s, so wait for the clusters.
+	s.clustersAccepted("the keyed backend's cluster")
 
 	s.chatUntil("the key reaching the backend", "gpt", func() bool { return backend.lastAuth() != "" })
 	if got := backend.lastAuth(); got != "Bearer "+key {

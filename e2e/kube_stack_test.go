@@ -196,6 +196,24 @@ func (s *kubeStack) applied(what string, cond func(*config.Config) bool) *config
 	return b.cfg
 }
 
+// clustersAccepted waits until the host accepted the clusters of the
+// latest build (or a later one): a cluster it refused (NACK) is absent
+// until the control plane sends it again.
+func (s *kubeStack) clustersAccepted(what string) {
+	s.t.Helper()
+	s.mu.Lock()
+	v := s.builds[len(s.builds)-1].version
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.t.Context(), kubeAwait)
+	defer cancel()
+	if err := s.host.Agent().Await(ctx, func(st hostxds.Status) bool {
+		n, err := strconv.ParseUint(st.Accepted[resource.ClusterType], 10, 64)
+		return err == nil && n >= v
+	}); err != nil {
+		s.t.Fatalf("%s: the host never took the clusters of version %d: %v", what, v, err)
+	}
+}
+
 // hostAt holds once the host accepted the filter config of version v or a
 // later one and, with pools, their endpoints: a new pool's cluster warms
 // until its EDS arrives, which the host (as Envoy) asks for only after it

@@ -396,6 +396,12 @@ func (s *session) applyClusters(ctx context.Context, next *resources) (partial b
 			delete(next.clusters, ce.name)
 		}
 	}
+	// Listeners an earlier LDS update refused are that update's NACK, not
+	// this one's: a CDS update is judged on its clusters alone.
+	var listeners *refusedListeners
+	if errors.As(err, &listeners) {
+		err = nil
+	}
 	if err != nil || len(refused) == 0 {
 		return false, err
 	}
