@@ -103,11 +103,11 @@ CAPIStatus envoyGoFilterHttpAddData(void *s, void *data, int data_len, bool is_s
   }
   if (filter_has_destroyed(f)) RETURN(CAPIFilterIsDestroy);
   if (on_worker(f)) {
-    buf_t b;
-    buf_init(&b);
-    buf_append(&b, data, (size_t)data_len);
+    obuf_t b;
+    obuf_init(&b);
+    obuf_add(&b, data, (size_t)data_len);
     fm_add_data(f->st, ps_is_encoding(ps) ? DIR_ENCODE : DIR_DECODE, &b, is_streaming);
-    buf_free(&b);
+    obuf_free(&b);
     RETURN(CAPIOK);
   }
   pcall_t *pc = pcall_new(OP_ADD_DATA, f, ps);
@@ -255,7 +255,7 @@ CAPIStatus envoyGoFilterHttpRemoveTrailer(void *s, void *key_data, int key_len) 
 static CAPIStatus check_buffer(hfilter_t *f, proc_state_t *ps, uint64_t id) {
   if (filter_has_destroyed(f)) return CAPIFilterIsDestroy;
   if (!ps_is_processing_in_go(ps)) return CAPINotInGo;
-  if (!buflist_check_existing(&ps->do_data_list, (buf_t *)(uintptr_t)id)) return CAPIInvalidPhase;
+  if (!buflist_check_existing(&ps->do_data_list, (obuf_t *)(uintptr_t)id)) return CAPIInvalidPhase;
   return CAPIOK;
 }
 
@@ -263,8 +263,7 @@ CAPIStatus envoyGoFilterHttpGetBuffer(void *s, uint64_t buffer, void *value) {
   WITH_STATE(s);
   CAPIStatus rc = check_buffer(f, ps, buffer);
   if (rc == CAPIOK) {
-    buf_t *b = (buf_t *)(uintptr_t)buffer;
-    if (b->len) memcpy(value, b->data, b->len);
+    obuf_copy_out((obuf_t *)(uintptr_t)buffer, value);
   }
   RETURN(rc);
 }
@@ -272,7 +271,7 @@ CAPIStatus envoyGoFilterHttpGetBuffer(void *s, uint64_t buffer, void *value) {
 CAPIStatus envoyGoFilterHttpDrainBuffer(void *s, uint64_t buffer, uint64_t length) {
   WITH_STATE(s);
   CAPIStatus rc = check_buffer(f, ps, buffer);
-  if (rc == CAPIOK) buf_drain((buf_t *)(uintptr_t)buffer, (size_t)length);
+  if (rc == CAPIOK) obuf_drain((obuf_t *)(uintptr_t)buffer, (size_t)length);
   RETURN(rc);
 }
 
@@ -280,14 +279,15 @@ CAPIStatus envoyGoFilterHttpSetBufferHelper(void *s, uint64_t buffer, void *data
   WITH_STATE(s);
   CAPIStatus rc = check_buffer(f, ps, buffer);
   if (rc == CAPIOK) {
-    buf_t *b = (buf_t *)(uintptr_t)buffer;
+    /* Filter::setBufferHelper (golang_filter.cc:857-866) */
+    obuf_t *b = (obuf_t *)(uintptr_t)buffer;
     if (action == Set) {
-      b->len = 0;
-      buf_append(b, data, (size_t)length);
+      obuf_drain(b, b->len);
+      obuf_add(b, data, (size_t)length);
     } else if (action == Prepend) {
-      buf_prepend(b, data, (size_t)length);
+      obuf_prepend(b, data, (size_t)length);
     } else {
-      buf_append(b, data, (size_t)length);
+      obuf_add(b, data, (size_t)length);
     }
   }
   RETURN(rc);

@@ -56,17 +56,19 @@ static void run_op(hfilter_t *f, pcall_t *pc) {
     hmap_remove(pc->target, pc->a, pc->alen);
     break;
   case OP_ADD_DATA: {
-    buf_t b = {pc->a, pc->alen, pc->alen, 0};
+    obuf_t b;
+    obuf_init(&b);
+    obuf_add(&b, pc->a, pc->alen);
     fm_add_data(st, ps_is_encoding(pc->s) ? DIR_ENCODE : DIR_DECODE, &b, pc->i1);
-    pc->a = b.data; /* buf_move may have swapped storage: free what is left */
+    obuf_free(&b);
     break;
   }
   case OP_INJECT_DATA: {
-    buf_t b;
-    buf_init(&b);
-    buf_append(&b, pc->a, pc->alen);
+    obuf_t b;
+    obuf_init(&b);
+    obuf_add(&b, pc->a, pc->alen);
     fm_inject_data(st, ps_is_encoding(pc->s) ? DIR_ENCODE : DIR_DECODE, &b, 0);
-    buf_free(&b);
+    obuf_free(&b);
     break;
   }
   case OP_OVERRIDE_HOST:

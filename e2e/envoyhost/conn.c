@@ -25,7 +25,7 @@ static const h1_callbacks_t kCallbacks;
 static void unref(dconn_t *c) {
   if (--c->refs > 0) return;
   h1p_free(&c->p);
-  buf_free(&c->pending);
+  obuf_free(&c->pending);
   if (c->hdr_timer) event_free(c->hdr_timer);
   if (c->resume_ev) event_free(c->resume_ev);
   chain_unref(c->chain);
@@ -74,13 +74,14 @@ static void flush_then_close(dconn_t *c) {
 
 static void deliver_pending(dconn_t *c, int end) {
   if (c->st == NULL) {
-    c->pending.len = 0;
+    obuf_drain(&c->pending, c->pending.len);
     return;
   }
-  buf_t b = c->pending;
-  buf_init(&c->pending);
+  obuf_t b;
+  obuf_init(&b);
+  obuf_move(&b, &c->pending);
   stream_decode_data(c->st, &b, end);
-  buf_free(&b);
+  obuf_free(&b);
 }
 
 static int on_head(void *arg, h1_head_t *h) {
@@ -100,7 +101,7 @@ static int on_data(void *arg, const char *p, size_t n) {
   dconn_t *c = arg;
   /* HTTP/1 codec: body bytes of one read go to the stream together
    * (ConnectionImpl::dispatchBufferedBody) */
-  buf_append(&c->pending, p, n);
+  obuf_add(&c->pending, p, n); /* bufferBody: buffered_body_.add (http1/codec_impl.cc:756-763) */
   return 0;
 }
 
@@ -347,12 +348,13 @@ void conn_encode_headers(dconn_t *c, hmap_t *h, int end_stream) {
   if (end_stream) response_complete(c);
 }
 
-void conn_encode_data(dconn_t *c, const char *p, size_t n, int end_stream) {
+void conn_encode_data(dconn_t *c, const obuf_t *data, int end_stream) {
   if (c->closed) return;
   struct evbuffer *out = bufferevent_get_output(c->bev);
+  size_t n = data->len;
   if (n > 0 && !c->out_no_body) {
     if (c->out_chunked) evbuffer_add_printf(out, "%zx\r\n", n);
-    evbuffer_add(out, p, n);
+    evbuffer_add_obuf(out, data);
     if (c->out_chunked) evbuffer_add(out, "\r\n", 2);
   }
   if (end_stream) {

@@ -28,7 +28,7 @@ typedef struct dconn {
   struct bufferevent *bev;
   h1p_t p;
   struct stream *st;
-  buf_t pending; /* body bytes parsed in this read, delivered together */
+  obuf_t pending; /* body bytes parsed in this read, delivered together */
   int req_complete, end_delivered, resp_done;
   int close_after, closed, draining, drain_counted, drain_closed;
   int paused;
@@ -45,7 +45,7 @@ void conn_accept(worker_t *w, listener_t *l, int fd);
 /* What the stream's encoder writes (the HTTP/1 response encoder). */
 void conn_send_100_continue(dconn_t *c);
 void conn_encode_headers(dconn_t *c, hmap_t *h, int end_stream);
-void conn_encode_data(dconn_t *c, const char *p, size_t n, int end_stream);
+void conn_encode_data(dconn_t *c, const obuf_t *data, int end_stream);
 void conn_encode_trailers(dconn_t *c, const hmap_t *t);
 /* The stream is gone (reset or done): the connection moves on or closes. */
 void conn_stream_reset(dconn_t *c);

@@ -89,7 +89,7 @@ void wctl_weak_release(wctl_t *c) {
 static void proc_state_free(proc_state_t *s) {
   buflist_free(&s->do_data_list);
   if (s->data_buffer) {
-    buf_free(s->data_buffer);
+    obuf_free(s->data_buffer);
     free(s->data_buffer);
   }
 }
@@ -141,12 +141,12 @@ static void check_low_watermark(hfilter_t *f, proc_state_t *s) {
   }
 }
 
-static void add_buffer_data(hfilter_t *f, proc_state_t *s, buf_t *data) {
+static void add_buffer_data(hfilter_t *f, proc_state_t *s, obuf_t *data) {
   if (s->data_buffer == NULL) {
-    s->data_buffer = calloc(1, sizeof(buf_t));
+    s->data_buffer = calloc(1, sizeof(obuf_t));
     if (s->data_buffer == NULL) abort();
   }
-  buf_move(s->data_buffer, data);
+  obuf_move(s->data_buffer, data);
   uint32_t limit = fm_buffer_limit(f->st);
   if (limit == 0 || s->above_high || s->data_buffer->len <= limit) return;
   s->above_high = 1;
@@ -169,7 +169,7 @@ static void add_buffer_data(hfilter_t *f, proc_state_t *s, buf_t *data) {
 
 static void drain_buffer_data(hfilter_t *f, proc_state_t *s) {
   if (s->data_buffer && s->data_buffer->len > 0) {
-    s->data_buffer->len = 0;
+    obuf_drain(s->data_buffer, s->data_buffer->len);
     check_low_watermark(f, s);
   }
 }
@@ -271,11 +271,11 @@ static int do_headers(hfilter_t *f, proc_state_t *s, hmap_t *headers, int end_st
   return done;
 }
 
-static int do_data_go(hfilter_t *f, proc_state_t *s, buf_t *data, int end_stream) {
+static int do_data_go(hfilter_t *f, proc_state_t *s, obuf_t *data, int end_stream) {
   (void)f;
   set_state(s, FS_PROCESSING_DATA);
   s->do_end_stream = end_stream;
-  buf_t *b = buflist_push(&s->do_data_list, data);
+  obuf_t *b = buflist_push(&s->do_data_list, data);
   uint64_t status = g_dso.on_data(&s->base, end_stream ? 1 : 0, (uint64_t)(uintptr_t)b, b->len);
   return handle_data_status(s, (int)status);
 }
@@ -290,11 +290,11 @@ static int do_trailer_go(hfilter_t *f, proc_state_t *s, hmap_t *trailers) {
 
 static void continue_do_data(hfilter_t *f, proc_state_t *s) {
   if (!s->end_stream && buflist_empty(&s->do_data_list)) return;
-  buf_t out;
-  buf_init(&out);
+  obuf_t out;
+  obuf_init(&out);
   buflist_move_out(&s->do_data_list, &out);
   fm_inject_data(f->st, dir_of(s), &out, s->do_end_stream);
-  buf_free(&out);
+  obuf_free(&out);
 }
 
 int filter_headers(hfilter_t *f, int dir, hmap_t *headers, int end_stream) {
@@ -303,7 +303,7 @@ int filter_headers(hfilter_t *f, int dir, hmap_t *headers, int end_stream) {
   return do_headers(f, s, headers, end_stream);
 }
 
-int filter_data(hfilter_t *f, int dir, buf_t *data, int end_stream) {
+int filter_data(hfilter_t *f, int dir, obuf_t *data, int end_stream) {
   proc_state_t *s = filter_state(f, dir);
   s->end_stream = end_stream;
   int done = 0;
@@ -316,7 +316,7 @@ int filter_data(hfilter_t *f, int dir, buf_t *data, int end_stream) {
       if (!is_buffer_data_empty(s)) {
         /* new data = data_buffer_ + data */
         add_buffer_data(f, s, data);
-        buf_move(data, s->data_buffer);
+        obuf_move(data, s->data_buffer);
         check_low_watermark(f, s);
       }
       /* check the state again: the buffer may have overflowed into a 413 */
@@ -395,12 +395,12 @@ void filter_continue_status_internal(hfilter_t *f, proc_state_t *s, int status) 
   fstate_t cur = ps_state(s);
   if ((cur == FS_WAITING_DATA && (!is_buffer_data_empty(s) || s->end_stream)) ||
       (cur == FS_WAITING_ALL_DATA && (s->end_stream || s->trailers != NULL))) {
-    buf_t empty;
-    buf_init(&empty);
-    buf_t *data = s->data_buffer ? s->data_buffer : &empty;
+    obuf_t empty;
+    obuf_init(&empty);
+    obuf_t *data = s->data_buffer ? s->data_buffer : &empty;
     int d = do_data_go(f, s, data, s->end_stream);
     check_low_watermark(f, s);
-    buf_free(&empty);
+    obuf_free(&empty);
     if (!d) return; /* do not process trailers when data is not finished */
     continue_do_data(f, s);
     if (filter_has_destroyed(f)) return;

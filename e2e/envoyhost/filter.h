@@ -47,7 +47,7 @@ typedef struct proc_state {
   hmap_t *headers;  /* readable/writable by Go while non-NULL */
   hmap_t *trailers;
   buflist_t do_data_list;
-  buf_t *data_buffer; /* watermark buffer for data Go has not seen yet */
+  obuf_t *data_buffer; /* watermark buffer for data Go has not seen yet */
   int above_high, watermark_requested;
   int end_stream, do_end_stream;
 } proc_state_t;
@@ -90,7 +90,7 @@ proc_state_t *filter_state(hfilter_t *f, int dir);
 
 /* Filter chain entry points; return 1 when the filter lets the frame pass. */
 int filter_headers(hfilter_t *f, int dir, hmap_t *headers, int end_stream);
-int filter_data(hfilter_t *f, int dir, buf_t *data, int end_stream);
+int filter_data(hfilter_t *f, int dir, obuf_t *data, int end_stream);
 int filter_trailers(hfilter_t *f, int dir, hmap_t *trailers);
 void filter_on_stream_complete(hfilter_t *f);
 void filter_log(hfilter_t *f, int type, hmap_t *req_h, hmap_t *req_t, hmap_t *resp_h, hmap_t *resp_t);

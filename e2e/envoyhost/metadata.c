@@ -79,7 +79,7 @@ int md_value_string(const buf_t *v, char *out, size_t outlen) {
       pb_reader_t lr = {f.data, f.data + f.len};
       pb_field_t e;
       if (pb_next(&lr, &e) == 1 && e.num == 1 && e.wire == PB_LEN) {
-        buf_t inner = {(char *)e.data, e.len, e.len, 0};
+        buf_t inner = {(char *)e.data, e.len, e.len};
         return md_value_string(&inner, out, outlen);
       }
       return 0;

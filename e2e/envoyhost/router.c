@@ -26,7 +26,7 @@ typedef struct router {
   host_t *host;
   upconn_t *up;
   pick_ctx_t pick;
-  buf_t body; /* the request body so far, for retries */
+  obuf_t body; /* the request body so far, for retries */
   int body_overflow, req_end, headers_sent_up, resp_forwarded, is_retry;
   int retries_left, retry_pending, retry_reserved;
   int64_t backoff_ms;
@@ -43,7 +43,7 @@ static router_t *rt_of(stream_t *st) {
   if (st->router == NULL) {
     st->router = calloc(1, sizeof(router_t));
     if (st->router == NULL) abort();
-    buf_init(&st->router->body);
+    obuf_init(&st->router->body);
     st->router->cl_expected = -1;
   }
   return st->router;
@@ -88,7 +88,7 @@ void router_free(stream_t *st) {
   router_cancel(st);
   if (r->retry_timer) event_free(r->retry_timer);
   if (r->global_timer) event_free(r->global_timer);
-  buf_free(&r->body);
+  obuf_free(&r->body);
   pick_ctx_free(&r->pick);
   cluster_unref(r->cluster);
   free(r);
@@ -231,7 +231,7 @@ static void send_attempt(stream_t *st) {
   hmap_free(&up);
   r->headers_sent_up = 1;
   if (r->body.len > 0 || (r->req_end && !end && st->req_trailers == NULL))
-    up_send_data(r->up, r->body.data, r->body.len, r->req_end && st->req_trailers == NULL);
+    up_send_data(r->up, &r->body, r->req_end && st->req_trailers == NULL);
   if (r->req_end && st->req_trailers) up_send_trailers(r->up, st->req_trailers);
 }
 
@@ -354,11 +354,11 @@ static void up_data(void *arg, const char *p, size_t n, int end_stream) {
     attempt_ended(st);
     if (r->global_timer) event_del(r->global_timer);
   }
-  buf_t b;
-  buf_init(&b);
-  buf_append(&b, p, n);
+  obuf_t b; /* the upstream codec's body buffer */
+  obuf_init(&b);
+  obuf_add(&b, p, n);
   if (!st->finishing && !st->down_done) fm_encode_data(st, &b, end_stream);
-  buf_free(&b);
+  obuf_free(&b);
   if (end_stream) stream_unref(st);
 }
 
@@ -517,7 +517,7 @@ static int check_content_length(stream_t *st, int end_stream) {
   return -1;
 }
 
-void router_data(stream_t *st, buf_t *data, int end_stream) {
+void router_data(stream_t *st, obuf_t *data, int end_stream) {
   router_t *r = st->router;
   if (r == NULL || r->cluster == NULL || st->decode_aborted) return;
   r->cl_sent += data->len;
@@ -526,13 +526,18 @@ void router_data(stream_t *st, buf_t *data, int end_stream) {
     if (r->body.len + data->len > st->buffer_limit) {
       /* over the buffer limit the router stops buffering: no more retries */
       r->body_overflow = 1;
-      buf_free(&r->body);
+      obuf_free(&r->body);
     } else {
-      buf_append(&r->body, data->data, data->len);
+      /* Router::decodeData copies what it buffers for a retry */
+      for (size_t i = 0; i < data->n; i++) {
+        const char *p;
+        size_t n = obuf_slice(data, i, &p);
+        obuf_add(&r->body, p, n);
+      }
     }
   }
   if (end_stream) request_complete(st);
-  if (r->up != NULL) up_send_data(r->up, data->data, data->len, end_stream);
+  if (r->up != NULL) up_send_data(r->up, data, end_stream);
 }
 
 void router_trailers(stream_t *st) {

@@ -67,12 +67,12 @@ static void down_headers(stream_t *st, int end_stream) {
   if (end_stream) down_finished(st);
 }
 
-static void down_data(stream_t *st, buf_t *data, int end_stream) {
+static void down_data(stream_t *st, obuf_t *data, int end_stream) {
   if (st->down_done || st->conn == NULL) return;
   st->bytes_sent += data->len;
   struct dconn *c = st->conn;
   if (end_stream) st->down_done = 1;
-  conn_encode_data(c, data->data, data->len, end_stream);
+  conn_encode_data(c, data, end_stream);
   if (end_stream) down_finished(st);
 }
 
@@ -94,7 +94,7 @@ static void next_headers(stream_t *st, int dir, int end_stream) {
   }
 }
 
-static void next_data(stream_t *st, int dir, buf_t *data, int end_stream) {
+static void next_data(stream_t *st, int dir, obuf_t *data, int end_stream) {
   if (dir == DIR_DECODE) {
     if (!st->decode_aborted) router_data(st, data, end_stream);
   } else {
@@ -127,17 +127,17 @@ static void fm_after_headers(stream_t *st, int dir, int end_stream) {
     next_headers(st, dir, 0);
     fm->has_buffered = 0;
     next_data(st, dir, &fm->buffered, end_stream);
-    fm->buffered.len = 0;
+    obuf_drain(&fm->buffered, fm->buffered.len);
     return;
   }
   next_headers(st, dir, end_stream);
 }
 
-static void fm_after_data(stream_t *st, int dir, buf_t *data, int end_stream) {
+static void fm_after_data(stream_t *st, int dir, obuf_t *data, int end_stream) {
   fm_dir_t *fm = &st->fm[dir];
   ensure_headers_continued(st, dir);
   if (fm->has_buffered) {
-    buf_move(data, &fm->buffered);
+    obuf_move(data, &fm->buffered);
     fm->has_buffered = 0;
   }
   next_data(st, dir, data, end_stream);
@@ -149,7 +149,7 @@ static void fm_after_trailers(stream_t *st, int dir) {
   if (fm->has_buffered) {
     fm->has_buffered = 0;
     next_data(st, dir, &fm->buffered, 0);
-    fm->buffered.len = 0;
+    obuf_drain(&fm->buffered, fm->buffered.len);
   }
   next_trailers(st, dir);
 }
@@ -165,7 +165,7 @@ void fm_continue(stream_t *st, int dir) {
   if (fm->has_buffered) {
     fm->has_buffered = 0;
     next_data(st, dir, &fm->buffered, fm->complete && !has_trailers);
-    fm->buffered.len = 0;
+    obuf_drain(&fm->buffered, fm->buffered.len);
   }
   if (fm->trailers_stopped) {
     fm->trailers_stopped = 0;
@@ -174,15 +174,15 @@ void fm_continue(stream_t *st, int dir) {
 }
 
 /* inject{De,En}codedDataToFilterChain: also continues stopped headers */
-void fm_inject_data(stream_t *st, int dir, buf_t *data, int end_stream) {
+void fm_inject_data(stream_t *st, int dir, obuf_t *data, int end_stream) {
   ensure_headers_continued(st, dir);
   next_data(st, dir, data, end_stream);
 }
 
-void fm_add_data(stream_t *st, int dir, buf_t *data, int streaming) {
+void fm_add_data(stream_t *st, int dir, obuf_t *data, int streaming) {
   (void)streaming;
   fm_dir_t *fm = &st->fm[dir];
-  buf_move(&fm->buffered, data);
+  obuf_move(&fm->buffered, data);
   fm->has_buffered = 1;
 }
 
@@ -233,7 +233,7 @@ void fm_encode_headers(stream_t *st, int end_stream) {
   if (filter_headers(st->filter, DIR_ENCODE, &st->resp_headers, end_stream)) fm_after_headers(st, DIR_ENCODE, end_stream);
 }
 
-void fm_encode_data(stream_t *st, buf_t *data, int end_stream) {
+void fm_encode_data(stream_t *st, obuf_t *data, int end_stream) {
   stream_touch(st);
   if (end_stream) st->fm[DIR_ENCODE].complete = 1;
   if (st->filter == NULL) {
@@ -308,6 +308,8 @@ static void send_local_reply(stream_t *st, int code, const char *body, size_t bo
   buf_t b;
   buf_init(&b);
   buf_append(&b, body, body_len);
+  obuf_t ob; /* the body as the codec gets it (Buffer::OwnedImpl of the reply) */
+  obuf_init(&ob);
   if (!st->resp_started) {
     /* the response has not started: through the encoder chain, including
      * the golang filter's encodeHeaders/encodeData */
@@ -315,8 +317,9 @@ static void send_local_reply(stream_t *st, int code, const char *body, size_t bo
     router_cancel(st);
     prepare_local_reply(st, &code, &b, headers, with_route_headers);
     int end = b.len == 0 || st->head_request;
+    obuf_add(&ob, b.data, b.len);
     fm_encode_headers(st, end);
-    if (!end) fm_encode_data(st, &b, 1);
+    if (!end) fm_encode_data(st, &ob, 1);
   } else if (!st->down_headers_sent) {
     /* headers are in the filter chain but none went downstream: write the
      * reply to the codec directly */
@@ -324,11 +327,13 @@ static void send_local_reply(stream_t *st, int code, const char *body, size_t bo
     router_cancel(st);
     prepare_local_reply(st, &code, &b, headers, with_route_headers);
     int end = b.len == 0 || st->head_request;
+    obuf_add(&ob, b.data, b.len);
     down_headers(st, end);
-    if (!end) down_data(st, &b, 1);
+    if (!end) down_data(st, &ob, 1);
   } else {
     stream_reset(st, "local reply after response headers were sent");
   }
+  obuf_free(&ob);
   buf_free(&b);
 }
 
@@ -350,8 +355,8 @@ static void stream_free(stream_t *st) {
   hmap_free(&st->resp_headers);
   if (st->req_trailers) { hmap_free(st->req_trailers); free(st->req_trailers); }
   if (st->resp_trailers) { hmap_free(st->resp_trailers); free(st->resp_trailers); }
-  buf_free(&st->fm[0].buffered);
-  buf_free(&st->fm[1].buffered);
+  obuf_free(&st->fm[0].buffered);
+  obuf_free(&st->fm[1].buffered);
   buf_free(&st->local_body);
   md_free(&st->md);
   md_free(&st->filter_state);
@@ -548,7 +553,7 @@ void stream_new(struct dconn *c, h1_head_t *head, int end_stream) {
   stream_unref(st);
 }
 
-void stream_decode_data(stream_t *st, buf_t *data, int end_stream) {
+void stream_decode_data(stream_t *st, obuf_t *data, int end_stream) {
   st->bytes_received += data->len;
   if (end_stream) {
     st->remote_complete = 1;

@@ -24,7 +24,7 @@ typedef struct fm_dir {
   int headers_continued; /* headers passed beyond the golang filter */
   int complete;          /* the golang filter has seen end of stream */
   int trailers_stopped;  /* trailers seen by the filter but not passed on */
-  buf_t buffered;        /* FilterManager-buffered data (AddData) */
+  obuf_t buffered;       /* FilterManager-buffered data (AddData) */
   int has_buffered;
 } fm_dir_t;
 
@@ -82,7 +82,7 @@ typedef struct stream {
 /* Creates the stream for a parsed request head and runs decodeHeaders;
  * sets conn->st before anything runs. */
 void stream_new(struct dconn *c, h1_head_t *head, int end_stream);
-void stream_decode_data(stream_t *st, buf_t *data, int end_stream);
+void stream_decode_data(stream_t *st, obuf_t *data, int end_stream);
 void stream_decode_trailers(stream_t *st, hmap_t *trailers);
 /* The client went away (DC): reset the stream, OnDestroy runs promptly. */
 void stream_downstream_reset(stream_t *st);
@@ -95,8 +95,8 @@ void stream_detach(stream_t *st);
 
 /* ---- filter manager (the golang filter's callbacks) ---- */
 void fm_continue(stream_t *st, int dir);
-void fm_inject_data(stream_t *st, int dir, buf_t *data, int end_stream);
-void fm_add_data(stream_t *st, int dir, buf_t *data, int streaming);
+void fm_inject_data(stream_t *st, int dir, obuf_t *data, int end_stream);
+void fm_add_data(stream_t *st, int dir, obuf_t *data, int streaming);
 void fm_send_local_reply(stream_t *st, int code, const char *body, size_t body_len, const hmap_t *headers,
                          const char *details);
 uint32_t fm_buffer_limit(stream_t *st);
@@ -105,7 +105,7 @@ void fm_clear_route_cache(stream_t *st);
 
 /* ---- router -> stream ---- */
 void fm_encode_headers(stream_t *st, int end_stream);
-void fm_encode_data(stream_t *st, buf_t *data, int end_stream);
+void fm_encode_data(stream_t *st, obuf_t *data, int end_stream);
 void fm_encode_trailers(stream_t *st);
 /* A local reply from the HCM or router, with response flag rf (-1: none)
  * and the route's response headers when with_route_headers. */
@@ -133,7 +133,7 @@ void hcm_fmt_ctx(stream_t *st, struct fmt_ctx *c);
 
 /* ---- router.c ---- */
 void router_headers(stream_t *st, int end_stream);
-void router_data(stream_t *st, buf_t *data, int end_stream);
+void router_data(stream_t *st, obuf_t *data, int end_stream);
 void router_trailers(stream_t *st);
 /* Cancels any upstream request (local reply, reset, destroy). */
 void router_cancel(stream_t *st);

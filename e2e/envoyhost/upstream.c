@@ -366,11 +366,12 @@ void up_send_headers(upconn_t *u, const hmap_t *h, int end_stream, int head_requ
   if (end_stream) u->req_done = 1;
 }
 
-void up_send_data(upconn_t *u, const char *p, size_t n, int end_stream) {
+void up_send_data(upconn_t *u, const obuf_t *data, int end_stream) {
   struct evbuffer *out = bufferevent_get_output(u->bev);
+  size_t n = data->len;
   if (n > 0) {
     if (u->chunked_out) evbuffer_add_printf(out, "%zx\r\n", n);
-    evbuffer_add(out, p, n);
+    evbuffer_add_obuf(out, data);
     if (u->chunked_out) evbuffer_add(out, "\r\n", 2);
   }
   if (end_stream) {

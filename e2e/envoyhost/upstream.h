@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buffer.h"
 #include "cluster.h"
 #include "headermap.h"
 #include "worker.h"
@@ -30,7 +31,7 @@ typedef struct upconn upconn_t;
 upconn_t *up_start(worker_t *w, cluster_t *c, host_t *h, const upreq_cb_t *cb, void *arg);
 /* head_request: the response has no body whatever its headers say. */
 void up_send_headers(upconn_t *u, const hmap_t *h, int end_stream, int head_request);
-void up_send_data(upconn_t *u, const char *p, size_t n, int end_stream);
+void up_send_data(upconn_t *u, const obuf_t *data, int end_stream);
 void up_send_trailers(upconn_t *u, const hmap_t *t);
 /* The connection's local ip:port ("" before it is connected). */
 const char *up_local_address(const upconn_t *u);
