@@ -32,6 +32,7 @@ import (
 
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/filter/extproc"
+	"github.com/inflow-gateway/inflow/internal/adminhttp"
 )
 
 type options struct {
@@ -156,7 +157,7 @@ func serve(ctx context.Context, o options, lis, adminLis net.Listener, log *slog
 	if adminLis != nil {
 		n++
 		log.Info("admin", "address", adminLis.Addr().String())
-		go func() { errc <- serveAdmin(ctx, adminLis, adminHandler(srv)) }()
+		go func() { errc <- adminhttp.Serve(ctx, adminLis, adminHandler(srv)) }()
 	}
 	var errs []error
 	for i := range n {
@@ -178,24 +179,6 @@ func closeListener(l net.Listener) error {
 		return nil
 	}
 	return l.Close()
-}
-
-// adminShutdown bounds how long a scrape in flight may delay exit.
-const adminShutdown = 2 * time.Second
-
-func serveAdmin(ctx context.Context, lis net.Listener, h http.Handler) error {
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan error, 1)
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), adminShutdown)
-		defer cancel()
-		done <- s.Shutdown(sctx)
-	}()
-	if err := s.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("admin: %w", err)
-	}
-	return <-done
 }
 
 func adminHandler(srv *extproc.Server) http.Handler {

@@ -17,6 +17,7 @@ import (
 	"github.com/inflow-gateway/inflow/controlplane/configfile"
 	"github.com/inflow-gateway/inflow/controlplane/kube"
 	"github.com/inflow-gateway/inflow/controlplane/spec"
+	"github.com/inflow-gateway/inflow/internal/adminhttp"
 )
 
 // serviceAccountNamespace is where Kubernetes mounts the pod's namespace.
@@ -127,7 +128,7 @@ func syncCredentials(ctx context.Context, o options, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- serveAdmin(ctx, adminLis, health) }()
+	go func() { served <- adminhttp.Serve(ctx, adminLis, health) }()
 	log.Info("syncing API keys", "namespaces", namespaces, "dir", k.EffectiveCredentialsDir(), "admin", adminLis.Addr().String())
 	sync := &kube.CredentialSync{Rest: cfg, Namespaces: namespaces, Dir: k.EffectiveCredentialsDir(), Log: log, OnSynced: health.SetReady}
 	err = sync.Run(ctx)

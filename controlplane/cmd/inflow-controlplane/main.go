@@ -16,13 +16,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/inflow-gateway/inflow/controlplane/admin"
 	"github.com/inflow-gateway/inflow/controlplane/aigatewayroute"
@@ -33,6 +31,7 @@ import (
 	"github.com/inflow-gateway/inflow/controlplane/reload"
 	"github.com/inflow-gateway/inflow/controlplane/translator"
 	"github.com/inflow-gateway/inflow/controlplane/xds"
+	"github.com/inflow-gateway/inflow/internal/adminhttp"
 )
 
 type options struct {
@@ -222,7 +221,7 @@ func serve(ctx context.Context, o options, xdsLis, adminLis, relayLis net.Listen
 			return srv.Serve(ctx, xdsLis)
 		},
 		func() error { return r.Watch(ctx) },
-		func() error { return serveAdmin(ctx, adminLis, health) },
+		func() error { return adminhttp.Serve(ctx, adminLis, health) },
 	}
 	if source != nil {
 		tasks = append(tasks, func() error { return source.Run(ctx) })
@@ -266,22 +265,4 @@ func serve(ctx context.Context, o options, xdsLis, adminLis, relayLis net.Listen
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
-}
-
-// adminShutdown bounds how long a scrape in flight may delay exit.
-const adminShutdown = 2 * time.Second
-
-func serveAdmin(ctx context.Context, lis net.Listener, h http.Handler) error {
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan error, 1)
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), adminShutdown)
-		defer cancel()
-		done <- s.Shutdown(sctx)
-	}()
-	if err := s.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("admin: %w", err)
-	}
-	return <-done
 }

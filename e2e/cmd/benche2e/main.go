@@ -6,12 +6,10 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"os"
@@ -263,7 +261,7 @@ func run(base string, size, clients int, warmup, duration time.Duration, h *harn
 				if t0.After(stop) {
 					break
 				}
-				err := post(c, base+"/v1/chat/completions", body)
+				err := harness.PostJSON(c, base+"/v1/chat/completions", body)
 				if t0.After(measureFrom) {
 					if err != nil {
 						errs.Add(1)
@@ -299,21 +297,6 @@ func run(base string, size, clients int, warmup, duration time.Duration, h *harn
 	}
 	res.rssAfter = rss(h)
 	return res
-}
-
-func post(c *http.Client, url string, body []byte) error {
-	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
 }
 
 func render(results []result, clients, workers int, duration time.Duration, rounds int, load string) string {

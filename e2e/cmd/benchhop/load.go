@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/inflow-gateway/inflow/e2e/harness"
 )
 
 // cell is one setup at one body size, one round.
@@ -85,7 +84,7 @@ func run(s setup, body []byte, clients int, warmup, duration time.Duration) cell
 			var local []time.Duration
 			n, e := 0, 0
 			for t0 := time.Now(); t0.Before(stop); t0 = time.Now() {
-				err := post(hc, s.base+"/v1/chat/completions", body)
+				err := harness.PostJSON(hc, s.base+"/v1/chat/completions", body)
 				n++
 				if t0.Before(from) {
 					continue
@@ -117,19 +116,4 @@ func run(s setup, body []byte, clients int, warmup, duration time.Duration) cell
 func chatBody(size int) []byte {
 	head, tail := `{"model":"llama","messages":[{"role":"user","content":"`, `"}]}`
 	return []byte(head + strings.Repeat("a", size-len(head)-len(tail)) + tail)
-}
-
-func post(c *http.Client, url string, body []byte) error {
-	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
 }
